@@ -1,0 +1,88 @@
+"""`Agent`: one recurrent PPO learner with everything that belongs to it.
+
+The agent owns its network, optimizer and normaliser statistics (cloned and saved together); the
+environments and the carried hidden state of a rollout belong to the collector.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from evopop.agents.networks import ActorCritic
+from evopop.agents.spaces import ActionSpec, ObsEncoder, PolicyHead
+from evopop.agents.spec import NetSpec, PPOParams
+from evopop.seeding import torch_generator
+from evopop.wrappers.normalize import ObsNormalizer, RewardScaler
+
+ADAM_EPS = 1e-5
+
+
+class Agent:
+    """A recurrent actor-critic plus optimizer and normalisers, built from spec and params."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        spec: NetSpec | None = None,
+        params: PPOParams | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.spec = spec or NetSpec()
+        self.params = params or PPOParams()
+        self.encoder = ObsEncoder(observation_space)
+        self.action_spec = ActionSpec.from_space(action_space)
+        self.head = PolicyHead(self.action_spec)
+        self.net = ActorCritic(self.spec, self.encoder.dim, self.action_spec, torch_generator(seed))
+        self.optimizer = self.make_optimizer()
+        self.obs_norm = ObsNormalizer(self.encoder.continuous) if self.params.normalize_obs else None
+        self.reward_scaler = (
+            RewardScaler(self.params.gamma) if self.params.normalize_rewards else None
+        )
+
+    def make_optimizer(self) -> torch.optim.Adam:
+        """A fresh Adam over every parameter of the current network."""
+        return torch.optim.Adam(self.net.parameters(), lr=self.params.lr, eps=ADAM_EPS)
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        """Zero recurrent state for n parallel episodes: `[C, layers, n, hidden]`."""
+        return self.net.initial_state(n)
+
+    def preprocess(self, obs: Any, update: bool) -> np.ndarray:
+        """Encodes a batch of raw observations and normalises it (`update` moves the statistics)."""
+        x = self.encoder(obs)
+        return self.obs_norm(x, update) if self.obs_norm is not None else x
+
+    @torch.inference_mode()
+    def act(
+        self,
+        obs: Any,
+        state: torch.Tensor,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Actions for a batch of observations, carrying the recurrent state.
+
+        Pass `episode_start` (bool `[n]`) to reset the state of envs whose episode just began;
+        normaliser statistics stay frozen.
+        """
+        state = reset_state(state, episode_start)
+        x = torch.from_numpy(self.preprocess(obs, update=False))
+        out, state = self.net.actor(x[None], state)
+        actions = self.head.sample(out[0], self.net.log_std, deterministic, generator)
+        return self.action_spec.to_env(actions.numpy()), state
+
+
+def reset_state(state: torch.Tensor, episode_start: np.ndarray | None) -> torch.Tensor:
+    """Zeroes the recurrent state of the envs whose episode starts now."""
+    if episode_start is None or not episode_start.any():
+        return state
+    keep = torch.from_numpy(~episode_start).to(state.dtype)
+    return state * keep[None, None, :, None]

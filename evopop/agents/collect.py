@@ -1,0 +1,109 @@
+"""Rollout collection on a Gymnasium vector env in SAME_STEP autoreset mode.
+
+SAME_STEP means the step that ends an episode already returns the next episode's first observation
+(the final one is in `infos["final_obs"]`), so every step is a real transition and nothing has to be
+skipped (Gymnasium's default NEXT_STEP mode returns one junk step after each episode end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+
+from evopop.agents.agent import Agent, reset_state
+from evopop.agents.buffer import RolloutBuffer
+from evopop.agents.spaces import batch_one
+
+
+@dataclass
+class Collector:
+    """What carries over between rollouts: last observation, hidden state, episode bookkeeping."""
+
+    envs: VectorEnv
+    obs: Any
+    state: torch.Tensor
+    episode_start: np.ndarray
+    scaled_returns: np.ndarray
+    ep_return: np.ndarray
+    ep_length: np.ndarray
+    finished_returns: list[float] = field(default_factory=list)
+    finished_lengths: list[int] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, agent: Agent, envs: VectorEnv, seed: int | None = None) -> Collector:
+        obs, _ = envs.reset(seed=seed)
+        n = envs.num_envs
+        return cls(envs, obs, agent.initial_state(n), np.ones(n, bool), np.zeros(n),
+                   np.zeros(n), np.zeros(n, np.int64))
+
+    def pop_episodes(self) -> tuple[list[float], list[int]]:
+        """Returns and lengths of the episodes finished since the last call."""
+        done = (self.finished_returns, self.finished_lengths)
+        self.finished_returns, self.finished_lengths = [], []
+        return done
+
+    def record_step(self, rewards: np.ndarray, dones: np.ndarray) -> None:
+        self.ep_return += rewards
+        self.ep_length += 1
+        for i in np.flatnonzero(dones):
+            self.finished_returns.append(float(self.ep_return[i]))
+            self.finished_lengths.append(int(self.ep_length[i]))
+        self.ep_return[dones] = 0.0
+        self.ep_length[dones] = 0
+
+
+def _final_values(
+    agent: Agent, infos: dict[str, Any], rows: np.ndarray, state: torch.Tensor
+) -> np.ndarray:
+    """V(final observation) for the truncated envs `rows`, from the state after their last step."""
+    finals = infos["final_obs"]
+    encoded = np.concatenate([agent.preprocess(batch_one(finals[i]), update=False) for i in rows])
+    rows_t = torch.from_numpy(rows)
+    values = agent.net.value(torch.from_numpy(encoded)[None], state[:, :, rows_t])
+    return values[0].numpy()
+
+
+@torch.inference_mode()
+def collect(
+    agent: Agent, col: Collector, steps: int, generator: torch.Generator
+) -> RolloutBuffer:
+    """Runs `steps` steps on every env of `col` with the agent's stochastic policy."""
+    n = col.envs.num_envs
+    buf = RolloutBuffer.allocate(steps, n, agent.encoder.dim, agent.action_spec.action_dim,
+                                 tuple(col.state.shape))
+    net, head, log_std = agent.net, agent.head, agent.net.log_std
+    state = col.state
+    for t in range(steps):
+        x = agent.preprocess(col.obs, update=True)
+        buf.obs[t] = x
+        state = reset_state(state, col.episode_start)
+        buf.states[t] = state
+        buf.episode_start[t] = col.episode_start
+        out, value, state = net(torch.from_numpy(buf.obs[t])[None], state)
+        action = head.sample(out[0], log_std, False, generator)
+        buf.log_probs[t] = head.log_prob(out[0], log_std, action).numpy()
+        buf.actions[t] = action.numpy()
+        buf.values[t] = value[0].numpy()
+
+        col.obs, reward, term, trunc, infos = col.envs.step(agent.action_spec.to_env(buf.actions[t]))
+        dones = term | trunc
+        buf.terminated[t], buf.truncated[t] = term, trunc
+        bootstrap = np.flatnonzero(trunc & ~term)
+        if bootstrap.size:
+            buf.bootstrap_values[t, bootstrap] = _final_values(agent, infos, bootstrap, state)
+        reward = np.asarray(reward, np.float64)
+        if agent.reward_scaler is not None:
+            buf.rewards[t] = agent.reward_scaler(reward, col.scaled_returns, dones, update=True)
+        else:
+            buf.rewards[t] = reward
+        col.record_step(reward, dones)
+        col.episode_start = dones
+
+    col.state = state
+    x = torch.from_numpy(agent.preprocess(col.obs, update=False))
+    buf.last_values[:] = net.value(x[None], reset_state(state, col.episode_start))[0].numpy()
+    return buf

@@ -1,0 +1,136 @@
+"""Recurrent actor-critic built from a `NetSpec`.
+
+The recurrent state is one tensor `[C, layers, n, hidden]` whose C channels are (h, c) of each
+encoder (LSTM) or h (GRU); a feed-forward spec has C = 0. One tensor keeps storage, masking at
+episode starts and gathering per sequence uniform across cell types.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from evopop.agents.spaces import ActionKind, ActionSpec
+from evopop.agents.spec import Activation, CellType, NetSpec
+
+_ACTIVATIONS: dict[Activation, type[nn.Module]] = {
+    Activation.TANH: nn.Tanh,
+    Activation.RELU: nn.ReLU,
+    Activation.ELU: nn.ELU,
+    Activation.GELU: nn.GELU,
+    Activation.SILU: nn.SiLU,
+    Activation.LEAKY_RELU: nn.LeakyReLU,
+}
+
+
+def _mlp(in_dim: int, sizes: tuple[int, ...], activation: Activation) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [nn.Linear(in_dim, size), _ACTIVATIONS[activation]()]
+        in_dim = size
+    return nn.Sequential(*layers)
+
+
+def _rnn(spec: NetSpec, in_dim: int) -> nn.Module | None:
+    if spec.cell is CellType.LSTM:
+        return nn.LSTM(in_dim, spec.hidden_size, spec.num_layers)
+    if spec.cell is CellType.GRU:
+        return nn.GRU(in_dim, spec.hidden_size, spec.num_layers)
+    return None
+
+
+def run_rnn(
+    rnn: nn.Module | None, x: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Runs a whole sequence `[L, B, in]` through the cell from `state` `[c, layers, B, H]`."""
+    if rnn is None:
+        return x, state
+    if isinstance(rnn, nn.LSTM):
+        out, (h, c) = rnn(x, (state[0].contiguous(), state[1].contiguous()))
+        return out, torch.stack((h, c))
+    out, h = rnn(x, state[0].contiguous())
+    return out, h.unsqueeze(0)
+
+
+class ActorCritic(nn.Module):
+    """Actor and critic, each an optional recurrent encoder followed by an MLP head."""
+
+    def __init__(
+        self, spec: NetSpec, obs_dim: int, action: ActionSpec, generator: torch.Generator
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.obs_dim = obs_dim
+        self.action = action
+        feat = spec.hidden_size if spec.recurrent else obs_dim
+        self.rnn_actor = _rnn(spec, obs_dim)
+        self.rnn_critic = None if spec.shared_encoder else _rnn(spec, obs_dim)
+        self.body_actor = _mlp(feat, spec.head, spec.activation)
+        self.body_critic = _mlp(feat, spec.head, spec.activation)
+        head_dim = spec.head[-1] if spec.head else feat
+        self.pi = nn.Linear(head_dim, action.logits_dim)
+        self.v = nn.Linear(head_dim, 1)
+        if action.kind is ActionKind.CONTINUOUS:
+            self.log_std = nn.Parameter(torch.full((action.action_dim,), spec.log_std_init))
+        else:
+            self.register_parameter("log_std", None)
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Orthogonal init (CleanRL's recipe) drawn from an explicit generator."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.orthogonal_(module.weight, math.sqrt(2.0), generator=generator)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.LSTM, nn.GRU)):
+                for name, param in module.named_parameters():
+                    if name.startswith("weight"):
+                        nn.init.orthogonal_(param, 1.0, generator=generator)
+                    else:
+                        nn.init.zeros_(param)
+        nn.init.orthogonal_(self.pi.weight, 0.01, generator=generator)
+        nn.init.orthogonal_(self.v.weight, 1.0, generator=generator)
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        s = self.spec
+        if not s.recurrent:
+            return torch.zeros(0, 1, n, 1)
+        return torch.zeros(s.state_channels, s.num_layers, n, s.hidden_size)
+
+    def _split(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rnn_critic is None:
+            return state, state
+        half = state.shape[0] // 2
+        return state[:half], state[half:]
+
+    def forward(
+        self, obs: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """obs `[L, B, obs_dim]`, state `[C, layers, B, H]` -> (actor out `[L, B, logits]`,
+        values `[L, B]`, final state)."""
+        state_a, state_c = self._split(state)
+        feat_a, new_a = run_rnn(self.rnn_actor, obs, state_a)
+        if self.rnn_critic is None:
+            feat_c, new_state = feat_a, new_a
+        else:
+            feat_c, new_c = run_rnn(self.rnn_critic, obs, state_c)
+            new_state = torch.cat((new_a, new_c))
+        out = self.pi(self.body_actor(feat_a))
+        value = self.v(self.body_critic(feat_c)).squeeze(-1)
+        return out, value, new_state
+
+    def value(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Critic only: values `[L, B]` (used to bootstrap truncated episodes)."""
+        _, state_c = self._split(state)
+        rnn = self.rnn_actor if self.rnn_critic is None else self.rnn_critic
+        feat, _ = run_rnn(rnn, obs, state_c)
+        return self.v(self.body_critic(feat)).squeeze(-1)
+
+    def actor(self, obs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actor only, for inference: (out `[L, B, logits]`, new state with critic part kept)."""
+        state_a, state_c = self._split(state)
+        feat, new_a = run_rnn(self.rnn_actor, obs, state_a)
+        new_state = new_a if self.rnn_critic is None else torch.cat((new_a, state_c))
+        return self.pi(self.body_actor(feat)), new_state

@@ -1,0 +1,171 @@
+"""PPO update with truncated backpropagation through time (Schulman et al. 2017).
+
+Each minibatch is a set of whole sequences run through the recurrent module in one call from their
+stored initial states; padding is masked out of every loss and statistic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from evopop.agents.agent import Agent
+from evopop.agents.buffer import (
+    RolloutBuffer,
+    Sequences,
+    compute_gae,
+    minibatches,
+    next_values,
+    split_sequences,
+)
+
+
+@dataclass
+class UpdateStats:
+    """Diagnostics of one update, averaged over the minibatches that ran."""
+
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_frac: float
+    explained_variance: float
+    grad_steps: int
+    early_stop: bool
+    finite: bool
+
+
+@dataclass
+class FlatBatch:
+    """Rollout tensors flattened env-major (`n * T + t`), ready to be gathered per sequence."""
+
+    obs: torch.Tensor  # [N*T, obs_dim]
+    actions: torch.Tensor  # [N*T, action_dim]
+    log_probs: torch.Tensor  # [N*T]
+    values: torch.Tensor  # [N*T]
+    advantages: torch.Tensor  # [N*T]
+    returns: torch.Tensor  # [N*T]
+    states: torch.Tensor  # [N*T, C, layers, H]
+
+    @classmethod
+    def from_buffer(cls, buf: RolloutBuffer, gamma: float, lam: float) -> FlatBatch:
+        dones = buf.terminated | buf.truncated
+        adv, ret = compute_gae(buf.rewards, buf.values, next_values(buf), dones, gamma, lam)
+
+        def flat(a: np.ndarray) -> torch.Tensor:
+            a = np.ascontiguousarray(a.swapaxes(0, 1))  # [T, N, ...] -> [N, T, ...]
+            return torch.from_numpy(a.reshape(-1, *a.shape[2:]))
+
+        t, c, layers, n, h = buf.states.shape
+        states = buf.states.permute(3, 0, 1, 2, 4).reshape(n * t, c, layers, h)
+        return cls(flat(buf.obs), flat(buf.actions), flat(buf.log_probs), flat(buf.values),
+                   flat(adv), flat(ret), states)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum()
+
+
+def evaluate_sequences(
+    agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Runs the chosen sequences from their stored states.
+
+    Returns (flat index `[L, S]`, mask `[L, S]`, log-probs, entropy, values), all `[L, S]`.
+    """
+    length = int(seqs.lengths[chosen].max())
+    index = torch.from_numpy(seqs.index[:length, chosen])
+    mask = torch.from_numpy(seqs.mask[:length, chosen]).to(torch.float32)
+    first = index[0]
+    state = data.states[first].permute(1, 2, 0, 3)  # [S, C, layers, H] -> [C, layers, S, H]
+    out, values, _ = agent.net(data.obs[index], state)
+    log_std = agent.net.log_std
+    log_probs = agent.head.log_prob(out, log_std, data.actions[index])
+    entropy = agent.head.entropy(out, log_std)
+    return index, mask, log_probs, entropy, values
+
+
+@torch.no_grad()
+def recompute_log_probs(agent: Agent, buf: RolloutBuffer) -> np.ndarray:
+    """Log-probs `[T, N]` of the stored actions as the update sees them (before any step)."""
+    p = agent.params
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
+    seqs = split_sequences(buf.episode_start, p.max_seq_len)
+    index, mask, log_probs, _, _ = evaluate_sequences(agent, data, seqs, np.arange(seqs.count))
+    flat = np.zeros(buf.steps * buf.num_envs, np.float32)
+    valid = mask.bool()
+    flat[index[valid].numpy()] = log_probs[valid].numpy()
+    return flat.reshape(buf.num_envs, buf.steps).T
+
+
+def _minibatch_loss(
+    agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray
+) -> tuple[torch.Tensor, dict[str, float]]:
+    p = agent.params
+    index, mask, log_probs, entropy, values = evaluate_sequences(agent, data, seqs, chosen)
+    old_log_probs, old_values = data.log_probs[index], data.values[index]
+    adv, ret = data.advantages[index], data.returns[index]
+    if p.norm_adv:
+        mean = _masked_mean(adv, mask)
+        std = _masked_mean((adv - mean) ** 2, mask).sqrt()
+        adv = (adv - mean) / (std + 1e-8)
+    log_ratio = log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1.0 - p.clip_coef, 1.0 + p.clip_coef)
+    policy_loss = _masked_mean(torch.max(-adv * ratio, -adv * clipped), mask)
+    value_err = (values - ret) ** 2
+    if p.vf_clip is not None:
+        v_clipped = old_values + (values - old_values).clamp(-p.vf_clip, p.vf_clip)
+        value_err = torch.max(value_err, (v_clipped - ret) ** 2)
+    value_loss = 0.5 * _masked_mean(value_err, mask)
+    ent = _masked_mean(entropy, mask)
+    loss = policy_loss - p.ent_coef * ent + p.vf_coef * value_loss
+    with torch.no_grad():
+        stats = {
+            "policy_loss": float(policy_loss),
+            "value_loss": float(value_loss),
+            "entropy": float(ent),
+            "approx_kl": float(_masked_mean((ratio - 1.0) - log_ratio, mask)),
+            "clip_frac": float(_masked_mean(((ratio - 1.0).abs() > p.clip_coef).float(), mask)),
+        }
+    return loss, stats
+
+
+def ppo_update(agent: Agent, buf: RolloutBuffer, rng: np.random.Generator) -> UpdateStats:
+    """`update_epochs` passes over the rollout in shuffled minibatches of whole sequences."""
+    p = agent.params
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
+    seqs = split_sequences(buf.episode_start, p.max_seq_len)
+    history: list[dict[str, float]] = []
+    early_stop, finite = False, True
+    for _ in range(p.update_epochs):
+        for chosen in minibatches(seqs, p.batch_size, rng):
+            loss, stats = _minibatch_loss(agent, data, seqs, chosen)
+            if p.target_kl is not None and stats["approx_kl"] > 1.5 * p.target_kl:
+                early_stop = True
+                break
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            agent.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.net.parameters(), p.max_grad_norm)
+            agent.optimizer.step()
+            history.append(stats)
+        if early_stop or not finite:
+            break
+    return _summarise(history, data, early_stop, finite)
+
+
+def _summarise(
+    history: list[dict[str, float]], data: FlatBatch, early_stop: bool, finite: bool
+) -> UpdateStats:
+    keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
+    means = {k: float(np.mean([h[k] for h in history])) if history else float("nan") for k in keys}
+    var_ret = float(data.returns.var())
+    explained = 1.0 - float((data.returns - data.values).var()) / var_ret if var_ret > 0 else 0.0
+    return UpdateStats(**means, explained_variance=explained, grad_steps=len(history),
+                       early_stop=early_stop, finite=finite)

@@ -41,7 +41,9 @@ class Agent:
         self.head = PolicyHead(self.action_spec)
         self.net = ActorCritic(self.spec, self.encoder.dim, self.action_spec, torch_generator(seed))
         self.optimizer = self.make_optimizer()
-        self.obs_norm = ObsNormalizer(self.encoder.continuous) if self.params.normalize_obs else None
+        self.obs_norm = (
+            ObsNormalizer(self.encoder.continuous) if self.params.normalize_obs else None
+        )
         self.reward_scaler = (
             RewardScaler(self.params.gamma) if self.params.normalize_rewards else None
         )

@@ -132,8 +132,15 @@ def minibatches(seqs: Sequences, batch_size: int, rng: np.random.Generator) -> l
     Grouping by transition count (not by sequence count) keeps the minibatch size a property of the
     hyperparameters alone, whatever the number of envs or the episode lengths.
     """
-    order = rng.permutation(seqs.count)
-    filled_before = np.cumsum(seqs.lengths[order]) - seqs.lengths[order]
-    group = filled_before // batch_size
-    bounds = np.flatnonzero(np.diff(group)) + 1
-    return np.split(order, bounds)
+    groups: list[np.ndarray] = []
+    current: list[int] = []
+    filled = 0
+    for s in rng.permutation(seqs.count):
+        current.append(int(s))
+        filled += int(seqs.lengths[s])
+        if filled >= batch_size:
+            groups.append(np.asarray(current))
+            current, filled = [], 0
+    if current:
+        groups.append(np.asarray(current))
+    return groups

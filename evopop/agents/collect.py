@@ -89,7 +89,8 @@ def collect(
         buf.actions[t] = action.numpy()
         buf.values[t] = value[0].numpy()
 
-        col.obs, reward, term, trunc, infos = col.envs.step(agent.action_spec.to_env(buf.actions[t]))
+        env_actions = agent.action_spec.to_env(buf.actions[t])
+        col.obs, reward, term, trunc, infos = col.envs.step(env_actions)
         dones = term | trunc
         buf.terminated[t], buf.truncated[t] = term, trunc
         bootstrap = np.flatnonzero(trunc & ~term)

@@ -56,7 +56,8 @@ def _zip_leaves(space: spaces.Space, obs: Any) -> list[tuple[spaces.Space, Any]]
     if isinstance(space, spaces.Dict):
         return [pair for key, sub in space.spaces.items() for pair in _zip_leaves(sub, obs[key])]
     if isinstance(space, spaces.Tuple):
-        return [pair for sub, o in zip(space.spaces, obs) for pair in _zip_leaves(sub, o)]
+        pairs = zip(space.spaces, obs, strict=True)
+        return [pair for sub, o in pairs for pair in _zip_leaves(sub, o)]
     return [(space, obs)]
 
 
@@ -135,7 +136,8 @@ class ActionSpec:
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Converts stored actions `[n, action_dim]` to what the vector env expects.
 
-        Gaussian samples are stored unclipped (their log-prob must be recomputable) and clipped here.
+        Gaussian samples are stored unclipped (their log-prob must stay recomputable) and are
+        clipped only here.
         """
         n = actions.shape[0]
         if self.kind is ActionKind.CONTINUOUS:

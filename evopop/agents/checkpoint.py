@@ -1,0 +1,153 @@
+"""Agent files: one safetensors file holding tensors plus a JSON metadata header.
+
+Nothing is ever unpickled: safetensors is a flat tensor format, and spec, hyperparameters and spaces
+travel as JSON. Writes go to a temporary file that is renamed over the target, so a crash or kill
+leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as dump_tensors
+
+from evopop.agents.agent import Agent
+from evopop.agents.spaces import space_from_dict, space_to_dict
+from evopop.agents.spec import NetSpec, PPOParams
+
+FORMAT = "evopop-agent"
+FORMAT_VERSION = 1
+_META_KEY = "evopop"
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
+
+
+class AgentFileError(ValueError):
+    """An agent file that is missing, corrupt, of another format or of an unknown version."""
+
+
+def agent_tensors(agent: Agent, include_optimizer: bool = True) -> dict[str, torch.Tensor]:
+    """Every tensor of an agent under a flat, stable key."""
+    tensors = {f"net.{k}": v.detach().contiguous() for k, v in agent.net.state_dict().items()}
+    for name, norm in (("obs_norm", agent.obs_norm), ("reward_norm", agent.reward_scaler)):
+        if norm is not None:
+            for key, value in norm.rms.state().items():
+                tensors[f"{name}.{key}"] = torch.from_numpy(np.asarray(value, np.float64))
+    if include_optimizer:
+        for idx, slots in agent.optimizer.state_dict()["state"].items():
+            for slot, value in slots.items():
+                tensors[f"optim.{idx}.{slot}"] = torch.as_tensor(value).detach().contiguous()
+    return tensors
+
+
+def agent_metadata(agent: Agent, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    groups = agent.optimizer.state_dict()["param_groups"]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": agent.spec.to_dict(),
+        "params": agent.params.to_dict(),
+        "observation_space": space_to_dict(agent.observation_space),
+        "action_space": space_to_dict(agent.action_space),
+        "optimizer_groups": [{k: v for k, v in g.items() if k != "params"} for g in groups],
+        "extra": extra or {},
+    }
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Writes `data` to `path` via a temp file in the same folder, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_agent(
+    agent: Agent, path: str | Path, include_optimizer: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Saves the agent atomically; `extra` is free JSON (env id, fitness, lineage...)."""
+    meta = json.dumps(agent_metadata(agent, extra))
+    data = dump_tensors(agent_tensors(agent, include_optimizer), metadata={_META_KEY: meta})
+    atomic_write_bytes(path, data)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON header of an agent file, checked for format and version."""
+    path = Path(path)
+    if not path.is_file():
+        raise AgentFileError(f"agent file not found: {path}")
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith(_PICKLE_MAGIC):
+        raise AgentFileError(
+            f"{path} looks like a pickle/torch.save file; evopop never unpickles files "
+            "(agent files are safetensors)"
+        )
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+        meta = json.loads(header[_META_KEY])
+    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as err:
+        raise AgentFileError(f"{path} is not a valid evopop agent file ({err})") from None
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise AgentFileError(
+            f"{path}: unsupported agent file format {meta.get('format')!r} "
+            f"version {meta.get('format_version')!r} (expected {FORMAT} v{FORMAT_VERSION})"
+        )
+    return meta
+
+
+def load_agent(path: str | Path) -> Agent:
+    """Rebuilds an agent (network, normalisers, optimizer state when saved) from its file."""
+    meta = read_metadata(path)
+    try:
+        tensors = load_tensors(Path(path).read_bytes())
+    except SafetensorError as err:
+        raise AgentFileError(f"{path} is corrupted ({err})") from None
+    agent = Agent(
+        space_from_dict(meta["observation_space"]),
+        space_from_dict(meta["action_space"]),
+        NetSpec.from_dict(meta["spec"]),
+        PPOParams.from_dict(meta["params"]),
+    )
+    load_agent_tensors(agent, tensors, meta["optimizer_groups"])
+    return agent
+
+
+def load_agent_tensors(
+    agent: Agent, tensors: dict[str, torch.Tensor], optimizer_groups: list[dict[str, Any]]
+) -> None:
+    """Puts saved tensors into an agent of the same spec."""
+    net_state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+    try:
+        agent.net.load_state_dict(net_state)
+    except RuntimeError as err:
+        raise AgentFileError(f"agent file weights do not match its spec: {err}") from None
+    for name, norm in (("obs_norm", agent.obs_norm), ("reward_norm", agent.reward_scaler)):
+        if norm is not None and f"{name}.mean" in tensors:
+            norm.rms.load({k: tensors[f"{name}.{k}"].numpy() for k in ("mean", "var", "count")})
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, slot = key.split(".", 2)
+            slots.setdefault(int(idx), {})[slot] = value
+    if slots:
+        groups = [dict(g, params=list(range(len(list(agent.net.parameters())))))
+                  for g in optimizer_groups]
+        agent.optimizer.load_state_dict({"state": slots, "param_groups": groups})

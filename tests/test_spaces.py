@@ -1,0 +1,88 @@
+"""Observation encoding, action conversion and hand-written distributions."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from evopop.agents import Agent, NetSpec
+from evopop.agents.spaces import ActionSpec, ObsEncoder, PolicyHead, space_from_dict, space_to_dict
+from evopop.seeding import torch_generator
+
+
+def test_encoder_one_hot_and_flatten_for_nested_spaces():
+    space = spaces.Dict({
+        "pos": spaces.Box(-1, 1, (2,)),
+        "mode": spaces.Discrete(3, start=1),
+        "bits": spaces.Tuple((spaces.MultiDiscrete([2, 3]), spaces.MultiBinary(2))),
+    })
+    enc = ObsEncoder(space)
+    assert enc.dim == 2 + 3 + 5 + 2
+    obs = {"pos": np.array([[0.5, -0.5]]), "mode": np.array([3]),
+           "bits": (np.array([[1, 2]]), np.array([[1, 0]]))}
+    row = enc(obs)[0]
+    # gymnasium orders Dict keys alphabetically: bits, mode, pos
+    np.testing.assert_array_equal(row, [0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0.5, -0.5])
+    np.testing.assert_array_equal(enc.continuous, [False] * 10 + [True] * 2)
+
+
+def test_action_spec_clips_box_and_offsets_discrete():
+    box = ActionSpec.from_space(spaces.Box(-2.0, 2.0, (1,)))
+    np.testing.assert_array_equal(box.to_env(np.array([[3.0], [-0.5]])), [[2.0], [-0.5]])
+    disc = ActionSpec.from_space(spaces.Discrete(4, start=-1))
+    np.testing.assert_array_equal(disc.to_env(np.array([[0.0], [3.0]])), [-1, 2])
+    multi = ActionSpec.from_space(spaces.MultiDiscrete([2, 5]))
+    assert multi.logits_dim == 7 and multi.action_dim == 2
+    np.testing.assert_array_equal(multi.to_env(np.array([[1.0, 4.0]])), [[1, 4]])
+
+
+def test_gaussian_log_prob_and_entropy_match_torch_distributions():
+    head = PolicyHead(ActionSpec.from_space(spaces.Box(-1, 1, (3,))))
+    mean, log_std = torch.randn(5, 3, generator=torch_generator(0)), torch.tensor([0.1, -0.4, 0.7])
+    actions = head.sample(mean, log_std, False, torch_generator(1))
+    ref = torch.distributions.Normal(mean, log_std.exp())
+    torch.testing.assert_close(head.log_prob(mean, log_std, actions), ref.log_prob(actions).sum(-1))
+    torch.testing.assert_close(head.entropy(mean, log_std), ref.entropy().sum(-1))
+
+
+def test_multi_discrete_log_prob_and_entropy_match_torch_distributions():
+    head = PolicyHead(ActionSpec.from_space(spaces.MultiDiscrete([3, 2])))
+    logits = torch.randn(4, 5, generator=torch_generator(0))
+    actions = head.sample(logits, None, False, torch_generator(1))
+    a, b = torch.distributions.Categorical(logits=logits[:, :3]), \
+        torch.distributions.Categorical(logits=logits[:, 3:])
+    expected = a.log_prob(actions[:, 0].long()) + b.log_prob(actions[:, 1].long())
+    torch.testing.assert_close(head.log_prob(logits, None, actions), expected)
+    torch.testing.assert_close(head.entropy(logits, None), a.entropy() + b.entropy())
+
+
+def test_gumbel_sampling_follows_the_categorical_probabilities():
+    head = PolicyHead(ActionSpec.from_space(spaces.Discrete(3)))
+    probs = torch.tensor([0.2, 0.5, 0.3])
+    logits = probs.log().expand(40000, 3)
+    picks = head.sample(logits, None, False, torch_generator(0))[:, 0].long()
+    freq = torch.bincount(picks, minlength=3).float() / len(picks)
+    assert torch.allclose(freq, probs, atol=0.01)
+    assert (head.sample(logits[:2], None, True, None)[:, 0] == 1).all()
+
+
+@pytest.mark.parametrize("space", [
+    spaces.Box(-np.inf, np.inf, (2, 3)),
+    spaces.Discrete(5, start=2),
+    spaces.MultiDiscrete([2, 4]),
+    spaces.Tuple((spaces.Discrete(2), spaces.Dict({"a": spaces.MultiBinary(3)}))),
+])
+def test_space_json_round_trip(space):
+    assert space_from_dict(space_to_dict(space)) == space
+
+
+def test_agent_acts_on_dict_observations_with_multidiscrete_actions():
+    obs_space = spaces.Dict({"x": spaces.Box(-1, 1, (2,)), "k": spaces.Discrete(3)})
+    agent = Agent(obs_space, spaces.MultiDiscrete([2, 3]), NetSpec(cell="gru", hidden_size=8))
+    obs = {"x": np.zeros((4, 2), np.float32), "k": np.array([0, 1, 2, 0])}
+    actions, state = agent.act(obs, agent.initial_state(4))
+    assert actions.shape == (4, 2) and actions.dtype == np.int64
+    assert state.shape == (2, 1, 4, 8)
+    assert math.isfinite(float(state.sum()))

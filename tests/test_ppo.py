@@ -51,7 +51,7 @@ def test_first_minibatch_of_update_has_unit_ratio(make_agent):
     p = agent.params
     data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
-    _, stats = _minibatch_loss(agent, data, seqs, np.arange(seqs.count))
+    _, stats = _minibatch_loss(agent, data, seqs, np.arange(seqs.count), p.clip_coef)
     assert stats["approx_kl"] < 1e-9
     assert stats["clip_frac"] == 0.0
 

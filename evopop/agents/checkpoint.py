@@ -22,6 +22,7 @@ from safetensors.torch import save as dump_tensors
 from evopop.agents.agent import Agent
 from evopop.agents.spaces import space_from_dict, space_to_dict
 from evopop.agents.spec import NetSpec, PPOParams
+from evopop.errors import UserError
 
 FORMAT = "evopop-agent"
 FORMAT_VERSION = 1
@@ -29,7 +30,7 @@ _META_KEY = "evopop"
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
 
 
-class AgentFileError(ValueError):
+class AgentFileError(UserError):
     """An agent file that is missing, corrupt, of another format or of an unknown version."""
 
 

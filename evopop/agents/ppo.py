@@ -102,7 +102,7 @@ def recompute_log_probs(agent: Agent, buf: RolloutBuffer) -> np.ndarray:
 
 
 def _minibatch_loss(
-    agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray
+    agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray, clip: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
     p = agent.params
     index, mask, log_probs, entropy, values = evaluate_sequences(agent, data, seqs, chosen)
@@ -114,7 +114,7 @@ def _minibatch_loss(
         adv = (adv - mean) / (std + 1e-8)
     log_ratio = log_probs - old_log_probs
     ratio = log_ratio.exp()
-    clipped = ratio.clamp(1.0 - p.clip_coef, 1.0 + p.clip_coef)
+    clipped = ratio.clamp(1.0 - clip, 1.0 + clip)
     policy_loss = _masked_mean(torch.max(-adv * ratio, -adv * clipped), mask)
     value_err = (values - ret) ** 2
     if p.vf_clip is not None:
@@ -129,21 +129,31 @@ def _minibatch_loss(
             "value_loss": float(value_loss),
             "entropy": float(ent),
             "approx_kl": float(_masked_mean((ratio - 1.0) - log_ratio, mask)),
-            "clip_frac": float(_masked_mean(((ratio - 1.0).abs() > p.clip_coef).float(), mask)),
+            "clip_frac": float(_masked_mean(((ratio - 1.0).abs() > clip).float(), mask)),
         }
     return loss, stats
 
 
-def ppo_update(agent: Agent, buf: RolloutBuffer, rng: np.random.Generator) -> UpdateStats:
-    """`update_epochs` passes over the rollout in shuffled minibatches of whole sequences."""
+def ppo_update(
+    agent: Agent, buf: RolloutBuffer, rng: np.random.Generator, remaining: float = 1.0
+) -> UpdateStats:
+    """`update_epochs` passes over the rollout in shuffled minibatches of whole sequences.
+
+    `remaining` (1 -> 0) is the fraction of the budget left; it scales lr and clip_coef when the
+    agent's params ask for annealing.
+    """
     p = agent.params
+    scale = remaining if p.anneal else 1.0
+    for group in agent.optimizer.param_groups:
+        group["lr"] = p.lr * scale
+    clip = p.clip_coef * scale
     data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
     history: list[dict[str, float]] = []
     early_stop, finite = False, True
     for _ in range(p.update_epochs):
         for chosen in minibatches(seqs, p.batch_size, rng):
-            loss, stats = _minibatch_loss(agent, data, seqs, chosen)
+            loss, stats = _minibatch_loss(agent, data, seqs, chosen, clip)
             if p.target_kl is not None and stats["approx_kl"] > 1.5 * p.target_kl:
                 early_stop = True
                 break

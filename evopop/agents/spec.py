@@ -85,7 +85,8 @@ class PPOParams:
     """RL hyperparameters of one agent (the ones evolution mutates live here too).
 
     `learn_step` is steps per env per rollout; `batch_size` counts transitions per minibatch and is
-    independent of the number of envs.
+    independent of the number of envs. `anneal` decays lr and clip_coef linearly to 0 over the
+    training budget (rl-zoo's `lin_` schedules), which settles the final policy.
     """
 
     lr: float = 1e-3
@@ -104,6 +105,7 @@ class PPOParams:
     norm_adv: bool = True
     normalize_obs: bool = True
     normalize_rewards: bool = True
+    anneal: bool = False
 
     def __post_init__(self) -> None:
         for name in ("learn_step", "batch_size", "update_epochs", "max_seq_len"):

@@ -51,7 +51,7 @@ def train_agent(
     start = time.perf_counter()
     while result.env_steps < total_steps:
         buf = collect(agent, col, agent.params.learn_step, sampler)
-        stats = ppo_update(agent, buf, shuffler)
+        stats = ppo_update(agent, buf, shuffler, 1.0 - result.env_steps / total_steps)
         result.env_steps += buf.steps * buf.num_envs
         returns, lengths = col.pop_episodes()
         result.episode_returns += returns

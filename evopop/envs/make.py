@@ -21,12 +21,13 @@ from gymnasium.error import DependencyNotInstalled
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from evopop.envs.novel import NOVEL_IDS, register_novel_envs
+from evopop.errors import UserError
 from evopop.wrappers import WrapperSpec, parse_wrappers
 
 WrapperLike = WrapperSpec | str | Mapping[str, Any]
 
 
-class EnvError(ValueError):
+class EnvError(UserError):
     """A user-facing environment problem: unknown id, missing package or bad arguments."""
 
 

@@ -1,0 +1,89 @@
+"""Training one agent from a `RunConfig` into a run directory.
+
+The run directory holds the resolved `config.yaml`, `metrics.jsonl` (one line per update),
+the trained agent (`agent.safetensors`) and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import VectorEnv
+from tqdm import tqdm
+
+from evopop.agents import Agent, TrainResult, evaluate, train_agent
+from evopop.agents.checkpoint import atomic_write_bytes, save_agent
+from evopop.config import RunConfig, dump_config
+from evopop.envs import make_vec_env
+from evopop.seeding import spawn_seeds
+
+
+def make_envs(config: RunConfig, num_envs: int, seed: int) -> VectorEnv:
+    env = config.env
+    return make_vec_env(env.id, num_envs, env.vectorization, env.wrappers, seed, env.kwargs,
+                        env.packages)
+
+
+def weights_sha256(agent: Agent) -> str:
+    """Hash of the network weights (order-stable), to compare runs for bit-identity."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(agent.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _metrics_line(result: TrainResult) -> dict[str, Any]:
+    update = result.updates[-1]
+    recent = result.episode_returns[-20:]
+    return {
+        "env_steps": result.env_steps,
+        "wall_s": round(result.wall_s, 3),
+        "mean_return_20": float(np.mean(recent)) if recent else None,
+        **vars(update),
+    }
+
+
+def train_single(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Trains, evaluates and saves one agent; returns the summary written to `summary.json`."""
+    agent_seed, train_seed, env_seed, eval_seed = spawn_seeds(config.seed, 4)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / "config.yaml", dump_config(config).encode())
+    envs = make_envs(config, config.env.num_envs, env_seed % 2**31)
+    agent = Agent(envs.single_observation_space, envs.single_action_space, config.net,
+                  config.ppo, seed=agent_seed)
+    bar = tqdm(total=config.total_steps, unit="step", disable=not progress, dynamic_ncols=True)
+    with (run_dir / "metrics.jsonl").open("w") as metrics:
+
+        def on_update(result: TrainResult) -> None:
+            line = _metrics_line(result)
+            metrics.write(json.dumps(line) + "\n")
+            bar.update(min(result.env_steps, config.total_steps) - bar.n)
+            if line["mean_return_20"] is not None:
+                bar.set_postfix(ret=f"{line['mean_return_20']:.1f}")
+
+        result = train_agent(agent, envs, config.total_steps, train_seed, on_update)
+    bar.close()
+    envs.close()
+    eval_envs = make_envs(config, min(config.eval_episodes, 16), eval_seed % 2**31)
+    scores = evaluate(agent, eval_envs, config.eval_episodes, seed=eval_seed % 2**31)
+    eval_envs.close()
+    save_agent(agent, run_dir / "agent.safetensors", extra={"env_id": config.env.id})
+    summary = {
+        "env": config.env.id,
+        "seed": config.seed,
+        "env_steps": result.env_steps,
+        "wall_s": round(result.wall_s, 3),
+        "env_steps_per_s": round(result.env_steps / result.wall_s, 1),
+        "mean_return": scores.mean,
+        "std_return": scores.std,
+        "eval_episodes": config.eval_episodes,
+        "finite": result.finite,
+        "weights_sha256": weights_sha256(agent),
+    }
+    atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    return summary

@@ -1,0 +1,65 @@
+"""Config validation: typed, range-checked, unknown keys named with the closest valid key."""
+
+import pytest
+
+from evopop.config import ConfigError, load_config, parse_config
+
+BASE = {"env": {"id": "CartPoleNoVel-v1", "num_envs": 4}, "ppo": {"learn_step": 64}}
+
+
+def _with(**sections):
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
+    for dotted, value in sections.items():
+        section, _, key = dotted.partition("__")
+        if key:
+            data.setdefault(section, {})[key] = value
+        else:
+            data[section] = value
+    return data
+
+
+def test_valid_config_builds_typed_sections():
+    cfg = parse_config(_with(net__cell="gru", net__head=[32, 16], ppo__lr=3e-4))
+    assert cfg.net.cell.value == "gru" and cfg.net.head == (32, 16)
+    assert cfg.ppo.lr == 3e-4 and cfg.env.num_envs == 4
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (_with(ppo__lerning_rate=1e-3), "unknown config key 'ppo.lerning_rate'"),
+    (_with(ppo__btach_size=64), "did you mean 'batch_size'"),
+    (_with(net__hiden_size=64), "did you mean 'hidden_size'"),
+    (_with(env__num_env=4), "did you mean 'num_envs'"),
+    (_with(total_step=10), "did you mean 'total_steps'"),
+])
+def test_unknown_keys_name_the_closest_valid_key(data, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(".", r"\.")):
+        parse_config(data)
+
+
+@pytest.mark.parametrize(("data", "fragment"), [
+    (_with(env__num_envs=0), "env.num_envs"),
+    (_with(ppo__batch_size=0), "batch_size must be a positive integer"),
+    (_with(ppo__gamma=1.5), "gamma must be in [0, 1]"),
+    (_with(ppo__batch_size=1000), "larger than a rollout"),
+    (_with(net__cell="transformer"), "net.cell"),
+    (_with(total_steps=-5), "total_steps"),
+    ({"ppo": {}}, "env"),
+])
+def test_bad_values_are_one_line_errors(data, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_load_config_file_errors_and_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: {id: CartPole-v1\nppo: [\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("env: {id: CartPoleNoVel-v1, num_envs: 2}\nppo: {learn_step: 128}\n")
+    cfg = load_config(good, {"ppo.lr": 0.01, "seed": 7})
+    assert cfg.ppo.lr == 0.01 and cfg.seed == 7

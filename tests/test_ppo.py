@@ -17,6 +17,7 @@ SPECS = [
     NetSpec(cell="gru", hidden_size=16, head=(16,)),
     NetSpec(cell="gru", hidden_size=16, head=(), shared_encoder=True),
     NetSpec(cell="none", head=(16, 16)),
+    NetSpec(cell="lstm", hidden_size=16, head=(16,), sde=True),
 ]
 
 
@@ -30,7 +31,8 @@ def _rollout(make_agent, env_id, spec, steps, num_envs=3, max_seq_len=8, collect
     return agent, bufs
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.cell.value}-shared{s.shared_encoder}")
+@pytest.mark.parametrize("spec", SPECS,
+                         ids=lambda s: f"{s.cell.value}-shared{s.shared_encoder}-sde{s.sde}")
 @pytest.mark.parametrize("env_id", ["CartPoleNoVel-v1", "PendulumNoVel-v1"])
 def test_recomputed_log_probs_equal_stored(make_agent, env_id, spec):
     steps = 120 if env_id.startswith("CartPole") else 260  # Pendulum truncates at 200

@@ -47,6 +47,23 @@ def test_gaussian_log_prob_and_entropy_match_torch_distributions():
     torch.testing.assert_close(head.entropy(mean, log_std), ref.entropy().sum(-1))
 
 
+def test_sde_log_prob_matches_its_gaussian_and_held_noise_is_reused():
+    head = PolicyHead(ActionSpec.from_space(spaces.Box(-1, 1, (2,))), sde_features=3)
+    gen = torch_generator(0)
+    out = torch.randn(4, 5, generator=gen)  # mean [4, 2] then latent features [4, 3]
+    log_std = torch.randn(3, 2, generator=gen) * 0.3
+    mean, feat = out[:, :2], out[:, 2:]
+    std = torch.sqrt(feat.pow(2) @ torch.exp(2 * log_std) + 1e-6)
+    ref = torch.distributions.Normal(mean, std)
+    noise = head.sde_noise(4, log_std, gen)
+    actions = head.sample(out, log_std, False, gen, noise)
+    torch.testing.assert_close(head.log_prob(out, log_std, actions), ref.log_prob(actions).sum(-1))
+    torch.testing.assert_close(head.entropy(out, log_std), ref.entropy().sum(-1))
+    torch.testing.assert_close(head.sample(out, log_std, False, gen, noise), actions)
+    assert not torch.equal(head.sample(out, log_std, False, gen), actions)
+    torch.testing.assert_close(head.sample(out, log_std, True, None), mean)
+
+
 def test_multi_discrete_log_prob_and_entropy_match_torch_distributions():
     head = PolicyHead(ActionSpec.from_space(spaces.MultiDiscrete([3, 2])))
     logits = torch.randn(4, 5, generator=torch_generator(0))

@@ -38,8 +38,8 @@ class Agent:
         self.params = params or PPOParams()
         self.encoder = ObsEncoder(observation_space)
         self.action_spec = ActionSpec.from_space(action_space)
-        self.head = PolicyHead(self.action_spec)
         self.net = ActorCritic(self.spec, self.encoder.dim, self.action_spec, torch_generator(seed))
+        self.head = PolicyHead(self.action_spec, self.net.sde_features)
         self.optimizer = self.make_optimizer()
         self.obs_norm = (
             ObsNormalizer(self.encoder.continuous) if self.params.normalize_obs else None

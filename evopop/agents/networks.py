@@ -72,8 +72,11 @@ class ActorCritic(nn.Module):
         head_dim = spec.head[-1] if spec.head else feat
         self.pi = nn.Linear(head_dim, action.logits_dim)
         self.v = nn.Linear(head_dim, 1)
+        self.sde_features = head_dim if spec.sde and action.kind is ActionKind.CONTINUOUS else 0
         if action.kind is ActionKind.CONTINUOUS:
-            self.log_std = nn.Parameter(torch.full((action.action_dim,), spec.log_std_init))
+            dim = action.action_dim
+            shape = (self.sde_features, dim) if self.sde_features else (dim,)
+            self.log_std = nn.Parameter(torch.full(shape, spec.log_std_init))
         else:
             self.register_parameter("log_std", None)
         self.reset_parameters(generator)
@@ -108,7 +111,7 @@ class ActorCritic(nn.Module):
     def forward(
         self, obs: torch.Tensor, state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """obs `[L, B, obs_dim]`, state `[C, layers, B, H]` -> (actor out `[L, B, logits]`,
+        """obs `[L, B, obs_dim]`, state `[C, layers, B, H]` -> (actor out `[L, B, out_dim]`,
         values `[L, B]`, final state)."""
         state_a, state_c = self._split(state)
         feat_a, new_a = run_rnn(self.rnn_actor, obs, state_a)
@@ -117,9 +120,14 @@ class ActorCritic(nn.Module):
         else:
             feat_c, new_c = run_rnn(self.rnn_critic, obs, state_c)
             new_state = torch.cat((new_a, new_c))
-        out = self.pi(self.body_actor(feat_a))
         value = self.v(self.body_critic(feat_c)).squeeze(-1)
-        return out, value, new_state
+        return self._actor_out(feat_a), value, new_state
+
+    def _actor_out(self, feat: torch.Tensor) -> torch.Tensor:
+        """Policy head output; with gSDE the detached latent features follow the mean."""
+        latent = self.body_actor(feat)
+        out = self.pi(latent)
+        return torch.cat((out, latent.detach()), dim=-1) if self.sde_features else out
 
     def value(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """Critic only: values `[L, B]` (used to bootstrap truncated episodes)."""
@@ -133,4 +141,4 @@ class ActorCritic(nn.Module):
         state_a, state_c = self._split(state)
         feat, new_a = run_rnn(self.rnn_actor, obs, state_a)
         new_state = new_a if self.rnn_critic is None else torch.cat((new_a, state_c))
-        return self.pi(self.body_actor(feat)), new_state
+        return self._actor_out(feat), new_state

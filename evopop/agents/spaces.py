@@ -16,6 +16,7 @@ import torch
 from gymnasium import spaces
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_SDE_EPS = 1e-6
 
 
 class ObsEncoder:
@@ -150,22 +151,54 @@ class ActionSpec:
 
 
 class PolicyHead:
-    """Sampling, log-probabilities and entropy for one `ActionSpec`, written out by hand."""
+    """Sampling, log-probabilities and entropy for one `ActionSpec`, written out by hand.
 
-    def __init__(self, spec: ActionSpec) -> None:
+    Gaussian policies have a state-independent log-std `[action_dim]`, or with gSDE
+    (`sde_features > 0`, Raffin et al. 2022) a log-std matrix `[features, action_dim]`: the actor
+    output then carries the (detached) latent features after the mean, the noise is
+    `features @ eps` with `eps ~ N(0, std^2)` held for several steps, and the action variance is
+    `features^2 @ std^2`. Held noise explores in smooth, consistent pushes, which is what
+    momentum tasks such as Pendulum and MountainCar need.
+    """
+
+    def __init__(self, spec: ActionSpec, sde_features: int = 0) -> None:
         self.spec = spec
+        self.sde_features = sde_features
         self._splits = list(spec.nvec)
+
+    def _gaussian(
+        self, out: torch.Tensor, log_std: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(mean, std, latent features or None) of the Gaussian policy."""
+        if not self.sde_features:
+            return out, log_std.exp().expand(out.shape), None
+        mean, feat = out.split([self.spec.action_dim, self.sde_features], dim=-1)
+        variance = feat.pow(2) @ torch.exp(2.0 * log_std)
+        return mean, torch.sqrt(variance + _SDE_EPS), feat
+
+    def sde_noise(self, n: int, log_std: torch.Tensor, generator: torch.Generator | None
+                  ) -> torch.Tensor:
+        """Fresh gSDE exploration matrices `[n, features, action_dim]`, one per env."""
+        eps = torch.randn((n, *log_std.shape), generator=generator, dtype=log_std.dtype)
+        return eps * log_std.exp()
 
     def sample(
         self, out: torch.Tensor, log_std: torch.Tensor | None, deterministic: bool,
-        generator: torch.Generator | None,
+        generator: torch.Generator | None, noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Draws actions `[n, action_dim]` from actor outputs `[n, logits_dim]`."""
+        """Draws actions `[n, action_dim]` from actor outputs `[n, out_dim]`.
+
+        `noise` holds gSDE exploration matrices across steps; without it fresh ones are drawn.
+        """
         if self.spec.kind is ActionKind.CONTINUOUS:
+            mean, std, feat = self._gaussian(out, log_std)
             if deterministic:
-                return out
-            noise = torch.randn(out.shape, generator=generator, dtype=out.dtype)
-            return out + noise * log_std.exp()
+                return mean
+            if feat is None:
+                return mean + torch.randn(mean.shape, generator=generator, dtype=mean.dtype) * std
+            if noise is None:
+                noise = self.sde_noise(out.shape[0], log_std, generator)
+            return mean + (feat.unsqueeze(-2) @ noise).squeeze(-2)
         picks = []
         for logits in torch.split(out, self._splits, dim=-1):
             if deterministic:
@@ -181,8 +214,9 @@ class PolicyHead:
     ) -> torch.Tensor:
         """Log-probability of `actions` under the outputs, summed over action components."""
         if self.spec.kind is ActionKind.CONTINUOUS:
-            z = (actions - out) * torch.exp(-log_std)
-            return (-0.5 * z.pow(2) - log_std - _LOG_SQRT_2PI).sum(-1)
+            mean, std, _ = self._gaussian(out, log_std)
+            z = (actions - mean) / std
+            return (-0.5 * z.pow(2) - std.log() - _LOG_SQRT_2PI).sum(-1)
         total = torch.zeros(out.shape[:-1], dtype=out.dtype)
         for i, logits in enumerate(torch.split(out, self._splits, dim=-1)):
             logp = torch.log_softmax(logits, dim=-1)
@@ -191,8 +225,8 @@ class PolicyHead:
 
     def entropy(self, out: torch.Tensor, log_std: torch.Tensor | None) -> torch.Tensor:
         if self.spec.kind is ActionKind.CONTINUOUS:
-            per_dim = 0.5 + _LOG_SQRT_2PI + log_std
-            return per_dim.sum().expand(out.shape[:-1])
+            _, std, _ = self._gaussian(out, log_std)
+            return (0.5 + _LOG_SQRT_2PI + std.log()).sum(-1)
         total = torch.zeros(out.shape[:-1], dtype=out.dtype)
         for logits in torch.split(out, self._splits, dim=-1):
             logp = torch.log_softmax(logits, dim=-1)

@@ -38,7 +38,8 @@ class NetSpec:
     """Architecture of a recurrent actor-critic.
 
     `shared_encoder=False` gives the actor and the critic their own recurrent encoder (sb3-contrib's
-    `enable_critic_lstm`), which keeps value-loss gradients out of the policy's memory.
+    `enable_critic_lstm`), which keeps value-loss gradients out of the policy's memory. `sde` turns
+    on generalised state-dependent exploration for Box actions.
     """
 
     cell: CellType = CellType.LSTM
@@ -48,6 +49,7 @@ class NetSpec:
     activation: Activation = Activation.TANH
     shared_encoder: bool = False
     log_std_init: float = 0.0
+    sde: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cell", CellType(self.cell))
@@ -86,7 +88,8 @@ class PPOParams:
 
     `learn_step` is steps per env per rollout; `batch_size` counts transitions per minibatch and is
     independent of the number of envs. `anneal` decays lr and clip_coef linearly to 0 over the
-    training budget (rl-zoo's `lin_` schedules), which settles the final policy.
+    training budget (rl-zoo's `lin_` schedules), which settles the final policy. With gSDE the
+    exploration noise is redrawn every `sde_sample_freq` steps.
     """
 
     lr: float = 1e-3
@@ -106,9 +109,10 @@ class PPOParams:
     normalize_obs: bool = True
     normalize_rewards: bool = True
     anneal: bool = False
+    sde_sample_freq: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("learn_step", "batch_size", "update_epochs", "max_seq_len"):
+        for name in ("learn_step", "batch_size", "update_epochs", "max_seq_len", "sde_sample_freq"):
             _positive_int(name, getattr(self, name))
         for name in ("lr", "clip_coef", "max_grad_norm"):
             if not getattr(self, name) > 0:

@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_config(args.config or ROOT / CONFIGS[args.env],
-                         {"total_steps": args.steps, "seed": args.seed, "env.id": args.env})
+                         {"max_steps": args.steps, "seed": args.seed, "env.id": args.env})
     with tempfile.TemporaryDirectory() as run_dir:
         summary = train_single(config, Path(run_dir), progress=False)
     print(json.dumps({

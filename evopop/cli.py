@@ -31,20 +31,42 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
+def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The config to run and its run directory (a resumed run keeps its own config)."""
     from evopop.config import load_config
-    from evopop.training import train_single
 
+    if args.resume:
+        if args.config or args.set or args.seed is not None or args.steps is not None:
+            raise CliError("--resume continues a run with its saved config.yaml; "
+                           "drop CONFIG, --set, --seed and --steps")
+        run_dir = Path(args.resume)
+        return load_config(run_dir / "config.yaml"), run_dir
+    if not args.config:
+        raise CliError("train needs a CONFIG file (or --resume RUN_DIR)")
     overrides = _parse_sets(args.set)
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.steps is not None:
-        overrides["total_steps"] = args.steps
-    config = load_config(args.config, overrides)
+        overrides["max_steps"] = args.steps
+    return load_config(args.config, overrides), Path(args.run_dir)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    config, run_dir = _train_config(args)
     torch.set_num_threads(1)
-    summary = train_single(config, Path(args.run_dir), progress=not args.quiet)
+    if config.evolution is None:
+        if args.resume:
+            raise CliError("--resume applies to evolutionary runs (the config has no evolution)")
+        from evopop.training import train_single
+
+        summary = train_single(config, run_dir, progress=not args.quiet)
+    else:
+        from evopop.evolution.runner import run_evolution
+
+        summary = run_evolution(config, run_dir, resume=bool(args.resume),
+                                progress=not args.quiet, workers=args.workers)
     print(json.dumps(summary))
     return 0
 
@@ -63,12 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train from a YAML config")
-    train.add_argument("config", help="path to a YAML run config (see configs/)")
+    train.add_argument("config", nargs="?", help="path to a YAML run config (see configs/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set ppo.lr=3e-4")
     train.add_argument("--run-dir", default="runs/latest", help="where to write results")
     train.add_argument("--seed", type=int, help="override the config's seed")
-    train.add_argument("--steps", type=int, help="override total_steps")
+    train.add_argument("--steps", type=int, help="override max_steps")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--workers", type=int, help="worker processes (default: CPU cores)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
     envs = sub.add_parser("envs", help="list registered environments and wrappers")

@@ -12,9 +12,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from evopop.agents.spec import NetSpec, PPOParams
+from evopop.agents.spec import Activation, NetSpec, PPOParams
 from evopop.envs import Vectorization
 from evopop.errors import UserError
+from evopop.evolution.backends import BackendKind
+from evopop.evolution.mutation import MutationConfig
+from evopop.evolution.space import HPSpace
 
 
 class ConfigError(UserError):
@@ -39,15 +42,74 @@ class EnvConfig(_Strict):
     packages: list[str] = Field(default_factory=list, description="imported to register more ids")
 
 
+class MutationSettings(_Strict):
+    """Relative probabilities of the mutation kinds (one kind per non-elite member and
+    generation) and the limits they respect."""
+
+    none: float = Field(0.4, ge=0.0, le=1.0, description="probability of no mutation")
+    architecture: float = Field(0.2, ge=0.0, le=1.0, description="head nodes / hidden size")
+    new_layer: float = Field(0.2, ge=0.0, le=1.0, description="add a head layer")
+    parameters: float = Field(0.2, ge=0.0, le=1.0, description="Gaussian weight noise")
+    activation: float = Field(0.0, ge=0.0, le=1.0, description="switch the activation")
+    hyperparameter: float = Field(0.2, ge=0.0, le=1.0, description="perturb one RL hp")
+    mutation_sd: float = Field(0.1, gt=0.0, description="relative std of weight noise")
+    activations: list[Activation] = Field(default_factory=lambda: list(Activation))
+    min_nodes: int = Field(8, ge=1)
+    max_nodes: int = Field(512, ge=1)
+    max_layers: int = Field(4, ge=1)
+    min_hidden: int = Field(8, ge=1)
+    max_hidden: int = Field(512, ge=1)
+    node_steps: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    hp_space: dict[str, dict[str, Any]] | None = Field(
+        None, description="bounds per hyperparameter, e.g. {lr: {low: 1e-5, high: 1e-2, log: true}}"
+    )
+    hp_factor: float = Field(0.2, gt=0.0, description="relative size of an hp perturbation")
+
+    def build(self) -> MutationConfig:
+        data = self.model_dump(exclude={"hp_space"})
+        data.update(activations=tuple(self.activations), node_steps=tuple(self.node_steps))
+        if self.hp_space is not None:
+            data["hp_space"] = HPSpace.from_dict(self.hp_space)
+        return MutationConfig(**data)
+
+    @model_validator(mode="after")
+    def _valid(self) -> MutationSettings:
+        self.build()
+        return self
+
+
+class EvolutionConfig(_Strict):
+    """The population and its selection; absent for single-agent training."""
+
+    population_size: int = Field(4, ge=1)
+    tournament_size: int = Field(2, ge=1)
+    elitism: bool = True
+    evo_steps: int = Field(10_000, ge=1, description="env steps per member per generation")
+    eval_loop: int = Field(3, ge=1, description="evaluation episodes per member per generation")
+    target: float | None = Field(None, description="stop when the elite's fitness reaches it")
+    random_init_hp: bool = Field(False, description="draw initial hps within the hp space")
+    mutation: MutationSettings = Field(default_factory=MutationSettings)
+
+    @model_validator(mode="after")
+    def _tournament_fits(self) -> EvolutionConfig:
+        if self.tournament_size > self.population_size:
+            raise ValueError(f"tournament_size ({self.tournament_size}) is larger than "
+                             f"population_size ({self.population_size})")
+        return self
+
+
 class RunConfig(_Strict):
-    """A training run: env, network, PPO hyperparameters and budget."""
+    """A training run: env, network, PPO hyperparameters, budget and optional evolution."""
 
     env: EnvConfig
     net: NetSpec = Field(default_factory=NetSpec)
     ppo: PPOParams = Field(default_factory=PPOParams)
-    total_steps: int = Field(100_000, ge=1, description="env steps per agent")
-    eval_episodes: int = Field(10, ge=1, description="deterministic episodes per evaluation")
+    max_steps: int = Field(100_000, ge=1, description="env steps per agent (per member)")
+    eval_episodes: int = Field(10, ge=1, description="deterministic episodes of the final eval")
     seed: int = Field(0, ge=0)
+    evolution: EvolutionConfig | None = None
+    backend: BackendKind = Field(BackendKind.PROCESSES, description="local | processes")
+    workers: int | None = Field(None, ge=1, description="worker processes (default: cores)")
 
     @model_validator(mode="after")
     def _batch_fits_rollout(self) -> RunConfig:

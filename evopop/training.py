@@ -6,7 +6,6 @@ the trained agent (`agent.safetensors`) and `summary.json`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from gymnasium.vector import VectorEnv
 from tqdm import tqdm
 
 from evopop.agents import Agent, TrainResult, evaluate, train_agent
-from evopop.agents.checkpoint import atomic_write_bytes, save_agent
+from evopop.agents.checkpoint import atomic_write_bytes, save_agent, weights_sha256
 from evopop.config import RunConfig, dump_config
 from evopop.envs import make_vec_env
 from evopop.seeding import spawn_seeds
@@ -26,15 +25,6 @@ def make_envs(config: RunConfig, num_envs: int, seed: int) -> VectorEnv:
     env = config.env
     return make_vec_env(env.id, num_envs, env.vectorization, env.wrappers, seed, env.kwargs,
                         env.packages)
-
-
-def weights_sha256(agent: Agent) -> str:
-    """Hash of the network weights (order-stable), to compare runs for bit-identity."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(agent.net.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _metrics_line(result: TrainResult) -> dict[str, Any]:
@@ -56,17 +46,17 @@ def train_single(config: RunConfig, run_dir: Path, progress: bool = True) -> dic
     envs = make_envs(config, config.env.num_envs, env_seed % 2**31)
     agent = Agent(envs.single_observation_space, envs.single_action_space, config.net,
                   config.ppo, seed=agent_seed)
-    bar = tqdm(total=config.total_steps, unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=config.max_steps, unit="step", disable=not progress, dynamic_ncols=True)
     with (run_dir / "metrics.jsonl").open("w") as metrics:
 
         def on_update(result: TrainResult) -> None:
             line = _metrics_line(result)
             metrics.write(json.dumps(line) + "\n")
-            bar.update(min(result.env_steps, config.total_steps) - bar.n)
+            bar.update(min(result.env_steps, config.max_steps) - bar.n)
             if line["mean_return_20"] is not None:
                 bar.set_postfix(ret=f"{line['mean_return_20']:.1f}")
 
-        result = train_agent(agent, envs, config.total_steps, train_seed, on_update)
+        result = train_agent(agent, envs, config.max_steps, train_seed, on_update)
     bar.close()
     envs.close()
     eval_envs = make_envs(config, min(config.eval_episodes, 16), eval_seed % 2**31)

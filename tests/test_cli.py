@@ -13,7 +13,7 @@ TINY = """
 env: {id: CartPoleNoVel-v1, num_envs: 2}
 net: {cell: gru, hidden_size: 8, head: [8]}
 ppo: {learn_step: 32, batch_size: 32, update_epochs: 1}
-total_steps: 128
+max_steps: 128
 eval_episodes: 2
 """
 

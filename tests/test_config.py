@@ -29,7 +29,7 @@ def test_valid_config_builds_typed_sections():
     (_with(ppo__btach_size=64), "did you mean 'batch_size'"),
     (_with(net__hiden_size=64), "did you mean 'hidden_size'"),
     (_with(env__num_env=4), "did you mean 'num_envs'"),
-    (_with(total_step=10), "did you mean 'total_steps'"),
+    (_with(max_step=10), "did you mean 'max_steps'"),
 ])
 def test_unknown_keys_name_the_closest_valid_key(data, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(".", r"\.")):
@@ -42,7 +42,7 @@ def test_unknown_keys_name_the_closest_valid_key(data, expected):
     (_with(ppo__gamma=1.5), "gamma must be in [0, 1]"),
     (_with(ppo__batch_size=1000), "larger than a rollout"),
     (_with(net__cell="transformer"), "net.cell"),
-    (_with(total_steps=-5), "total_steps"),
+    (_with(max_steps=-5), "max_steps"),
     ({"ppo": {}}, "env"),
 ])
 def test_bad_values_are_one_line_errors(data, fragment):

@@ -11,7 +11,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "single" / "cartpole_
 
 
 def test_recurrent_agent_solves_cartpole_novel_within_100k_steps(tmp_path):
-    config = load_config(CONFIG, {"total_steps": 100_000, "seed": 0})
+    config = load_config(CONFIG, {"max_steps": 100_000, "seed": 0})
     summary = train_single(config, tmp_path, progress=False)
     assert summary["env_steps"] <= 100_000 + config.env.num_envs * config.ppo.learn_step
     assert summary["eval_episodes"] == 10
@@ -21,5 +21,5 @@ def test_recurrent_agent_solves_cartpole_novel_within_100k_steps(tmp_path):
 @pytest.mark.slow
 def test_feed_forward_agent_does_not_solve_it_with_the_same_budget(tmp_path):
     """The memory test is honest only if memory is needed."""
-    config = load_config(CONFIG, {"total_steps": 100_000, "seed": 0, "net.cell": "none"})
+    config = load_config(CONFIG, {"max_steps": 100_000, "seed": 0, "net.cell": "none"})
     assert train_single(config, tmp_path, progress=False)["mean_return"] < 300

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from evopop.agents.networks import ActorCritic
 from evopop.agents.spaces import ActionSpec, ObsEncoder, PolicyHead
 from evopop.agents.spec import NetSpec, PPOParams
+from evopop.agents.transfer import transfer_weights
 from evopop.seeding import torch_generator
 from evopop.wrappers.normalize import ObsNormalizer, RewardScaler
 
@@ -47,6 +48,30 @@ class Agent:
         self.reward_scaler = (
             RewardScaler(self.params.gamma) if self.params.normalize_rewards else None
         )
+
+    def set_params(self, params: PPOParams) -> None:
+        """Applies new hyperparameters to the live agent.
+
+        A learning-rate change only sets each param group's `lr`: Adam's moments are kept (AgileRL
+        rebuilds the optimizer on every lr mutation and so throws them away).
+        """
+        self.params = params
+        for group in self.optimizer.param_groups:
+            group["lr"] = params.lr
+        if self.reward_scaler is not None:
+            self.reward_scaler.gamma = params.gamma
+
+    def set_spec(self, spec: NetSpec, generator: torch.Generator) -> None:
+        """Rebuilds the network for a new architecture, keeping the learned weights.
+
+        Overlapping weights are copied by `transfer_weights`; the optimizer is rebuilt over every
+        parameter of the new network (AgileRL #154 once left the critic out).
+        """
+        new_net = ActorCritic(spec, self.encoder.dim, self.action_spec, generator)
+        transfer_weights(self.net, new_net)
+        self.spec, self.net = spec, new_net
+        self.head = PolicyHead(self.action_spec, new_net.sde_features)
+        self.optimizer = self.make_optimizer()
 
     def make_optimizer(self) -> torch.optim.Adam:
         """A fresh Adam over every parameter of the current network."""

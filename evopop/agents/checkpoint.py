@@ -7,6 +7,7 @@ leaves either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as dump_tensors
 
@@ -78,49 +79,57 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def save_agent(
-    agent: Agent, path: str | Path, include_optimizer: bool = True,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Saves the agent atomically; `extra` is free JSON (env id, fitness, lineage...)."""
-    meta = json.dumps(agent_metadata(agent, extra))
-    data = dump_tensors(agent_tensors(agent, include_optimizer), metadata={_META_KEY: meta})
-    atomic_write_bytes(path, data)
+def weights_sha256(agent: Agent) -> str:
+    """Hash of the network weights (order-stable), to compare runs for bit-identity."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(agent.net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The JSON header of an agent file, checked for format and version."""
-    path = Path(path)
-    if not path.is_file():
-        raise AgentFileError(f"agent file not found: {path}")
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    if head.startswith(_PICKLE_MAGIC):
-        raise AgentFileError(
-            f"{path} looks like a pickle/torch.save file; evopop never unpickles files "
-            "(agent files are safetensors)"
-        )
+def pack(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    """Tensors plus a JSON header as safetensors bytes."""
+    return dump_tensors(tensors, metadata={_META_KEY: json.dumps(meta)})
+
+
+def unpack(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Inverse of `pack`. Only the safetensors format is parsed, so a pickle payload never runs;
+    such a file is named as what it is."""
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            header = fh.metadata() or {}
-        meta = json.loads(header[_META_KEY])
-    except (SafetensorError, KeyError, json.JSONDecodeError, OSError) as err:
-        raise AgentFileError(f"{path} is not a valid evopop agent file ({err})") from None
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        header_len = int.from_bytes(data[:8], "little")
+        if not 0 < header_len <= len(data) - 8:
+            raise ValueError("bad header length")
+        header = json.loads(data[8 : 8 + header_len])
+        meta = json.loads(header["__metadata__"][_META_KEY])
+        tensors = load_tensors(data)
+    except (SafetensorError, KeyError, TypeError, ValueError) as err:
+        if data[:4].startswith(_PICKLE_MAGIC):
+            raise AgentFileError(
+                f"{source} looks like a pickle/torch.save file; evopop never unpickles files "
+                "(agent files are safetensors)"
+            ) from None
+        raise AgentFileError(f"{source} is not a valid evopop file ({err})") from None
+    return tensors, meta
+
+
+def _check_format(meta: dict[str, Any], source: str, expected: str) -> None:
+    if meta.get("format") != expected or meta.get("format_version") != FORMAT_VERSION:
         raise AgentFileError(
-            f"{path}: unsupported agent file format {meta.get('format')!r} "
-            f"version {meta.get('format_version')!r} (expected {FORMAT} v{FORMAT_VERSION})"
+            f"{source}: unsupported file format {meta.get('format')!r} "
+            f"version {meta.get('format_version')!r} (expected {expected} v{FORMAT_VERSION})"
         )
-    return meta
 
 
-def load_agent(path: str | Path) -> Agent:
-    """Rebuilds an agent (network, normalisers, optimizer state when saved) from its file."""
-    meta = read_metadata(path)
-    try:
-        tensors = load_tensors(Path(path).read_bytes())
-    except SafetensorError as err:
-        raise AgentFileError(f"{path} is corrupted ({err})") from None
+def agent_to_bytes(
+    agent: Agent, include_optimizer: bool = True, extra: dict[str, Any] | None = None
+) -> bytes:
+    """One agent as self-describing bytes: what agent files hold and what workers exchange."""
+    return pack(agent_tensors(agent, include_optimizer), agent_metadata(agent, extra))
+
+
+def agent_from_parts(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Agent:
+    """Rebuilds an agent (network, normalisers, optimizer state when saved)."""
     agent = Agent(
         space_from_dict(meta["observation_space"]),
         space_from_dict(meta["action_space"]),
@@ -129,6 +138,39 @@ def load_agent(path: str | Path) -> Agent:
     )
     load_agent_tensors(agent, tensors, meta["optimizer_groups"])
     return agent
+
+
+def agent_from_bytes(data: bytes, source: str = "<bytes>") -> Agent:
+    tensors, meta = unpack(data, source)
+    _check_format(meta, source, FORMAT)
+    return agent_from_parts(tensors, meta)
+
+
+def save_agent(
+    agent: Agent, path: str | Path, include_optimizer: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Saves the agent atomically; `extra` is free JSON (env id, fitness, lineage...)."""
+    atomic_write_bytes(path, agent_to_bytes(agent, include_optimizer, extra))
+
+
+def read_file(path: str | Path) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise AgentFileError(f"agent file not found: {path}")
+    return path.read_bytes()
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The JSON header of an agent file, checked for format and version."""
+    _, meta = unpack(read_file(path), str(path))
+    _check_format(meta, str(path), FORMAT)
+    return meta
+
+
+def load_agent(path: str | Path) -> Agent:
+    """Loads an agent file written by `save_agent`."""
+    return agent_from_bytes(read_file(path), str(path))
 
 
 def load_agent_tensors(
@@ -149,6 +191,6 @@ def load_agent_tensors(
             _, idx, slot = key.split(".", 2)
             slots.setdefault(int(idx), {})[slot] = value
     if slots:
-        groups = [dict(g, params=list(range(len(list(agent.net.parameters())))))
-                  for g in optimizer_groups]
+        count = len(list(agent.net.parameters()))
+        groups = [dict(g, params=list(range(count))) for g in optimizer_groups]
         agent.optimizer.load_state_dict({"state": slots, "param_groups": groups})

@@ -38,11 +38,15 @@ def train_agent(
     total_steps: int,
     seed: int,
     on_update: Callable[[TrainResult], None] | None = None,
+    schedule: tuple[int, int] | None = None,
 ) -> TrainResult:
     """Trains until at least `total_steps` env steps (whole rollouts) have been collected.
 
     The envs are reset with a seed derived from `seed`, so a run depends on nothing but its inputs.
+    `schedule` = (steps done before, steps in the whole schedule) places this call on a longer
+    annealing schedule (an evolutionary run calls this once per generation).
     """
+    done_before, schedule_total = schedule or (0, total_steps)
     env_seed, sample_seed, shuffle_seed = spawn_seeds(seed, 3)
     sampler = torch_generator(sample_seed)
     shuffler = np.random.default_rng(shuffle_seed)
@@ -51,7 +55,8 @@ def train_agent(
     start = time.perf_counter()
     while result.env_steps < total_steps:
         buf = collect(agent, col, agent.params.learn_step, sampler)
-        stats = ppo_update(agent, buf, shuffler, 1.0 - result.env_steps / total_steps)
+        remaining = max(0.0, 1.0 - (done_before + result.env_steps) / schedule_total)
+        stats = ppo_update(agent, buf, shuffler, remaining)
         result.env_steps += buf.steps * buf.num_envs
         returns, lengths = col.pop_episodes()
         result.episode_returns += returns

@@ -1,0 +1,100 @@
+"""Members, cloning, and the whole-run checkpoint that makes resume exact.
+
+A member is plain data: an agent (spec, hyperparameters, weights, optimizer, normalisers) plus
+lineage fields. The run checkpoint holds every member and the loop counters in one safetensors
+file; no RNG state needs saving because every random stream is derived from (seed, generation,
+member) — see `evopop.seeding.derive_seed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evopop.agents.agent import Agent
+from evopop.agents.checkpoint import (
+    FORMAT_VERSION,
+    AgentFileError,
+    agent_from_bytes,
+    agent_from_parts,
+    agent_metadata,
+    agent_tensors,
+    agent_to_bytes,
+    atomic_write_bytes,
+    pack,
+    read_file,
+    unpack,
+)
+
+RUN_FORMAT = "evopop-run"
+
+
+@dataclass
+class Member:
+    """One agent of the population and where it came from."""
+
+    id: int
+    parent_id: int | None
+    born: int
+    agent: Agent
+    env_steps: int = 0
+    fitness: list[float] = field(default_factory=list)
+    mutation: dict[str, Any] | None = None
+
+    def clone(self, new_id: int, generation: int) -> Member:
+        """A deep copy with its own optimizer state (through the same bytes workers exchange)."""
+        return Member(new_id, self.id, generation, agent_from_bytes(agent_to_bytes(self.agent)),
+                      self.env_steps, list(self.fitness))
+
+    def record(self) -> dict[str, Any]:
+        """Lineage fields as JSON (everything but the agent's tensors)."""
+        return {"id": self.id, "parent_id": self.parent_id, "born": self.born,
+                "env_steps": self.env_steps, "fitness": self.fitness, "mutation": self.mutation}
+
+
+@dataclass
+class LoopState:
+    """Everything the generation loop needs to continue: members and counters."""
+
+    generation: int
+    next_id: int
+    members: list[Member]
+    total_env_steps: int = 0
+    wall_s: float = 0.0
+    best_fitness: float = float("-inf")
+    elite_history: list[float] = field(default_factory=list)
+    target_reached: bool = False
+    finished: bool = False
+
+    def counters(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "generation", "next_id", "total_env_steps", "wall_s", "best_fitness",
+            "elite_history", "target_reached", "finished")}
+
+
+def save_state(path: Path, state: LoopState) -> None:
+    """Writes the whole run atomically: a kill at any moment leaves the previous generation's."""
+    tensors, members = {}, []
+    for slot, member in enumerate(state.members):
+        for key, value in agent_tensors(member.agent).items():
+            tensors[f"m{slot}.{key}"] = value
+        members.append({**member.record(), "agent": agent_metadata(member.agent)})
+    meta = {"format": RUN_FORMAT, "format_version": FORMAT_VERSION, **state.counters(),
+            "members": members}
+    atomic_write_bytes(path, pack(tensors, meta))
+
+
+def load_state(path: Path) -> LoopState:
+    tensors, meta = unpack(read_file(path), str(path))
+    if meta.get("format") != RUN_FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise AgentFileError(f"{path} is not an evopop run checkpoint")
+    members = []
+    for slot, record in enumerate(meta["members"]):
+        prefix = f"m{slot}."
+        own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        agent = agent_from_parts(own, record["agent"])
+        members.append(Member(record["id"], record["parent_id"], record["born"], agent,
+                              record["env_steps"], record["fitness"], record["mutation"]))
+    counters = {k: meta[k] for k in LoopState.__dataclass_fields__ if k != "members"}
+    return LoopState(members=members, **counters)

@@ -1,0 +1,102 @@
+"""One member's learning cycle as a pure function of plain data: `run_task(task) -> TaskResult`.
+
+The agent travels as safetensors bytes and every random stream derives from the task's seeds, so
+the same task gives bit-identical results in this process, in a worker process or on a Ray node.
+That is what makes parallel members, cloning and resume exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from gymnasium.vector import VectorEnv
+
+from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
+from evopop.agents.evaluate import evaluate
+from evopop.agents.train import train_agent
+from evopop.envs import make_vec_env
+
+_ENV_CACHE: dict[str, VectorEnv] = {}
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a worker needs to build (or reuse) a vector env; plain JSON-able data."""
+
+    env_id: str
+    num_envs: int
+    vectorization: str = "sync"
+    wrappers: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    packages: tuple[str, ...] = ()
+
+    def key(self) -> str:
+        return json.dumps([self.env_id, self.num_envs, self.vectorization, list(self.wrappers),
+                           list(self.kwargs), list(self.packages)], sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    agent: bytes
+    env: EnvSpec
+    eval_env: EnvSpec
+    steps: int
+    seed: int
+    schedule: tuple[int, int]  # (env steps done before, total) for lr/clip annealing
+    eval_episodes: int
+    eval_seed: int
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    agent: bytes
+    fitness: float
+    eval_returns: tuple[float, ...]
+    env_steps: int
+    train_return: float | None
+    finite: bool
+    wall_s: float
+
+
+def cached_env(spec: EnvSpec) -> VectorEnv:
+    """Envs are rebuilt only when the spec changes; every task resets them with its own seed."""
+    key = spec.key()
+    if key not in _ENV_CACHE:
+        _ENV_CACHE[key] = make_vec_env(spec.env_id, spec.num_envs, spec.vectorization,
+                                       list(spec.wrappers), None, dict(spec.kwargs),
+                                       spec.packages)
+    return _ENV_CACHE[key]
+
+
+def _weights_finite(agent_net: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in agent_net.parameters())
+
+
+def run_task(task: TrainTask) -> TaskResult:
+    """Train for `task.steps` env steps, then evaluate deterministically; fitness = mean return.
+
+    A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
+    """
+    agent = agent_from_bytes(task.agent)
+    result = train_agent(agent, cached_env(task.env), task.steps, task.seed,
+                         schedule=task.schedule)
+    finite = result.finite and _weights_finite(agent.net)
+    returns: tuple[float, ...] = ()
+    fitness = -math.inf
+    if finite:
+        scores = evaluate(agent, cached_env(task.eval_env), task.eval_episodes, task.eval_seed)
+        returns, fitness = tuple(scores.returns.tolist()), scores.mean
+    recent = result.episode_returns[-20:]
+    return TaskResult(
+        agent=agent_to_bytes(agent),
+        fitness=fitness,
+        eval_returns=returns,
+        env_steps=result.env_steps,
+        train_return=sum(recent) / len(recent) if recent else None,
+        finite=finite,
+        wall_s=result.wall_s,
+    )

@@ -1,0 +1,144 @@
+"""The generation loop: reproducible on any backend, exact resume, diverged members culled."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import evopop.evolution.runner as runner
+from evopop.agents.checkpoint import load_agent
+from evopop.config import load_config, parse_config
+from evopop.evolution.population import load_state
+
+TINY = {
+    "env": {"id": "CartPoleNoVel-v1", "num_envs": 4},
+    "net": {"cell": "lstm", "hidden_size": 16, "head": [16]},
+    "ppo": {"learn_step": 32, "batch_size": 64, "update_epochs": 2},
+    "max_steps": 1024,
+    "seed": 3,
+    "evolution": {"population_size": 4, "tournament_size": 2, "evo_steps": 256, "eval_loop": 2,
+                  "mutation": {"none": 0.2, "architecture": 0.2, "new_layer": 0.2,
+                               "parameters": 0.2, "activation": 0.1, "hyperparameter": 0.2}},
+}
+VOLATILE = {"wall_s", "steps_per_s"}
+
+
+def _run(tmp_path: Path, name: str, workers: int = 1, **changes) -> tuple[dict, Path]:
+    config = parse_config({**TINY, **changes})
+    run_dir = tmp_path / name
+    return runner.run_evolution(config, run_dir, progress=False, workers=workers), run_dir
+
+
+def _stable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in VOLATILE}
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in VOLATILE} for line in lines]
+
+
+def test_run_directory_contents_and_elite_file(tmp_path):
+    summary, run_dir = _run(tmp_path, "a")
+    assert summary["generations"] == 4 and summary["total_env_steps"] == 4 * 1024
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "config.yaml", "metrics.jsonl", "lineage.jsonl", "checkpoint.safetensors",
+        "elite.safetensors", "summary.json"}
+    metrics = _metrics(run_dir)
+    assert [m["generation"] for m in metrics] == [0, 1, 2, 3]
+    assert all(len(m["members"]) == 4 and "hparams" in m["members"][0] for m in metrics)
+    lineage = [json.loads(x) for x in (run_dir / "lineage.jsonl").read_text().splitlines()]
+    assert len(lineage) == 4 + 3 * 3  # founders + three non-elite children per generation
+    assert all(rec["mutation"]["kind"] for rec in lineage[4:])
+    assert load_agent(run_dir / "elite.safetensors").spec.cell.value == "lstm"
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+
+
+def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path):
+    one, dir_one = _run(tmp_path, "one", workers=1)
+    again, _ = _run(tmp_path, "again", workers=1)
+    two, dir_two = _run(tmp_path, "two", workers=2)
+    assert one["elite_sha256"] == again["elite_sha256"] == two["elite_sha256"]
+    assert _metrics(dir_one) == _metrics(dir_two)
+    other, _ = _run(tmp_path, "other", seed=4)
+    assert other["elite_sha256"] != one["elite_sha256"]
+
+
+def test_elite_passes_unchanged_into_the_next_generation(tmp_path):
+    _, run_dir = _run(tmp_path, "a", max_steps=512)
+    metrics = _metrics(run_dir)
+    first = metrics[0]
+    elite = max(first["members"], key=lambda m: m["fitness"])
+    nxt = metrics[1]["members"][0]
+    assert nxt["id"] == elite["id"] and nxt["mutation"] == elite["mutation"]
+
+
+def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
+    straight, straight_dir = _run(tmp_path, "straight")
+    real_save = runner.save_state
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        if state.generation == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "resumed")
+    monkeypatch.setattr(runner, "save_state", real_save)
+    run_dir = tmp_path / "resumed"
+    assert load_state(run_dir / "checkpoint.safetensors").generation == 2
+    resumed = runner.run_evolution(load_config(run_dir / "config.yaml"), run_dir, resume=True,
+                                   progress=False)
+    assert _stable(resumed) == _stable(straight)
+    assert _metrics(run_dir) == _metrics(straight_dir)
+
+
+def test_kill_9_mid_run_loses_at_most_the_generation_in_progress(tmp_path):
+    base, _ = _run(tmp_path, "base", max_steps=2048)
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({**TINY, "max_steps": 2048}))
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "evopop.cli", "train", str(config), "--run-dir", str(run_dir),
+           "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run([sys.executable, "-m", "evopop.cli", "train", "--resume",
+                              str(run_dir), "--quiet"], capture_output=True, text=True, check=True)
+    assert _stable(json.loads(resumed.stdout)) == _stable(base)
+
+
+def test_a_diverged_member_gets_minus_inf_and_the_run_goes_on(tmp_path, monkeypatch):
+    real_initial = runner.initial_state
+
+    def poisoned(config):
+        state = real_initial(config)
+        with torch.no_grad():
+            next(state.members[1].agent.net.parameters()).fill_(math.nan)
+        return state
+
+    monkeypatch.setattr(runner, "initial_state", poisoned)
+    summary, run_dir = _run(tmp_path, "nan", max_steps=512)
+    first = _metrics(run_dir)[0]["members"]
+    assert first[1]["fitness"] == -math.inf and first[1]["finite"] is False
+    assert all(m["finite"] for i, m in enumerate(first) if i != 1)
+    assert math.isfinite(summary["best_fitness"]) and summary["generations"] == 2
+
+
+def test_evolution_solves_cartpole_novel(tmp_path):
+    """End to end on the bundled config: the elite reaches the 475 target."""
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "cartpole_novel.yaml")
+    summary = runner.run_evolution(config, tmp_path, progress=False, workers=2)
+    assert summary["target_reached"] and summary["elite_fitness"] >= 475

@@ -57,8 +57,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config, run_dir = _train_config(args)
     torch.set_num_threads(1)
     if config.evolution is None:
-        if args.resume:
-            raise CliError("--resume applies to evolutionary runs (the config has no evolution)")
+        if args.resume or args.wandb:
+            raise CliError("--resume and --wandb apply to evolutionary runs "
+                           "(the config has no evolution section)")
         from evopop.training import train_single
 
         summary = train_single(config, run_dir, progress=not args.quiet)
@@ -66,7 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from evopop.evolution.runner import run_evolution
 
         summary = run_evolution(config, run_dir, resume=bool(args.resume),
-                                progress=not args.quiet, workers=args.workers)
+                                progress=not args.quiet, workers=args.workers, wandb=args.wandb)
     print(json.dumps(summary))
     return 0
 
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="override max_steps")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--workers", type=int, help="worker processes (default: CPU cores)")
+    train.add_argument("--wandb", action="store_true",
+                       help="log to Weights & Biases (offline unless logged in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
     envs = sub.add_parser("envs", help="list registered environments and wrappers")
@@ -105,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("evopop: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"evopop: {err or 'interrupted'}", file=sys.stderr)
         return 130
     except UserError as err:
         if args.debug:

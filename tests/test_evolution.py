@@ -142,3 +142,56 @@ def test_evolution_solves_cartpole_novel(tmp_path):
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "cartpole_novel.yaml")
     summary = runner.run_evolution(config, tmp_path, progress=False, workers=2)
     assert summary["target_reached"] and summary["elite_fitness"] >= 475
+
+
+def test_ctrl_c_exits_cleanly_and_the_run_resumes_to_the_same_result(tmp_path):
+    base, _ = _run(tmp_path, "base", max_steps=2048)
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({**TINY, "max_steps": 2048}))
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evopop.cli", "train", str(config), "--run-dir", str(run_dir),
+         "--workers", "2", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while not (run_dir / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    resumed = subprocess.run([sys.executable, "-m", "evopop.cli", "train", "--resume",
+                              str(run_dir), "--quiet"], capture_output=True, text=True, check=True)
+    assert _stable(json.loads(resumed.stdout)) == _stable(base)
+
+
+class _FakeRun:
+    def __init__(self) -> None:
+        self.points: list[tuple[dict, int]] = []
+        self.finished = False
+
+    def log(self, point, step):
+        self.points.append((point, step))
+
+    def finish(self):
+        self.finished = True
+
+
+def test_wandb_logging_is_offline_without_login(tmp_path, monkeypatch):
+    run = _FakeRun()
+    calls = {}
+
+    def init(**kwargs):
+        calls.update(kwargs)
+        return run
+
+    monkeypatch.setitem(sys.modules, "wandb", type(sys)("wandb"))
+    sys.modules["wandb"].init = init
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    config = parse_config({**TINY, "max_steps": 512})
+    runner.run_evolution(config, tmp_path / "w", progress=False, wandb=True)
+    assert calls["mode"] == "offline" and calls["project"] == "evopop"
+    assert [step for _, step in run.points] == [4 * 256, 4 * 512] and run.finished
+    assert {"elite_fitness", "member_0/fitness", "steps_per_s"} <= set(run.points[0][0])

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from enum import Enum
 from typing import Protocol
 
@@ -25,7 +25,7 @@ class BackendKind(str, Enum):
 class Backend(Protocol):
     def map(self, tasks: Sequence[TrainTask]) -> list[TaskResult]: ...
 
-    def close(self) -> None: ...
+    def close(self, abort: bool = False) -> None: ...
 
 
 class LocalBackend:
@@ -34,13 +34,15 @@ class LocalBackend:
     def map(self, tasks: Sequence[TrainTask]) -> list[TaskResult]:
         return [run_task(task) for task in tasks]
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         """Nothing to release."""
 
 
 def _init_worker() -> None:
     # Two cores oversubscribed by torch's intra-op pool run slower than one thread each.
     torch.set_num_threads(1)
+    # Ctrl-C is the parent's to handle: it terminates the workers and keeps the checkpoint.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class ProcessBackend:
@@ -51,13 +53,18 @@ class ProcessBackend:
 
     def __init__(self, workers: int) -> None:
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+        self._pool = context.Pool(workers, initializer=_init_worker)
 
     def map(self, tasks: Sequence[TrainTask]) -> list[TaskResult]:
-        return list(self._pool.map(run_task, tasks))
+        return self._pool.map(run_task, tasks, chunksize=1)
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Waits for idle workers to exit, or kills them mid-task when aborting."""
+        if abort:
+            self._pool.terminate()
+        else:
+            self._pool.close()
+        self._pool.join()
 
 
 def default_workers() -> int:

@@ -23,9 +23,14 @@ from evopop.evolution.backends import make_backend
 from evopop.evolution.loop import ELITE_FILE, LoopSettings, initial_members, run_generations
 from evopop.evolution.population import LoopState, load_state, save_state
 from evopop.evolution.task import EnvSpec
+from evopop.evolution.tracking import WandbLogger
 from evopop.seeding import derive_seed
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says how to continue it."""
 _INIT_STREAM = 99
 
 
@@ -96,7 +101,7 @@ def summarise(state: LoopState, run_dir: Path) -> dict[str, Any]:
 
 def run_evolution(
     config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
-    workers: int | None = None,
+    workers: int | None = None, wandb: bool = False,
 ) -> dict[str, Any]:
     """Runs (or continues) an evolutionary run; returns the summary written to `summary.json`."""
     checkpoint_path = run_dir / CHECKPOINT_FILE
@@ -119,20 +124,31 @@ def run_evolution(
     bar = tqdm(total=total, initial=min(state.total_env_steps, total), unit="step",
                disable=not progress, dynamic_ncols=True)
 
+    tracker = WandbLogger(run_dir, config.model_dump(mode="json"), run_dir.name) if wandb else None
+
     def on_generation(st: LoopState, record: dict[str, Any]) -> None:
         bar.update(min(st.total_env_steps, total) - bar.n)
         bar.set_postfix(elite=f"{record['elite_fitness']:.1f}")
         if progress:
             bar.write(_table_line(record))
+        if tracker is not None:
+            tracker.log(record)
 
     backend = make_backend(config.backend, workers or config.workers)
+    aborted = True
     try:
         if not state.finished:
             state = run_generations(state, s, backend, run_dir,
                                     lambda st: save_state(checkpoint_path, st), on_generation)
+        aborted = False
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted; the last finished generation is saved: "
+                             f"evopop train --resume {run_dir}") from None
     finally:
-        backend.close()
+        backend.close(abort=aborted)
         bar.close()
+        if tracker is not None:
+            tracker.close()
     summary = summarise(state, run_dir)
     atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary

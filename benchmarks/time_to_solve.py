@@ -27,8 +27,8 @@ from evopop.agents import evaluate
 from evopop.agents.checkpoint import load_agent
 from evopop.config import load_config
 from evopop.envs import make_vec_env
-from evopop.evolution.loop import ELITE_FILE
 from evopop.evolution.runner import run_evolution
+from evopop.rundir import ELITE_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT_SEED = 10_000

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from evopop.errors import UserError
+from evopop.evolution.selection import PopulationDiverged
 
 EXIT_USAGE = 2
 
@@ -48,7 +49,10 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
         overrides["seed"] = args.seed
     if args.steps is not None:
         overrides["max_steps"] = args.steps
-    return load_config(args.config, overrides), Path(args.run_dir)
+    from evopop.rundir import default_run_dir
+
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
+    return load_config(args.config, overrides), run_dir
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -62,12 +66,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
                            "(the config has no evolution section)")
         from evopop.training import train_single
 
-        summary = train_single(config, run_dir, progress=not args.quiet)
+        summary = train_single(config, run_dir, progress=not args.quiet,
+                               overwrite=args.overwrite)
     else:
         from evopop.evolution.runner import run_evolution
 
         summary = run_evolution(config, run_dir, resume=bool(args.resume),
-                                progress=not args.quiet, workers=args.workers, wandb=args.wandb)
+                                progress=not args.quiet, workers=args.workers, wandb=args.wandb,
+                                overwrite=args.overwrite)
     print(json.dumps(summary))
     return 0
 
@@ -81,6 +87,16 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evopop", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -89,11 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="path to a YAML run config (see configs/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set ppo.lr=3e-4")
-    train.add_argument("--run-dir", default="runs/latest", help="where to write results")
+    train.add_argument("--run-dir", help="where to write results (default: runs/<config>-<time>)")
+    train.add_argument("--overwrite", action="store_true", help="replace a run in --run-dir")
     train.add_argument("--seed", type=int, help="override the config's seed")
     train.add_argument("--steps", type=int, help="override max_steps")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    train.add_argument("--workers", type=int, help="worker processes (default: CPU cores)")
+    train.add_argument("--workers", type=_positive, help="worker processes (default: CPU cores)")
     train.add_argument("--wandb", action="store_true",
                        help="log to Weights & Biases (offline unless logged in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -116,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"evopop: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except PopulationDiverged as err:
+        print(f"evopop: run failed: {err}", file=sys.stderr)
+        return 1
     except Exception as err:
         if args.debug:
             raise

@@ -18,6 +18,7 @@ from evopop.agents import Agent, TrainResult, evaluate, train_agent
 from evopop.agents.checkpoint import atomic_write_bytes, save_agent, weights_sha256
 from evopop.config import RunConfig, dump_config
 from evopop.envs import make_vec_env
+from evopop.rundir import AGENT_FILE, METRICS_FILE, SUMMARY_FILE, prepare_fresh
 from evopop.seeding import spawn_seeds
 
 
@@ -38,16 +39,17 @@ def _metrics_line(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def train_single(config: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+def train_single(
+    config: RunConfig, run_dir: Path, progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
     """Trains, evaluates and saves one agent; returns the summary written to `summary.json`."""
     agent_seed, train_seed, env_seed, eval_seed = spawn_seeds(config.seed, 4)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run_dir / "config.yaml", dump_config(config).encode())
+    prepare_fresh(run_dir, dump_config(config), overwrite)
     envs = make_envs(config, config.env.num_envs, env_seed % 2**31)
     agent = Agent(envs.single_observation_space, envs.single_action_space, config.net,
                   config.ppo, seed=agent_seed)
     bar = tqdm(total=config.max_steps, unit="step", disable=not progress, dynamic_ncols=True)
-    with (run_dir / "metrics.jsonl").open("w") as metrics:
+    with (run_dir / METRICS_FILE).open("w") as metrics:
 
         def on_update(result: TrainResult) -> None:
             line = _metrics_line(result)
@@ -62,7 +64,7 @@ def train_single(config: RunConfig, run_dir: Path, progress: bool = True) -> dic
     eval_envs = make_envs(config, min(config.eval_episodes, 16), eval_seed % 2**31)
     scores = evaluate(agent, eval_envs, config.eval_episodes, seed=eval_seed % 2**31)
     eval_envs.close()
-    save_agent(agent, run_dir / "agent.safetensors", extra={"env_id": config.env.id})
+    save_agent(agent, run_dir / AGENT_FILE, extra={"env_id": config.env.id})
     summary = {
         "env": config.env.id,
         "seed": config.seed,
@@ -75,5 +77,5 @@ def train_single(config: RunConfig, run_dir: Path, progress: bool = True) -> dic
         "finite": result.finite,
         "weights_sha256": weights_sha256(agent),
     }
-    atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
     return summary

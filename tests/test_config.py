@@ -44,6 +44,16 @@ def test_unknown_keys_name_the_closest_valid_key(data, expected):
     (_with(net__cell="transformer"), "net.cell"),
     (_with(max_steps=-5), "max_steps"),
     ({"ppo": {}}, "env"),
+    (_with(evolution={"mutation": {"hp_space": {"lr": {"low": "abc", "high": 1}}}}),
+     "bounds must be numbers"),
+    (_with(evolution={"mutation": {"hp_space": {"lr": {"low": 1e-4, "high": 1, "log": "no"}}}}),
+     "log must be true or false"),
+    (_with(evolution={"mutation": {"hp_space": {"lrr": {"low": 1e-4, "high": 1}}}}),
+     "did you mean 'lr'"),
+    (_with(evolution={"population_size": 2, "tournament_size": 3}), "tournament_size"),
+    (_with(evolution={"mutation": {"none": 1.5}}), "evolution.mutation.none"),
+    (_with(evolution={"mutation": {"mutation_sd": 0}}), "mutation_sd"),
+    (_with(ppo__vf_clip=-1.0), "vf_clip must be > 0"),
 ])
 def test_bad_values_are_one_line_errors(data, fragment):
     with pytest.raises(ConfigError) as err:

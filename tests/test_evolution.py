@@ -13,8 +13,10 @@ import pytest
 import torch
 
 import evopop.evolution.runner as runner
-from evopop.agents.checkpoint import load_agent
+from evopop.agents.checkpoint import agent_to_bytes, load_agent
 from evopop.config import load_config, parse_config
+from evopop.errors import UserError
+from evopop.evolution.loop import _next_generation
 from evopop.evolution.population import load_state
 
 TINY = {
@@ -71,13 +73,22 @@ def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path):
     assert other["elite_sha256"] != one["elite_sha256"]
 
 
-def test_elite_passes_unchanged_into_the_next_generation(tmp_path):
-    _, run_dir = _run(tmp_path, "a", max_steps=512)
-    metrics = _metrics(run_dir)
-    first = metrics[0]
-    elite = max(first["members"], key=lambda m: m["fitness"])
-    nxt = metrics[1]["members"][0]
-    assert nxt["id"] == elite["id"] and nxt["mutation"] == elite["mutation"]
+def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):
+    config = parse_config(TINY)
+    state = runner.initial_state(config)
+    for slot, member in enumerate(state.members):
+        member.fitness.append(float(slot))  # member 3 is the elite
+    before = {m.id: agent_to_bytes(m.agent) for m in state.members}
+    with (tmp_path / "lineage.jsonl").open("w") as lineage:
+        _next_generation(state, runner.settings(config), lineage)
+    elite, children = state.members[0], state.members[1:]
+    assert elite.id == 3 and agent_to_bytes(elite.agent) == before[3]
+    assert all(c.id >= 4 and c.parent_id in before for c in children)
+    child_params = {id(p) for c in children for p in c.agent.net.parameters()}
+    assert not child_params & {id(p) for p in elite.agent.net.parameters()}
+    for child in children:
+        assert {id(p) for g in child.agent.optimizer.param_groups for p in g["params"]} == \
+            {id(p) for p in child.agent.net.parameters()}
 
 
 def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
@@ -102,7 +113,7 @@ def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
 
 
 def test_kill_9_mid_run_loses_at_most_the_generation_in_progress(tmp_path):
-    base, _ = _run(tmp_path, "base", max_steps=2048)
+    base, base_dir = _run(tmp_path, "base", max_steps=2048)
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({**TINY, "max_steps": 2048}))
     run_dir = tmp_path / "killed"
@@ -114,10 +125,13 @@ def test_kill_9_mid_run_loses_at_most_the_generation_in_progress(tmp_path):
         time.sleep(0.05)
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # killed, not finished
+    killed_at = load_state(run_dir / "checkpoint.safetensors")
+    assert not killed_at.finished and killed_at.generation < base["generations"] - 1
     resumed = subprocess.run([sys.executable, "-m", "evopop.cli", "train", "--resume",
                               str(run_dir), "--quiet"], capture_output=True, text=True, check=True)
     assert _stable(json.loads(resumed.stdout)) == _stable(base)
+    assert _metrics(run_dir) == _metrics(base_dir)
 
 
 def test_a_diverged_member_gets_minus_inf_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -132,7 +146,7 @@ def test_a_diverged_member_gets_minus_inf_and_the_run_goes_on(tmp_path, monkeypa
     monkeypatch.setattr(runner, "initial_state", poisoned)
     summary, run_dir = _run(tmp_path, "nan", max_steps=512)
     first = _metrics(run_dir)[0]["members"]
-    assert first[1]["fitness"] == -math.inf and first[1]["finite"] is False
+    assert first[1]["fitness"] is None and first[1]["finite"] is False  # -inf, as strict JSON
     assert all(m["finite"] for i, m in enumerate(first) if i != 1)
     assert math.isfinite(summary["best_fitness"]) and summary["generations"] == 2
 
@@ -195,3 +209,50 @@ def test_wandb_logging_is_offline_without_login(tmp_path, monkeypatch):
     assert calls["mode"] == "offline" and calls["project"] == "evopop"
     assert [step for _, step in run.points] == [4 * 256, 4 * 512] and run.finished
     assert {"elite_fitness", "member_0/fitness", "steps_per_s"} <= set(run.points[0][0])
+
+
+def test_resuming_a_finished_run_keeps_every_log_line(tmp_path):
+    summary, run_dir = _run(tmp_path, "done")
+    metrics = _metrics(run_dir)
+    again = runner.run_evolution(parse_config(TINY), run_dir, resume=True, progress=False)
+    assert _stable(again) == _stable(summary) and _metrics(run_dir) == metrics
+
+
+def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
+    real_save = runner.save_state
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        if state.generation == 1:
+            with (path.parent / "lineage.jsonl").open("a") as fh:
+                fh.write('{"generation": 2, "id": 9, "par')  # killed mid-write
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "torn")
+    monkeypatch.setattr(runner, "save_state", real_save)
+    straight, straight_dir = _run(tmp_path, "straight")
+    resumed = runner.run_evolution(parse_config(TINY), tmp_path / "torn", resume=True,
+                                   progress=False)
+    assert _stable(resumed) == _stable(straight)
+    lineage = (tmp_path / "torn" / "lineage.jsonl").read_text()
+    assert lineage == (straight_dir / "lineage.jsonl").read_text()
+
+
+def test_a_used_run_dir_is_refused_unless_overwritten(tmp_path):
+    _, run_dir = _run(tmp_path, "used", max_steps=256)
+    with pytest.raises(UserError, match="--resume"):
+        runner.run_evolution(parse_config(TINY), run_dir, progress=False)
+    summary = runner.run_evolution(parse_config({**TINY, "max_steps": 256}), run_dir,
+                                   progress=False, overwrite=True)
+    assert summary["generations"] == 1
+    assert len(_metrics(run_dir)) == 1
+
+
+def test_async_envs_work_inside_worker_processes(tmp_path):
+    env = {**TINY["env"], "vectorization": "async", "num_envs": 2}
+    summary, _ = _run(tmp_path, "async", workers=2, env=env, max_steps=256)
+    sync, _ = _run(tmp_path, "sync", workers=1, env={**env, "vectorization": "sync"},
+                   max_steps=256)
+    assert summary["elite_sha256"] == sync["elite_sha256"]

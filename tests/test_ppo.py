@@ -103,3 +103,22 @@ def test_same_seed_gives_same_rollout_and_update(make_agent):
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for a, b in zip(results[0][1], results[1][1], strict=True):
         assert torch.equal(a, b)
+
+
+def test_sde_noise_is_redrawn_every_freq_steps_and_at_each_rollout_start(make_agent, monkeypatch):
+    envs = make_vec_env("PendulumNoVel-v1", 2, seed=0)
+    agent = make_agent(envs, spec=NetSpec(hidden_size=8, head=(8,), sde=True), sde_sample_freq=4)
+    draws = []
+    real = agent.head.sde_noise
+
+    def counting(n, log_std, generator):
+        draws.append(log_std.detach().clone())
+        return real(n, log_std, generator)
+
+    monkeypatch.setattr(agent.head, "sde_noise", counting)
+    col, gen = Collector.start(agent, envs, seed=0), torch_generator(0)
+    buf = collect(agent, col, 6, gen)  # draws at t = 0 and 4
+    ppo_update(agent, buf, np.random.default_rng(0))
+    collect(agent, col, 6, gen)  # the update moved log_std: a fresh draw at t = 0
+    assert len(draws) == 4
+    assert not torch.equal(draws[1], draws[2])

@@ -26,6 +26,12 @@ def test_the_worst_member_never_wins_a_tournament_of_two():
     assert counts[2] > counts[1] > 0  # the best wins every tournament it enters
 
 
+def test_diverged_members_never_enter_a_tournament():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert tournament_select([math.nan, -math.inf, math.nan, 1.0], 2, False, rng) == [3] * 4
+
+
 def test_non_finite_members_are_never_elite_and_all_diverged_raises():
     assert elite_index([math.nan, -math.inf, -3.0]) == 2
     parents = tournament_select([math.nan, -1.0], 2, True, np.random.default_rng(0))

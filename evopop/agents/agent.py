@@ -65,13 +65,18 @@ class Agent:
         """Rebuilds the network for a new architecture, keeping the learned weights.
 
         Overlapping weights are copied by `transfer_weights`; the optimizer is rebuilt over every
-        parameter of the new network (AgileRL #154 once left the critic out).
+        parameter of the new network (AgileRL #154 once left the critic out), keeping Adam's
+        moments when no parameter changed shape.
         """
         new_net = ActorCritic(spec, self.encoder.dim, self.action_spec, generator)
         transfer_weights(self.net, new_net)
+        same_shapes = _shapes(self.net) == _shapes(new_net)
+        old_state = self.optimizer.state_dict()
         self.spec, self.net = spec, new_net
         self.head = PolicyHead(self.action_spec, new_net.sde_features)
         self.optimizer = self.make_optimizer()
+        if same_shapes:  # e.g. an activation change: Adam's moments still fit every parameter
+            self.optimizer.load_state_dict(old_state)
 
     def make_optimizer(self) -> torch.optim.Adam:
         """A fresh Adam over every parameter of the current network."""
@@ -98,13 +103,20 @@ class Agent:
         """Actions for a batch of observations, carrying the recurrent state.
 
         Pass `episode_start` (bool `[n]`) to reset the state of envs whose episode just began;
-        normaliser statistics stay frozen.
+        normaliser statistics stay frozen. Stochastic actions need an explicit `generator`
+        (no global RNG is ever used).
         """
+        if not deterministic and generator is None:
+            raise ValueError("stochastic actions need a torch.Generator (see evopop.seeding)")
         state = reset_state(state, episode_start)
         x = torch.from_numpy(self.preprocess(obs, update=False))
         out, state = self.net.actor(x[None], state)
         actions = self.head.sample(out[0], self.net.log_std, deterministic, generator)
         return self.action_spec.to_env(actions.numpy()), state
+
+
+def _shapes(net: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(name, tuple(p.shape)) for name, p in net.named_parameters()]
 
 
 def reset_state(state: torch.Tensor, episode_start: np.ndarray | None) -> torch.Tensor:

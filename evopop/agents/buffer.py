@@ -130,7 +130,8 @@ def minibatches(seqs: Sequences, batch_size: int, rng: np.random.Generator) -> l
     """Shuffles sequences into groups of about `batch_size` valid transitions each.
 
     Grouping by transition count (not by sequence count) keeps the minibatch size a property of the
-    hyperparameters alone, whatever the number of envs or the episode lengths.
+    hyperparameters alone, whatever the number of envs or the episode lengths. A remainder of less
+    than half a batch joins the last group instead of taking a noisy gradient step of its own.
     """
     groups: list[np.ndarray] = []
     current: list[int] = []
@@ -141,6 +142,8 @@ def minibatches(seqs: Sequences, batch_size: int, rng: np.random.Generator) -> l
         if filled >= batch_size:
             groups.append(np.asarray(current))
             current, filled = [], 0
-    if current:
+    if current and groups and filled < batch_size // 2:
+        groups[-1] = np.concatenate([groups[-1], np.asarray(current)])  # no tiny last step
+    elif current:
         groups.append(np.asarray(current))
     return groups

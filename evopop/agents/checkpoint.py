@@ -73,16 +73,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make run files private to the writer
         os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a power cut
+        finally:
+            os.close(dir_fd)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def weights_sha256(agent: Agent) -> str:
-    """Hash of the network weights (order-stable), to compare runs for bit-identity."""
+    """Hash of what decides the agent's actions (weights and normaliser statistics, not the
+    optimizer), order-stable, to compare runs for bit-identity."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(agent.net.state_dict().items()):
+    for name, tensor in sorted(agent_tensors(agent, include_optimizer=False).items()):
         digest.update(name.encode())
         digest.update(tensor.detach().contiguous().numpy().tobytes())
     return digest.hexdigest()

@@ -30,7 +30,6 @@ class Collector:
     scaled_returns: np.ndarray
     ep_return: np.ndarray
     ep_length: np.ndarray
-    steps: int = 0
     sde_noise: torch.Tensor | None = None
     finished_returns: list[float] = field(default_factory=list)
     finished_lengths: list[int] = field(default_factory=list)
@@ -86,9 +85,9 @@ def collect(
         buf.states[t] = state
         buf.episode_start[t] = col.episode_start
         out, value, state = net(torch.from_numpy(buf.obs[t])[None], state)
-        if head.sde_features and col.steps % agent.params.sde_sample_freq == 0:
+        if head.sde_features and t % agent.params.sde_sample_freq == 0:
+            # redrawn at the start of every rollout too: the update has changed log_std
             col.sde_noise = head.sde_noise(n, log_std, generator)
-        col.steps += 1
         action = head.sample(out[0], log_std, False, generator, col.sde_noise)
         buf.log_probs[t] = head.log_prob(out[0], log_std, action).numpy()
         buf.actions[t] = action.numpy()

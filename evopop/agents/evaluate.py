@@ -14,6 +14,7 @@ import torch
 
 from evopop.agents.agent import Agent
 from evopop.agents.spaces import batch_one
+from evopop.seeding import torch_generator
 
 
 @dataclass
@@ -41,6 +42,8 @@ def evaluate(
     """Runs `episodes` whole episodes; returns per-episode returns and lengths in episode order."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if not deterministic and generator is None:
+        generator = torch_generator(seed)
     run = _run_vector if isinstance(env, gym.vector.VectorEnv) else _run_single
     returns, lengths = run(agent, env, episodes, seed, deterministic, generator)
     return EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64))

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from evopop.errors import UserError
+
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class UnsupportedSpaceError(UserError):
+    """An observation or action space the agent cannot encode or act in."""
 _SDE_EPS = 1e-6
 
 
@@ -50,7 +56,7 @@ def _leaves(space: spaces.Space) -> list[spaces.Space]:
         return [leaf for sub in space.spaces for leaf in _leaves(sub)]
     if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         return [space]
-    raise TypeError(f"unsupported observation space: {space}")
+    raise UnsupportedSpaceError(f"unsupported observation space: {space}")
 
 
 def _zip_leaves(space: spaces.Space, obs: Any) -> list[tuple[spaces.Space, Any]]:
@@ -122,7 +128,9 @@ class ActionSpec:
             return cls(ActionKind.MULTI_DISCRETE, tuple(space.shape),
                        nvec=tuple(int(k) for k in space.nvec.reshape(-1)),
                        start=tuple(int(s) for s in space.start.reshape(-1)))
-        raise TypeError(f"unsupported action space: {space}")
+        raise UnsupportedSpaceError(
+            f"unsupported action space: {space} (Box, Discrete or MultiDiscrete)"
+        )
 
     @property
     def action_dim(self) -> int:
@@ -249,7 +257,7 @@ def space_to_dict(space: spaces.Space) -> dict[str, Any]:
         return {"type": "Dict", "spaces": {k: space_to_dict(v) for k, v in space.spaces.items()}}
     if isinstance(space, spaces.Tuple):
         return {"type": "Tuple", "spaces": [space_to_dict(v) for v in space.spaces]}
-    raise TypeError(f"unsupported space: {space}")
+    raise UnsupportedSpaceError(f"unsupported space: {space}")
 
 
 def space_from_dict(data: dict[str, Any]) -> spaces.Space:

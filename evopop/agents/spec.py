@@ -122,6 +122,10 @@ class PPOParams:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.ent_coef < 0 or self.vf_coef < 0:
             raise ValueError("ent_coef and vf_coef must be >= 0")
+        for name in ("vf_clip", "target_kl"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 or null, got {value!r}")
 
     def replace(self, **changes: Any) -> PPOParams:
         return dataclasses.replace(self, **changes)

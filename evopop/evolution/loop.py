@@ -7,6 +7,7 @@ its config alone: the same seed gives the same elite on any backend and after an
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,19 +24,26 @@ from evopop.evolution.mutation import MutationConfig, mutate
 from evopop.evolution.population import LoopState, Member
 from evopop.evolution.selection import elite_index, tournament_select
 from evopop.evolution.task import EnvSpec, TaskResult, TrainTask
+from evopop.rundir import ELITE_FILE, LINEAGE_FILE, METRICS_FILE
 from evopop.seeding import derive_seed, torch_generator
-
-ELITE_FILE = "elite.safetensors"
 
 
 class Stream(IntEnum):
-    """Independent random streams of one generation."""
+    """Independent random streams of one generation (INIT_* only at generation 0)."""
 
     TRAIN = 0
     EVAL = 1
     SELECT = 2
     MUTATE = 3
     MUTATE_TORCH = 4
+    INIT_HP = 5
+    INIT_WEIGHTS = 6
+
+
+def json_number(value: float) -> float | None:
+    """Non-finite fitness (a diverged member) is written as null: strict JSON readers reject
+    -Infinity."""
+    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -90,10 +98,15 @@ def _next_generation(state: LoopState, s: LoopSettings, lineage: IO[str]) -> Non
         mutate_rng = np.random.default_rng(derive_seed(s.seed, g, slot, Stream.MUTATE))
         torch_gen = torch_generator(derive_seed(s.seed, g, slot, Stream.MUTATE_TORCH))
         child.mutation = mutate(child.agent, s.mutation, mutate_rng, torch_gen).to_dict()
-        lineage.write(json.dumps({"generation": g + 1, **child.record()}) + "\n")
+        lineage.write(json.dumps(lineage_line(child, g + 1)) + "\n")
         nxt.append(child)
     lineage.flush()
     state.members = nxt
+
+
+def lineage_line(member: Member, generation: int) -> dict[str, Any]:
+    return {"generation": generation, "id": member.id, "parent_id": member.parent_id,
+            "born": member.born, "mutation": member.mutation}
 
 
 def _generation_record(state: LoopState, results: list[TaskResult], wall: float) -> dict[str, Any]:
@@ -103,10 +116,10 @@ def _generation_record(state: LoopState, results: list[TaskResult], wall: float)
         "total_env_steps": state.total_env_steps,
         "wall_s": round(state.wall_s, 3),
         "steps_per_s": round(steps / wall, 1) if wall > 0 else None,
-        "best_fitness": state.best_fitness,
-        "elite_fitness": state.elite_history[-1],
+        "best_fitness": json_number(state.best_fitness),
+        "elite_fitness": json_number(state.elite_history[-1]),
         "members": [
-            {"id": m.id, "parent_id": m.parent_id, "fitness": r.fitness,
+            {"id": m.id, "parent_id": m.parent_id, "fitness": json_number(r.fitness),
              "eval_returns": list(r.eval_returns), "train_return": r.train_return,
              "finite": r.finite, "env_steps": m.env_steps, "hparams": m.agent.params.to_dict(),
              "spec": m.agent.spec.to_dict(), "mutation": m.mutation}
@@ -130,8 +143,8 @@ def run_generations(
     on_generation: Callable[[LoopState, dict[str, Any]], None] | None = None,
 ) -> LoopState:
     """Runs generations until the target fitness or `max_steps` per member is reached."""
-    with (run_dir / "metrics.jsonl").open("a") as metrics, \
-            (run_dir / "lineage.jsonl").open("a") as lineage:
+    with (run_dir / METRICS_FILE).open("a") as metrics, \
+            (run_dir / LINEAGE_FILE).open("a") as lineage:
         while not state.finished:
             start = time.perf_counter()
             results = backend.map(_tasks(state, s))

@@ -16,27 +16,39 @@ from tqdm import tqdm
 
 from evopop.agents import Agent
 from evopop.agents.checkpoint import atomic_write_bytes, load_agent, weights_sha256
-from evopop.config import RunConfig, dump_config, load_config
+from evopop.config import RunConfig, dump_config
 from evopop.envs import make_env
 from evopop.errors import UserError
 from evopop.evolution.backends import make_backend
-from evopop.evolution.loop import ELITE_FILE, LoopSettings, initial_members, run_generations
+from evopop.evolution.loop import (
+    LoopSettings,
+    Stream,
+    initial_members,
+    json_number,
+    lineage_line,
+    run_generations,
+)
 from evopop.evolution.population import LoopState, load_state, save_state
 from evopop.evolution.task import EnvSpec
 from evopop.evolution.tracking import WandbLogger
+from evopop.rundir import (
+    CHECKPOINT_FILE,
+    ELITE_FILE,
+    LINEAGE_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    prepare_fresh,
+)
 from evopop.seeding import derive_seed
-
-CHECKPOINT_FILE = "checkpoint.safetensors"
 
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says how to continue it."""
-_INIT_STREAM = 99
 
 
 def _env_spec(config: RunConfig, num_envs: int) -> EnvSpec:
     env = config.env
-    return EnvSpec(env.id, num_envs, env.vectorization.value, tuple(env.wrappers),
+    return EnvSpec(env.id, num_envs, env.vectorization, tuple(env.wrappers),
                    tuple(sorted(env.kwargs.items())), tuple(env.packages))
 
 
@@ -58,24 +70,36 @@ def initial_state(config: RunConfig) -> LoopState:
     env = make_env(config.env.id, config.env.wrappers, config.env.kwargs, config.env.packages)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
-    hp_rng = np.random.default_rng(derive_seed(config.seed, 0, 0, _INIT_STREAM))
+    hp_rng = np.random.default_rng(derive_seed(config.seed, 0, 0, Stream.INIT_HP))
     space = evo.mutation.build().hp_space
     agents = []
     for slot in range(evo.population_size):
         params = space.sample_params(config.ppo, hp_rng) if evo.random_init_hp else config.ppo
-        seed = derive_seed(config.seed, 0, slot, _INIT_STREAM + 1)
+        seed = derive_seed(config.seed, 0, slot, Stream.INIT_WEIGHTS)
         agents.append(Agent(obs_space, act_space, config.net, params, seed=seed))
     return LoopState(generation=0, next_id=len(agents), members=initial_members(agents))
 
 
-def _truncate_logs(run_dir: Path, generation: int) -> None:
-    """Drops log lines of generations the checkpoint does not contain (a kill mid-generation)."""
-    for name in ("metrics.jsonl", "lineage.jsonl"):
+def _generation_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["generation"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line torn by a kill mid-write
+
+
+def _truncate_logs(run_dir: Path, state: LoopState) -> None:
+    """Drops log lines the checkpoint does not account for (a kill mid-generation).
+
+    The checkpoint holds generation G still to run: metrics of generations < G and lineage of
+    members born up to G stay. A finished run's checkpoint already holds its last generation.
+    """
+    limits = {METRICS_FILE: state.generation + int(state.finished),
+              LINEAGE_FILE: state.generation + 1}
+    for name, limit in limits.items():
         path = run_dir / name
         if path.exists():
             keep = [line for line in path.read_text().splitlines()
-                    if json.loads(line)["generation"] < generation
-                    or (name == "lineage.jsonl" and json.loads(line)["generation"] == generation)]
+                    if (g := _generation_of(line)) is not None and g < limit]
             atomic_write_bytes(path, "".join(f"{line}\n" for line in keep).encode())
 
 
@@ -87,11 +111,13 @@ def _table_line(record: dict[str, Any]) -> str:
 
 
 def summarise(state: LoopState, run_dir: Path) -> dict[str, Any]:
+    """`best_fitness` is the best elite fitness of any generation; `elite_fitness` and the elite
+    file are the last generation's elite."""
     elite = load_agent(run_dir / ELITE_FILE)
     return {
         "target_reached": state.target_reached,
-        "best_fitness": state.best_fitness,
-        "elite_fitness": state.elite_history[-1] if state.elite_history else None,
+        "best_fitness": json_number(state.best_fitness),
+        "elite_fitness": json_number(state.elite_history[-1]),
         "generations": len(state.elite_history),
         "total_env_steps": state.total_env_steps,
         "wall_s": round(state.wall_s, 3),
@@ -99,26 +125,29 @@ def summarise(state: LoopState, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_evolution(
-    config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
-    workers: int | None = None, wandb: bool = False,
-) -> dict[str, Any]:
-    """Runs (or continues) an evolutionary run; returns the summary written to `summary.json`."""
+def _start(config: RunConfig, run_dir: Path, resume: bool, overwrite: bool) -> LoopState:
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if resume:
         if not checkpoint_path.is_file():
             raise UserError(f"nothing to resume: {checkpoint_path} does not exist")
         state = load_state(checkpoint_path)
-        _truncate_logs(run_dir, state.generation)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.jsonl", "lineage.jsonl"):
-            (run_dir / name).unlink(missing_ok=True)
-        atomic_write_bytes(run_dir / "config.yaml", dump_config(config).encode())
-        state = initial_state(config)
-        with (run_dir / "lineage.jsonl").open("w") as lineage:
-            for member in state.members:
-                lineage.write(json.dumps({"generation": 0, **member.record()}) + "\n")
+        _truncate_logs(run_dir, state)
+        return state
+    prepare_fresh(run_dir, dump_config(config), overwrite)
+    state = initial_state(config)
+    with (run_dir / LINEAGE_FILE).open("w") as lineage:
+        for member in state.members:
+            lineage.write(json.dumps(lineage_line(member, 0)) + "\n")
+    return state
+
+
+def run_evolution(
+    config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
+    workers: int | None = None, wandb: bool = False, overwrite: bool = False,
+) -> dict[str, Any]:
+    """Runs (or continues) an evolutionary run; returns the summary written to `summary.json`."""
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    state = _start(config, run_dir, resume, overwrite)
     s = settings(config)
     total = config.max_steps * len(state.members)
     bar = tqdm(total=total, initial=min(state.total_env_steps, total), unit="step",
@@ -142,6 +171,8 @@ def run_evolution(
                                     lambda st: save_state(checkpoint_path, st), on_generation)
         aborted = False
     except KeyboardInterrupt:
+        if not checkpoint_path.exists():
+            raise RunInterrupted("interrupted before the first generation finished") from None
         raise RunInterrupted(f"interrupted; the last finished generation is saved: "
                              f"evopop train --resume {run_dir}") from None
     finally:
@@ -150,9 +181,5 @@ def run_evolution(
         if tracker is not None:
             tracker.close()
     summary = summarise(state, run_dir)
-    atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write_bytes(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
     return summary
-
-
-def resume_config(run_dir: Path) -> RunConfig:
-    return load_config(run_dir / "config.yaml")

@@ -24,7 +24,8 @@ def elite_index(fitnesses: Sequence[float]) -> int:
     """The best member; ties go to the lowest index (stable, hence reproducible)."""
     values = usable_fitness(fitnesses)
     if not np.isfinite(values).any():
-        raise PopulationDiverged("every member's loss or weights became non-finite")
+        raise PopulationDiverged("every member's loss or weights became non-finite; "
+                                 "lower the learning rate or its hp_space bound")
     return int(np.argmax(values))
 
 
@@ -37,15 +38,19 @@ def tournament_select(
     """Indices of the parents of the next generation, one per slot.
 
     With elitism slot 0 is the elite (it passes unchanged); every other slot is won by the fittest
-    of `tournament_size` members drawn without replacement.
+    of `tournament_size` members drawn without replacement. Diverged members never enter a
+    tournament (their NaN weights would only be cloned); when fewer than `tournament_size`
+    members are left, the tournament takes all of them.
     """
     values = usable_fitness(fitnesses)
     size = len(values)
     if not 1 <= tournament_size <= size:
         raise ValueError(f"tournament_size must be in [1, {size}], got {tournament_size}")
+    alive = np.flatnonzero(np.isfinite(values))
     parents = [elite_index(values)] if elitism else []
+    entrants = min(tournament_size, len(alive))
     while len(parents) < size:
-        contestants = rng.choice(size, tournament_size, replace=False)
+        contestants = rng.choice(alive, entrants, replace=False)
         best = contestants[np.argmax(values[contestants])]
         parents.append(int(best))
     return parents

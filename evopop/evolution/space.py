@@ -44,6 +44,11 @@ class HPRange:
     def __post_init__(self) -> None:
         kind = HPType(self.kind)
         object.__setattr__(self, "kind", kind)
+        for bound in (self.low, self.high):
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+                raise ValueError(f"bounds must be numbers, got {bound!r}")
+        if not isinstance(self.log, bool):
+            raise ValueError(f"log must be true or false, got {self.log!r}")
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
             raise ValueError(f"bounds must be finite, got [{self.low}, {self.high}]")
         if self.low > self.high:
@@ -169,7 +174,7 @@ class HPSpace(Mapping[str, HPRange]):
             if "low" not in entry or "high" not in entry:
                 raise ValueError(f"hyperparameter {name!r} needs both 'low' and 'high'")
             ranges[name] = HPRange(entry["low"], entry["high"], HPType(entry.get("kind", kind)),
-                                   bool(entry.get("log", False)))
+                                   entry.get("log", False))
         return cls(ranges)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -18,7 +18,7 @@ from gymnasium.vector import VectorEnv
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluate import evaluate
 from evopop.agents.train import train_agent
-from evopop.envs import make_vec_env
+from evopop.envs import Vectorization, make_vec_env
 
 _ENV_CACHE: dict[str, VectorEnv] = {}
 
@@ -29,14 +29,15 @@ class EnvSpec:
 
     env_id: str
     num_envs: int
-    vectorization: str = "sync"
+    vectorization: Vectorization = Vectorization.SYNC
     wrappers: tuple[Any, ...] = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
     packages: tuple[str, ...] = ()
 
     def key(self) -> str:
-        return json.dumps([self.env_id, self.num_envs, self.vectorization, list(self.wrappers),
-                           list(self.kwargs), list(self.packages)], sort_keys=True, default=str)
+        fields = [self.env_id, self.num_envs, self.vectorization.value, list(self.wrappers),
+                  list(self.kwargs), list(self.packages)]
+        return json.dumps(fields, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""Live changes to an agent: hyperparameters and architecture, as mutations make them."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from evopop.agents import Agent, NetSpec, PPOParams
+from evopop.seeding import torch_generator
+
+
+def _stepped_agent() -> Agent:
+    """An agent after one optimizer step, so Adam has moments to keep or lose."""
+    agent = Agent(spaces.Box(-1, 1, (3,)), spaces.Discrete(2), NetSpec(hidden_size=8, head=(8,)),
+                  PPOParams(lr=1e-3))
+    out, value, _ = agent.net(torch.randn(4, 2, 3, generator=torch_generator(0)),
+                              agent.initial_state(2))
+    (out.sum() + value.sum()).backward()
+    agent.optimizer.step()
+    return agent
+
+
+def _moments(agent: Agent) -> list[torch.Tensor]:
+    return [s["exp_avg"].clone() for s in agent.optimizer.state_dict()["state"].values()]
+
+
+def test_lr_change_keeps_adam_moments():
+    agent = _stepped_agent()
+    before = _moments(agent)
+    agent.set_params(agent.params.replace(lr=3e-4, gamma=0.9))
+    assert agent.optimizer.param_groups[0]["lr"] == 3e-4
+    assert all(torch.equal(a, b) for a, b in zip(before, _moments(agent), strict=True))
+    assert agent.reward_scaler.gamma == 0.9
+
+
+def test_activation_change_keeps_adam_moments_and_growth_rebuilds_over_every_parameter():
+    agent = _stepped_agent()
+    before = _moments(agent)
+    agent.set_spec(NetSpec(hidden_size=8, head=(8,), activation="relu"), torch_generator(1))
+    assert all(torch.equal(a, b) for a, b in zip(before, _moments(agent), strict=True))
+    agent.set_spec(NetSpec(hidden_size=16, head=(8, 8), activation="relu"), torch_generator(1))
+    in_optimizer = {id(p) for g in agent.optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == {id(p) for p in agent.net.parameters()}
+    assert not agent.optimizer.state_dict()["state"]
+
+
+def test_stochastic_actions_need_an_explicit_generator():
+    agent = _stepped_agent()
+    obs = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="Generator"):
+        agent.act(obs, agent.initial_state(2), deterministic=False)
+    a, _ = agent.act(obs, agent.initial_state(2), deterministic=False, generator=torch_generator(3))
+    b, _ = agent.act(obs, agent.initial_state(2), deterministic=False, generator=torch_generator(3))
+    np.testing.assert_array_equal(a, b)

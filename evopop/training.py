@@ -64,7 +64,8 @@ def train_single(
     eval_envs = make_envs(config, min(config.eval_episodes, 16), eval_seed % 2**31)
     scores = evaluate(agent, eval_envs, config.eval_episodes, seed=eval_seed % 2**31)
     eval_envs.close()
-    save_agent(agent, run_dir / AGENT_FILE, extra={"env_id": config.env.id})
+    save_agent(agent, run_dir / AGENT_FILE,
+               extra={"env_id": config.env.id, "env": config.env.model_dump(mode="json")})
     summary = {
         "env": config.env.id,
         "seed": config.seed,

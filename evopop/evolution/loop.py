@@ -60,7 +60,7 @@ class LoopSettings:
     elitism: bool
     target: float | None
     mutation: MutationConfig
-    env_id: str
+    env_config: dict[str, Any]  # the run's `env` section, stored in elite files
 
 
 def _tasks(state: LoopState, s: LoopSettings) -> list[TrainTask]:
@@ -128,10 +128,10 @@ def _generation_record(state: LoopState, results: list[TaskResult], wall: float)
     }
 
 
-def _save_elite(run_dir: Path, elite: Member, generation: int, env_id: str) -> None:
+def _save_elite(run_dir: Path, elite: Member, generation: int, env: dict[str, Any]) -> None:
     save_agent(elite.agent, run_dir / ELITE_FILE, extra={
-        "env_id": env_id, "member_id": elite.id, "generation": generation,
-        "fitness": elite.fitness[-1]})
+        "env_id": env["id"], "env": env, "member_id": elite.id, "generation": generation,
+        "fitness": json_number(elite.fitness[-1])})
 
 
 def run_generations(
@@ -156,7 +156,7 @@ def run_generations(
             state.target_reached = s.target is not None and elite.fitness[-1] >= s.target
             done_steps = all(m.env_steps >= s.max_steps for m in state.members)
             state.finished = state.target_reached or done_steps
-            _save_elite(run_dir, elite, state.generation, s.env_id)
+            _save_elite(run_dir, elite, state.generation, s.env_config)
             wall = time.perf_counter() - start
             state.wall_s += wall
             record = _generation_record(state, results, wall)

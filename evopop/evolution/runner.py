@@ -61,7 +61,7 @@ def settings(config: RunConfig) -> LoopSettings:
         eval_env=_env_spec(config, min(evo.eval_loop, 16)), evo_steps=evo.evo_steps,
         max_steps=config.max_steps, eval_loop=evo.eval_loop,
         tournament_size=evo.tournament_size, elitism=evo.elitism, target=evo.target,
-        mutation=evo.mutation.build(), env_id=config.env.id)
+        mutation=evo.mutation.build(), env_config=config.env.model_dump(mode="json"))
 
 
 def initial_state(config: RunConfig) -> LoopState:

@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -41,6 +41,8 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
             raise CliError("--resume continues a run with its saved config.yaml; "
                            "drop CONFIG, --set, --seed and --steps")
         run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise CliError(f"nothing to resume: {run_dir} holds no evopop run (no config.yaml)")
         return load_config(run_dir / "config.yaml"), run_dir
     if not args.config:
         raise CliError("train needs a CONFIG file (or --resume RUN_DIR)")
@@ -97,8 +99,15 @@ def _positive(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (exit 2) like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"evopop: {message} (see 'evopop --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evopop", description=__doc__)
+    parser = _Parser(prog="evopop", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train from a YAML config")

@@ -6,6 +6,7 @@ Validation happens once, up front, with pydantic (never with `assert`, which `py
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ class _Strict(BaseModel):
 class EnvConfig(_Strict):
     """Which environment to train on and how to vectorise it."""
 
-    id: str
+    id: str = Field(description="any registered Gymnasium id, incl. evopop's NoVel ids")
     num_envs: int = Field(8, ge=1, description="env copies stepped together per agent")
-    vectorization: Vectorization = Field(Vectorization.SYNC, description="sync | async")
+    vectorization: Vectorization = Field(
+        Vectorization.SYNC, description="sync (one process) or async (a process per copy)")
     wrappers: list[str | dict[str, dict[str, Any]]] = Field(
         default_factory=list,
         description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",
@@ -53,13 +55,15 @@ class MutationSettings(_Strict):
     activation: float = Field(0.0, ge=0.0, le=1.0, description="switch the activation")
     hyperparameter: float = Field(0.2, ge=0.0, le=1.0, description="perturb one RL hp")
     mutation_sd: float = Field(0.1, gt=0.0, description="relative std of weight noise")
-    activations: list[Activation] = Field(default_factory=lambda: list(Activation))
-    min_nodes: int = Field(8, ge=1)
-    max_nodes: int = Field(512, ge=1)
-    max_layers: int = Field(4, ge=1)
-    min_hidden: int = Field(8, ge=1)
-    max_hidden: int = Field(512, ge=1)
-    node_steps: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    activations: list[Activation] = Field(default_factory=lambda: list(Activation),
+                                          description="what an activation mutation picks from")
+    min_nodes: int = Field(8, ge=1, description="fewest nodes a head layer may shrink to")
+    max_nodes: int = Field(512, ge=1, description="most nodes a head layer may grow to")
+    max_layers: int = Field(4, ge=1, description="most head layers")
+    min_hidden: int = Field(8, ge=1, description="smallest recurrent hidden size")
+    max_hidden: int = Field(512, ge=1, description="largest recurrent hidden size")
+    node_steps: list[int] = Field(default_factory=lambda: [16, 32, 64],
+                                  description="sizes an architecture mutation adds or removes")
     hp_space: dict[str, dict[str, Any]] | None = Field(
         None, description="bounds per hyperparameter, e.g. {lr: {low: 1e-5, high: 1e-2, log: true}}"
     )
@@ -81,14 +85,15 @@ class MutationSettings(_Strict):
 class EvolutionConfig(_Strict):
     """The population and its selection; absent for single-agent training."""
 
-    population_size: int = Field(4, ge=1)
-    tournament_size: int = Field(2, ge=1)
-    elitism: bool = True
+    population_size: int = Field(4, ge=1, description="members")
+    tournament_size: int = Field(2, ge=1, description="members drawn per tournament")
+    elitism: bool = Field(True, description="the best member passes unchanged")
     evo_steps: int = Field(10_000, ge=1, description="env steps per member per generation")
     eval_loop: int = Field(3, ge=1, description="evaluation episodes per member per generation")
     target: float | None = Field(None, description="stop when the elite's fitness reaches it")
     random_init_hp: bool = Field(False, description="draw initial hps within the hp space")
-    mutation: MutationSettings = Field(default_factory=MutationSettings)
+    mutation: MutationSettings = Field(default_factory=MutationSettings,
+                                       description="mutation kinds, probabilities and limits")
 
     @model_validator(mode="after")
     def _tournament_fits(self) -> EvolutionConfig:
@@ -101,14 +106,16 @@ class EvolutionConfig(_Strict):
 class RunConfig(_Strict):
     """A training run: env, network, PPO hyperparameters, budget and optional evolution."""
 
-    env: EnvConfig
-    net: NetSpec = Field(default_factory=NetSpec)
-    ppo: PPOParams = Field(default_factory=PPOParams)
+    env: EnvConfig = Field(description="the environment and its vectorisation")
+    net: NetSpec = Field(default_factory=NetSpec, description="the network architecture")
+    ppo: PPOParams = Field(default_factory=PPOParams, description="PPO hyperparameters")
     max_steps: int = Field(100_000, ge=1, description="env steps per agent (per member)")
     eval_episodes: int = Field(10, ge=1, description="deterministic episodes of the final eval")
-    seed: int = Field(0, ge=0)
-    evolution: EvolutionConfig | None = None
-    backend: BackendKind = Field(BackendKind.PROCESSES, description="local | processes")
+    seed: int = Field(0, ge=0, description="the one seed every random stream derives from")
+    evolution: EvolutionConfig | None = Field(
+        None, description="the population; absent for single-agent training")
+    backend: BackendKind = Field(BackendKind.PROCESSES,
+                                 description="where members train: local or processes")
     workers: int | None = Field(None, ge=1, description="worker processes (default: cores)")
 
     @model_validator(mode="after")
@@ -127,15 +134,23 @@ def _closest(word: str, candidates: list[str]) -> str:
     return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(candidates)}"
 
 
+def _fields(node: Any) -> dict[str, Any]:
+    """Fields of a model or dataclass, looking through `X | None`."""
+    for candidate in (node, *typing.get_args(node)):
+        fields = getattr(candidate, "model_fields", None) or getattr(
+            candidate, "__dataclass_fields__", None)
+        if fields:
+            return fields
+    return {}
+
+
 def _valid_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
     """Field names of the (nested) section a bad key was found in."""
     node: Any = model
     for part in path:
-        fields = getattr(node, "model_fields", None) or getattr(node, "__dataclass_fields__", {})
-        field = fields.get(part)
+        field = _fields(node).get(part)
         node = getattr(field, "annotation", None) or getattr(field, "type", None)
-    fields = getattr(node, "model_fields", None) or getattr(node, "__dataclass_fields__", {})
-    return list(fields)
+    return list(_fields(node))
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -42,14 +42,26 @@ class NetSpec:
     on generalised state-dependent exploration for Box actions.
     """
 
-    cell: CellType = CellType.LSTM
-    hidden_size: int = 64
-    num_layers: int = 1
-    head: tuple[int, ...] = (64,)
-    activation: Activation = Activation.TANH
-    shared_encoder: bool = False
-    log_std_init: float = 0.0
-    sde: bool = False
+    cell: CellType = field(
+        default=CellType.LSTM, metadata={"doc": "recurrent cell: lstm, gru or none (feed-forward)"}
+    )
+    hidden_size: int = field(default=64, metadata={"doc": "recurrent hidden size"})
+    num_layers: int = field(default=1, metadata={"doc": "stacked recurrent layers"})
+    head: tuple[int, ...] = field(
+        default=(64,), metadata={"doc": "hidden layer sizes of the actor and critic heads"}
+    )
+    activation: Activation = field(
+        default=Activation.TANH, metadata={"doc": "activation of the head layers"}
+    )
+    shared_encoder: bool = field(
+        default=False, metadata={"doc": "one recurrent encoder for actor and critic"}
+    )
+    log_std_init: float = field(
+        default=0.0, metadata={"doc": "initial log-std of the Gaussian policy (Box actions)"}
+    )
+    sde: bool = field(
+        default=False, metadata={"doc": "generalised state-dependent exploration (Box actions)"}
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cell", CellType(self.cell))
@@ -92,24 +104,34 @@ class PPOParams:
     exploration noise is redrawn every `sde_sample_freq` steps.
     """
 
-    lr: float = 1e-3
-    learn_step: int = 128
-    batch_size: int = 256
-    update_epochs: int = 4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_coef: float = 0.2
-    vf_clip: float | None = None
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None
-    max_seq_len: int = 32
-    norm_adv: bool = True
-    normalize_obs: bool = True
-    normalize_rewards: bool = True
-    anneal: bool = False
-    sde_sample_freq: int = 4
+    lr: float = field(default=1e-3, metadata={"doc": "Adam learning rate"})
+    learn_step: int = field(default=128, metadata={"doc": "steps per env per rollout"})
+    batch_size: int = field(
+        default=256, metadata={"doc": "transitions per minibatch (independent of num_envs)"}
+    )
+    update_epochs: int = field(default=4, metadata={"doc": "passes over each rollout"})
+    gamma: float = field(default=0.99, metadata={"doc": "discount"})
+    gae_lambda: float = field(default=0.95, metadata={"doc": "GAE lambda"})
+    clip_coef: float = field(default=0.2, metadata={"doc": "policy ratio clip"})
+    vf_clip: float | None = field(default=None, metadata={"doc": "value clip (null: none)"})
+    ent_coef: float = field(default=0.0, metadata={"doc": "entropy bonus weight"})
+    vf_coef: float = field(default=0.5, metadata={"doc": "value-loss weight"})
+    max_grad_norm: float = field(default=0.5, metadata={"doc": "gradient-norm clip"})
+    target_kl: float | None = field(
+        default=None, metadata={"doc": "stop the update when approx. KL > 1.5 x this"}
+    )
+    max_seq_len: int = field(default=32, metadata={"doc": "truncated-BPTT sequence length"})
+    norm_adv: bool = field(default=True, metadata={"doc": "per-minibatch advantage normalisation"})
+    normalize_obs: bool = field(
+        default=True, metadata={"doc": "running observation normalisation (part of the agent)"}
+    )
+    normalize_rewards: bool = field(
+        default=True, metadata={"doc": "scale rewards by the running std of the return"}
+    )
+    anneal: bool = field(
+        default=False, metadata={"doc": "decay lr and clip_coef linearly to 0 over the budget"}
+    )
+    sde_sample_freq: int = field(default=4, metadata={"doc": "steps between gSDE noise redraws"})
 
     def __post_init__(self) -> None:
         for name in ("learn_step", "batch_size", "update_epochs", "max_seq_len", "sde_sample_freq"):

@@ -126,6 +126,10 @@ class ProcessBackend:
                 self._tasks.put(None)
         for proc in self._procs:
             proc.join()
+        for channel in (self._tasks, self._results):
+            if abort:  # unread task bytes would block this process's exit on a dead pipe
+                channel.cancel_join_thread()
+            channel.close()
 
 
 def default_workers() -> int:

@@ -1,0 +1,128 @@
+"""Bad input, table-driven: every case is one line on stderr, exit code 2, no traceback."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evopop.cli import main
+
+BASE = {
+    "env": {"id": "CartPoleNoVel-v1", "num_envs": 2},
+    "net": {"cell": "gru", "hidden_size": 8, "head": [8]},
+    "ppo": {"learn_step": 32, "batch_size": 32, "update_epochs": 1},
+    "max_steps": 64,
+    "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 32, "eval_loop": 1},
+}
+
+
+def _config(**changes: object) -> dict:
+    """BASE with dotted-key changes; a value of ... deletes the key."""
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return data
+
+
+# (case id, config mapping or raw text or None for no file, extra argv, fragment of the message)
+TRAIN_CASES = [
+    ("missing-file", None, [], "config file not found"),
+    ("malformed-yaml", "env: {id: CartPole\nppo: [\n", [], "malformed YAML"),
+    ("not-a-mapping", "- a\n- b\n", [], "must hold a mapping"),
+    ("unknown-env-id", _config(env__id="CartPoleNoVl-v1"), [], "did you mean 'CartPoleNoVel-v1'"),
+    ("env-package-missing", _config(env__packages=["no_such_pkg_zz"]), [], "not installed"),
+    ("box2d-missing", _config(env__id="LunarLanderNoVel-v3"), [], "box2d"),
+    ("bad-env-kwargs", _config(env__kwargs={"gravity_zz": 1}), [], "bad env_kwargs"),
+    ("unknown-top-key", _config(max_step=5), [], "did you mean 'max_steps'"),
+    ("unknown-ppo-key", _config(ppo__lerning_rate=1e-3), [], "did you mean"),
+    ("unknown-evolution-key", _config(evolution__populaton_size=3), [],
+     "did you mean 'population_size'"),
+    ("unknown-mutation-key", _config(evolution__mutation={"archtecture": 0.1}), [],
+     "did you mean 'architecture'"),
+    ("zero-envs", _config(env__num_envs=0), [], "env.num_envs"),
+    ("zero-population", _config(evolution__population_size=0), [], "population_size"),
+    ("negative-hidden", _config(net__hidden_size=-1), [], "hidden_size must be a positive"),
+    ("zero-head-layer", _config(net__head=[0]), [], "head layer size"),
+    ("zero-batch", _config(ppo__batch_size=0), [], "batch_size must be a positive"),
+    ("negative-learn-step", _config(ppo__learn_step=-5), [], "learn_step must be a positive"),
+    ("zero-max-steps", _config(max_steps=0), [], "max_steps"),
+    ("zero-eval-loop", _config(evolution__eval_loop=0), [], "eval_loop"),
+    ("probability-above-1", _config(evolution__mutation={"none": 1.5}), [], "mutation.none"),
+    ("probability-below-0", _config(evolution__mutation={"parameters": -0.1}), [],
+     "mutation.parameters"),
+    ("batch-larger-than-rollout", _config(ppo__batch_size=1000), [], "larger than a rollout"),
+    ("tournament-too-big", _config(evolution__tournament_size=3), [], "tournament_size"),
+    ("gamma-above-1", _config(ppo__gamma=1.5), [], "gamma must be in [0, 1]"),
+    ("zero-lr", _config(ppo__lr=0), [], "lr must be > 0"),
+    ("lr-not-a-number", _config(ppo__lr="fast"), [], "ppo.lr"),
+    ("unknown-activation", _config(net__activation="swish"), [], "net.activation"),
+    ("unknown-cell", _config(net__cell="transformer"), [], "net.cell"),
+    ("unknown-vectorization", _config(env__vectorization="threads"), [], "env.vectorization"),
+    ("unknown-wrapper", _config(env__wrappers=["mask_velocty"]), [], "mask_velocity"),
+    ("bad-wrapper-argument", _config(env__wrappers=[{"noisy": {"sigma": -1}}]), [], "sigma"),
+    ("unknown-hp-in-space", _config(evolution__mutation={"hp_space": {"lrr": {"low": 1e-4,
+                                                                              "high": 1e-2}}}),
+     [], "did you mean 'lr'"),
+    ("hp-bounds-reversed", _config(evolution__mutation={"hp_space": {"lr": {"low": 1e-2,
+                                                                            "high": 1e-4}}}),
+     [], "must be <= high"),
+    ("set-without-equals", _config(), ["--set", "ppo.lr"], "--set expects key=value"),
+    ("set-unknown-key", _config(), ["--set", "ppo.btach_size=8"], "did you mean 'batch_size'"),
+    ("workers-zero", _config(), ["--workers", "0"], "expected a positive integer"),
+    ("unknown-flag", _config(), ["--frobnicate"], "unrecognized arguments"),
+]
+
+
+def _run_cli(capsys, argv: list[str]) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse exits through SystemExit
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def _assert_one_line_error(code: int, err: str, fragment: str) -> None:
+    assert code == 2, err
+    assert fragment in err, err
+    assert err.count("\n") == 1 and err.startswith("evopop: ")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("content", "args", "fragment"),
+                         [c[1:] for c in TRAIN_CASES], ids=[c[0] for c in TRAIN_CASES])
+def test_bad_train_input(tmp_path: Path, capsys, content, args, fragment):
+    cfg = tmp_path / "c.yaml"
+    if isinstance(content, dict):
+        cfg.write_text(yaml.safe_dump(content))
+    elif content is not None:
+        cfg.write_text(content)
+    argv = ["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet", "--workers", "1"]
+    code, err = _run_cli(capsys, [*argv, *args])
+    _assert_one_line_error(code, err, fragment)
+
+
+def test_bad_resume_input(tmp_path: Path, capsys):
+    code, err = _run_cli(capsys, ["train", "--resume", str(tmp_path / "nope")])
+    _assert_one_line_error(code, err, "nothing to resume")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_config()))
+    code, err = _run_cli(capsys, ["train", str(cfg), "--resume", str(tmp_path)])
+    _assert_one_line_error(code, err, "drop CONFIG")
+
+
+def test_a_used_run_dir_is_refused(tmp_path: Path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_config()))
+    argv = ["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet", "--workers", "1"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    code, err = _run_cli(capsys, argv)
+    _assert_one_line_error(code, err, "already holds a run")
+
+
+def test_case_table_is_large_enough():
+    assert len(TRAIN_CASES) >= 30

@@ -76,7 +76,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
         summary = run_evolution(config, run_dir, resume=bool(args.resume),
                                 progress=not args.quiet, workers=args.workers, wandb=args.wandb,
                                 overwrite=args.overwrite)
+    _plot_after_run(run_dir, args.quiet)
     print(json.dumps(summary))
+    return 0
+
+
+def _plot_after_run(run_dir: Path, quiet: bool) -> None:
+    """Plots are a courtesy after training: a plotting failure must not fail a finished run."""
+    from evopop.plots import plot_run
+
+    try:
+        paths = plot_run(run_dir)
+    except Exception as err:  # the run's results are already safe on disk
+        print(f"evopop: plots not written ({type(err).__name__}: {err}); "
+              f"try: evopop plot {run_dir}", file=sys.stderr)
+        return
+    if not quiet:
+        print(f"plots: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from evopop.inference import evaluate_agent_file
+
+    torch.set_num_threads(1)
+    record = Path(args.record) if args.record else None
+    report = evaluate_agent_file(Path(args.agent), args.env, args.episodes, args.seed,
+                                 args.stochastic, record)
+    print(json.dumps(report.to_dict()) if args.json else "\n".join(report.lines()))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from evopop.plots import plot_run
+
+    paths = plot_run(Path(args.run_dir), Path(args.out) if args.out else None)
+    print("\n".join(str(p) for p in paths))
     return 0
 
 
@@ -124,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log to Weights & Biases (offline unless logged in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
+    evaluate = sub.add_parser("evaluate", help="evaluate (and record) an agent file")
+    evaluate.add_argument("agent", help="agent file (elite.safetensors / agent.safetensors)")
+    evaluate.add_argument("--env", help="env id (default: the env the agent was trained on)")
+    evaluate.add_argument("--episodes", type=_positive, default=10)
+    evaluate.add_argument("--seed", type=int, default=0, help="episode j uses seed + j")
+    evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
+    evaluate.add_argument("--record", metavar="OUT", help="write the episodes to .gif or .mp4")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=_cmd_evaluate)
+    plot = sub.add_parser("plot", help="draw a run's fitness, hyperparameters and lineage")
+    plot.add_argument("run_dir", help="a run directory written by evopop train")
+    plot.add_argument("--out", help="where to write the PNGs (default: RUN_DIR/plots)")
+    plot.set_defaults(func=_cmd_plot)
     envs = sub.add_parser("envs", help="list registered environments and wrappers")
     envs.set_defaults(func=_cmd_envs)
     return parser

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from evopop.agents.checkpoint import atomic_write_bytes
+from evopop.atomic import atomic_write_bytes
 from evopop.errors import UserError
 
 CONFIG_FILE = "config.yaml"

@@ -126,3 +126,46 @@ def test_a_used_run_dir_is_refused(tmp_path: Path, capsys):
 
 def test_case_table_is_large_enough():
     assert len(TRAIN_CASES) >= 30
+
+
+@pytest.fixture(scope="module")
+def agent_file(tmp_path_factory) -> Path:
+    """A real agent file from a tiny single-agent run on CartPoleNoVel."""
+    from evopop.config import parse_config
+    from evopop.training import train_single
+
+    run_dir = tmp_path_factory.mktemp("agent")
+    config = {**BASE, "max_steps": 64}
+    config.pop("evolution")
+    train_single(parse_config(config), run_dir / "run", progress=False)
+    return run_dir / "run" / "agent.safetensors"
+
+
+def _evaluate_cases(agent: Path, tmp: Path) -> list[tuple[str, list[str], str]]:
+    corrupt = tmp / "corrupt.safetensors"
+    corrupt.write_bytes(agent.read_bytes()[:200])
+    pickled = tmp / "pickled.safetensors"
+    pickled.write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
+    return [
+        ("missing-agent-file", [str(tmp / "nope.safetensors")], "not found"),
+        ("corrupt-agent-file", [str(corrupt)], "not a valid evopop file"),
+        ("pickle-agent-file", [str(pickled)], "never unpickles"),
+        ("other-observation-space", [str(agent), "--env", "Pendulum-v1"], "observation space"),
+        ("unknown-eval-env", [str(agent), "--env", "CartPoleNoVl-v1"], "CartPoleNoVel-v1"),
+        ("bad-record-suffix", [str(agent), "--record", str(tmp / "out.avi")], ".gif"),
+        ("zero-episodes", [str(agent), "--episodes", "0"], "positive integer"),
+    ]
+
+
+def test_bad_evaluate_input(agent_file: Path, tmp_path: Path, capsys):
+    for case, args, fragment in _evaluate_cases(agent_file, tmp_path):
+        code, err = _run_cli(capsys, ["evaluate", *args])
+        assert code == 2, case
+        _assert_one_line_error(code, err, fragment)
+
+
+def test_bad_plot_input(tmp_path: Path, capsys):
+    code, err = _run_cli(capsys, ["plot", str(tmp_path / "nope")])
+    _assert_one_line_error(code, err, "run directory not found")
+    code, err = _run_cli(capsys, ["plot", str(tmp_path)])
+    _assert_one_line_error(code, err, "metrics.jsonl")

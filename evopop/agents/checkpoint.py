@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from safetensors.torch import save as dump_tensors
 from evopop.agents.agent import Agent
 from evopop.agents.spaces import space_from_dict, space_to_dict
 from evopop.agents.spec import NetSpec, PPOParams
+from evopop.atomic import atomic_write_bytes
 from evopop.errors import UserError
 
 FORMAT = "evopop-agent"
@@ -61,28 +60,6 @@ def agent_metadata(agent: Agent, extra: dict[str, Any] | None = None) -> dict[st
         "optimizer_groups": [{k: v for k, v in g.items() if k != "params"} for g in groups],
         "extra": extra or {},
     }
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes `data` to `path` via a temp file in the same folder, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make run files private to the writer
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a power cut
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def weights_sha256(agent: Agent) -> str:

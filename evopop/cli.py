@@ -108,6 +108,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from evopop.sweep import run_sweep
+
+    rows = run_sweep(Path(args.sweep), Path(args.out) if args.out else None, args.workers,
+                     args.resume, progress=not args.quiet)
+    solved = sum(bool(r["target_reached"]) for r in rows)
+    print(json.dumps({"runs": len(rows), "solved": solved}))
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from evopop.plots import plot_run
 
@@ -169,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--record", metavar="OUT", help="write the episodes to .gif or .mp4")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_cmd_evaluate)
+    sweep = sub.add_parser("sweep", help="compare settings: a grid of config keys x seeds")
+    sweep.add_argument("sweep", help="sweep YAML (see configs/sweep_mutations.yaml)")
+    sweep.add_argument("--out", help="output directory (default: runs/<sweep name>)")
+    sweep.add_argument("--workers", type=_positive, help="runs in parallel (default: cores)")
+    sweep.add_argument("--resume", action="store_true", help="skip finished runs, continue others")
+    sweep.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    sweep.set_defaults(func=_cmd_sweep)
     plot = sub.add_parser("plot", help="draw a run's fitness, hyperparameters and lineage")
     plot.add_argument("run_dir", help="a run directory written by evopop train")
     plot.add_argument("--out", help="where to write the PNGs (default: RUN_DIR/plots)")

@@ -169,3 +169,28 @@ def test_bad_plot_input(tmp_path: Path, capsys):
     _assert_one_line_error(code, err, "run directory not found")
     code, err = _run_cli(capsys, ["plot", str(tmp_path)])
     _assert_one_line_error(code, err, "metrics.jsonl")
+
+
+def test_bad_sweep_input(tmp_path: Path, capsys):
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(_config()))
+    cases = [
+        ("missing-sweep-file", None, "not found"),
+        ("malformed-sweep", "grid: [\n", "YAML"),
+        ("unknown-sweep-key", {"base": "base.yaml", "grid": {"evolution.mutaton.none": [0.1]},
+                               "seeds": [0]}, "did you mean 'mutation'"),
+        ("unknown-sweep-field", {"base": "base.yaml", "grid": {"ppo.lr": [1e-3]}, "seeds": [0],
+                                 "sead": 1}, "sead"),
+        ("empty-seeds", {"base": "base.yaml", "grid": {"ppo.lr": [1e-3]}, "seeds": []}, "seeds"),
+        ("missing-base", {"base": "nope.yaml", "grid": {"ppo.lr": [1e-3]}, "seeds": [0]},
+         "nope.yaml"),
+    ]
+    for case, content, fragment in cases:
+        sweep = tmp_path / f"{case}.yaml"
+        if isinstance(content, dict):
+            sweep.write_text(yaml.safe_dump(content))
+        elif content is not None:
+            sweep.write_text(content)
+        code, err = _run_cli(capsys, ["sweep", str(sweep), "--out", str(tmp_path / case)])
+        assert code == 2, (case, err)
+        _assert_one_line_error(code, err, fragment)

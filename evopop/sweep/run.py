@@ -1,0 +1,200 @@
+"""Runs a planned sweep: every run an evolutionary run in its own directory, runs spread over
+worker processes, finished runs skipped on resume, reports rewritten at the end."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from enum import Enum
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from evopop.agents.checkpoint import atomic_write_bytes
+from evopop.config import RunConfig, dump_config
+from evopop.envs import make_env
+from evopop.errors import UserError
+from evopop.evolution.backends import default_workers
+from evopop.evolution.runner import run_evolution
+from evopop.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
+from evopop.sweep.report import read_jsonl, run_row, write_reports
+from evopop.sweep.spec import PlannedRun, SweepPlan, load_sweep
+
+RUNS_DIR = "runs"
+SWEEP_RECORD = "sweep.yaml"
+OnDone = Callable[[PlannedRun, dict[str, Any]], None]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; the message says how to continue it."""
+
+
+class RunStatus(str, Enum):
+    """Where a run stands in an existing output directory."""
+
+    FINISHED = "finished"  # summary.json: read its results
+    STARTED = "started"  # a checkpoint but no summary: continue it
+    NEW = "new"  # nothing usable: start fresh
+
+
+def run_status(run_dir: Path) -> RunStatus:
+    if (run_dir / SUMMARY_FILE).is_file():
+        return RunStatus.FINISHED
+    if (run_dir / CHECKPOINT_FILE).is_file():
+        return RunStatus.STARTED
+    return RunStatus.NEW
+
+
+def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
+    """One evolutionary run, members one at a time (the sweep parallelises across runs)."""
+    return run_evolution(config, run_dir, resume=resume, progress=False, workers=1,
+                         overwrite=not resume)
+
+
+_stop: Event | None = None  # in a worker: the pool's stop event (set on Ctrl-C or an error)
+
+
+def _init_worker(stop: Event) -> None:
+    """One torch thread per worker; Ctrl-C ignored while idle (it is the parent's to handle)."""
+    global _stop
+    _stop = stop
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _pool_run(config: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """`execute_run` in a worker, where Ctrl-C stops the run at its last finished generation.
+    A run still queued when the sweep stops is not started (None)."""
+    if _stop is None or _stop.is_set():
+        return None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return execute_run(config, run_dir, resume)
+    except KeyboardInterrupt:
+        if _stop is not None:
+            _stop.set()  # before this worker takes the next queued run
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_inline(todo: Sequence[tuple[PlannedRun, bool]], out_dir: Path, on_done: OnDone) -> None:
+    for run, resume in todo:
+        on_done(run, execute_run(run.config, out_dir / RUNS_DIR / run.name, resume))
+
+
+def _run_pool(todo: Sequence[tuple[PlannedRun, bool]], out_dir: Path, workers: int,
+              on_done: OnDone) -> None:
+    """Runs in spawned, non-daemonic workers, so a run may use subprocess (`async`) envs."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(stop,))
+    futures = {pool.submit(_pool_run, run.config, out_dir / RUNS_DIR / run.name, resume): run
+               for run, resume in todo}
+    try:
+        for future in as_completed(futures):
+            on_done(futures[future], future.result())
+    except BaseException:
+        stop.set()  # runs already handed to a worker's queue must not start
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _check_out_dir(out_dir: Path, resume: bool) -> None:
+    if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise UserError(f"{out_dir} is not empty; continue that sweep with --resume, "
+                        f"or choose another output directory")
+
+
+def _check_same_config(run: PlannedRun, run_dir: Path) -> None:
+    """A resumed sweep must give each existing run the config it was started with."""
+    path = run_dir / CONFIG_FILE
+    if path.is_file() and path.read_text() != dump_config(run.config):
+        raise UserError(f"{path} differs from the config this sweep now gives run {run.name} "
+                        f"(changed base, set or grid?); use another output directory")
+
+
+def _check_envs(plan: SweepPlan) -> None:
+    """Builds each distinct env once, so a bad env id fails before any training."""
+    seen = set()
+    for run in plan.runs:
+        env = run.config.env
+        key = json.dumps([env.id, env.wrappers, env.kwargs, env.packages], default=str)
+        if key not in seen:
+            seen.add(key)
+            make_env(env.id, env.wrappers, env.kwargs, env.packages).close()
+
+
+def _note(plan: SweepPlan) -> str:
+    targets = sorted({str(r.config.evolution.target) for r in plan.runs})
+    return (f"{len(plan.runs)} runs: {len(plan.settings)} settings × seeds {list(plan.seeds)}; "
+            f"target {' / '.join(targets)}. Ranked by mean best elite "
+            f"fitness (desc), then mean env steps to target (asc). ± is the sample std over "
+            f"seeds; steps to target average the seeds that reached it.")
+
+
+def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume: bool = False,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """Runs (or continues) every run of `plan` into `out_dir`; returns one row per run, in plan
+    order, as written to results.csv."""
+    out_dir = Path(out_dir)
+    if workers is not None and workers < 1:
+        raise UserError(f"workers must be a positive integer, got {workers}")
+    _check_out_dir(out_dir, resume)
+    _check_envs(plan)
+    atomic_write_bytes(out_dir / SWEEP_RECORD, yaml.safe_dump(plan.spec, sort_keys=False).encode())
+    rows: dict[str, dict[str, Any]] = {}
+
+    def done(run: PlannedRun, summary: dict[str, Any], how: str = "") -> None:
+        run_dir = out_dir / RUNS_DIR / run.name
+        rows[run.name] = run_row(dict(zip(plan.keys, run.setting, strict=True)), run.seed,
+                                 summary, read_jsonl(run_dir / METRICS_FILE),
+                                 run.config.evolution.target, f"{RUNS_DIR}/{run.name}")
+        if progress:
+            best = summary["best_fitness"]
+            print(f"[{len(rows)}/{len(plan.runs)}] {plan.label(run.setting)} seed {run.seed}: "
+                  f"best {'diverged' if best is None else f'{best:.1f}'}, "
+                  f"{summary['wall_s']:.1f} s{how}", file=sys.stderr, flush=True)
+
+    todo = []
+    for run in plan.runs:
+        run_dir = out_dir / RUNS_DIR / run.name
+        _check_same_config(run, run_dir)
+        status = run_status(run_dir)
+        if status is RunStatus.FINISHED:
+            done(run, json.loads((run_dir / SUMMARY_FILE).read_text()), " (already finished)")
+        else:
+            todo.append((run, status is RunStatus.STARTED))
+    workers = min(workers or default_workers(), max(len(todo), 1))
+    try:
+        if workers == 1:
+            _run_inline(todo, out_dir, done)
+        else:
+            _run_pool(todo, out_dir, workers, done)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(f"interrupted; finished runs and the last generation of the "
+                               f"others are kept: continue with --resume ({out_dir})") from None
+    ordered = [rows[run.name] for run in plan.runs]
+    write_reports(out_dir, ordered, plan.keys, plan.label, plan.name, _note(plan))
+    return ordered
+
+
+def default_out_dir(sweep_path: Path) -> Path:
+    """runs/<sweep file stem>, as `evopop train` puts runs under runs/."""
+    return Path(RUNS_DIR) / Path(sweep_path).stem
+
+
+def run_sweep(sweep_path: Path, out_dir: Path | None = None, workers: int | None = None,
+              resume: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    """Plans the sweep file (every run's config validated first) and runs it; see `run_plan`."""
+    plan = load_sweep(Path(sweep_path))
+    return run_plan(plan, out_dir or default_out_dir(sweep_path), workers, resume, progress)

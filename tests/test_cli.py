@@ -27,6 +27,7 @@ def test_train_writes_a_run_directory(tmp_path, capsys):
     assert summary["env_steps"] == 128 and summary["seed"] == 3
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert "seed: 3" in (run / "config.yaml").read_text()
+    assert (run / "plots" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"  # plotted after
     agent = load_agent(run / "agent.safetensors")
     assert agent.spec.cell.value == "gru"
     assert json.loads(capsys.readouterr().out)["weights_sha256"] == summary["weights_sha256"]

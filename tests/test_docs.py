@@ -33,3 +33,10 @@ def test_readme_opens_with_setup_test_and_main_job_commands():
     assert test_command in head and test_command in ci
     assert "pip install torch==2.13.0" in head and "install --quiet torch==2.13.0" in ci
     assert "evopop train configs/" in head
+
+
+def test_at_most_eight_direct_core_dependencies():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert len(project["dependencies"]) <= 8

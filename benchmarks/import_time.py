@@ -1,0 +1,27 @@
+"""Import time of evopop entry points, each in a fresh interpreter (median of 5).
+
+Usage: python benchmarks/import_time.py
+
+`import evopop` and `import evopop.cli` must stay light: torch, gymnasium and matplotlib are
+imported only by the commands that need them. Last line: JSON (milliseconds).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+MODULES = ("evopop", "evopop.cli", "evopop.agents")
+PROBE = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
+
+
+def median_ms(module: str, repeats: int = 5) -> float:
+    runs = [float(subprocess.run([sys.executable, "-c", PROBE.format(module)], check=True,
+                                 capture_output=True, text=True).stdout) for _ in range(repeats)]
+    return round(statistics.median(runs) * 1000, 1)
+
+
+if __name__ == "__main__":
+    print(json.dumps({module: median_ms(module) for module in MODULES}))

@@ -2,16 +2,21 @@
 
 from evopop.envs.make import EnvError, Vectorization, env_ids, make_env, make_vec_env
 from evopop.envs.novel import NOVEL_IDS, register_novel_envs
+from evopop.envs.satellite import SATELLITE_ENV_ID, register_satellite_env
 
-# Importing evopop.envs is enough for plain gym.make("PendulumNoVel-v1") to work.
+# Importing evopop.envs is enough for plain gym.make("PendulumNoVel-v1") to work; the satellite
+# id is registered only where the `space` extra (bsk-rl) is installed.
 register_novel_envs()
+register_satellite_env()
 
 __all__ = [
     "NOVEL_IDS",
+    "SATELLITE_ENV_ID",
     "EnvError",
     "Vectorization",
     "env_ids",
     "make_env",
     "make_vec_env",
     "register_novel_envs",
+    "register_satellite_env",
 ]

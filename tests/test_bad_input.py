@@ -112,6 +112,8 @@ def test_bad_resume_input(tmp_path: Path, capsys):
     cfg.write_text(yaml.safe_dump(_config()))
     code, err = _run_cli(capsys, ["train", str(cfg), "--resume", str(tmp_path)])
     _assert_one_line_error(code, err, "drop CONFIG")
+    code, err = _run_cli(capsys, ["train", "--resume", str(tmp_path), "--overwrite"])
+    _assert_one_line_error(code, err, "--overwrite")
 
 
 def test_a_used_run_dir_is_refused(tmp_path: Path, capsys):
@@ -124,8 +126,15 @@ def test_a_used_run_dir_is_refused(tmp_path: Path, capsys):
     _assert_one_line_error(code, err, "already holds a run")
 
 
-def test_case_table_is_large_enough():
-    assert len(TRAIN_CASES) >= 30
+def test_malformed_set_value_and_binary_config(tmp_path: Path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_config()))
+    code, err = _run_cli(capsys, ["train", str(cfg), "--set", "net.head=[64", "--quiet"])
+    _assert_one_line_error(code, err, "not a valid YAML value")
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    code, err = _run_cli(capsys, ["train", str(binary), "--quiet"])
+    _assert_one_line_error(code, err, "not a text (UTF-8) YAML file")
 
 
 @pytest.fixture(scope="module")

@@ -150,7 +150,7 @@ def _row(a, seed, best, steps):
             "target_reached": steps is not None}
 
 
-def test_ranking_by_mean_best_fitness_then_steps_to_target():
+def test_ranking_by_solved_fraction_then_steps_to_target_then_best_fitness():
     rows = [_row(0, 0, 15.0, None), _row(0, 1, 15.0, None),  # ties with 4: keeps first place
             _row(1, 0, 10.0, 100), _row(1, 1, 20.0, None),
             _row(2, 0, 15.0, 50), _row(2, 1, 15.0, 70),
@@ -158,15 +158,17 @@ def test_ranking_by_mean_best_fitness_then_steps_to_target():
             _row(4, 0, 15.0, None), _row(4, 1, 15.0, None),
             _row(5, 0, 40.0, None), _row(5, 1, 0.0, 20)]
     stats = rank_settings(rows, ["a"])
-    assert [s.setting for s in stats] == [(5,), (2,), (1,), (0,), (4,), (3,)]
-    top, two, one = stats[:3]
-    assert (top.best_mean, top.best_std) == (20.0, pytest.approx(math.sqrt(800)))
-    assert (top.solved, top.steps_mean, top.steps_std) == (1, 20.0, 0.0)
-    assert (two.best_std, two.steps_mean, two.steps_std) == (0.0, 60.0,
-                                                             pytest.approx(math.sqrt(200)))
+    # 2 solved both seeds; then half-solved settings by speed (3: 10, 5: 20, 1: 100 steps);
+    # then the unsolved ones by best fitness, ties in order of appearance (0 before 4)
+    assert [s.setting for s in stats] == [(2,), (3,), (5,), (1,), (0,), (4,)]
+    two, three, five, one = stats[:4]
+    assert (two.solved, two.best_std, two.steps_mean, two.steps_std) == (
+        2, 0.0, 60.0, pytest.approx(math.sqrt(200)))
+    assert three.best_mean == -math.inf and three.best == (30.0, -math.inf)  # a diverged run
+    assert (five.best_mean, five.best_std) == (20.0, pytest.approx(math.sqrt(800)))
+    assert (five.solved, five.steps_mean, five.steps_std) == (1, 20.0, 0.0)
     assert one.best_std == pytest.approx(math.sqrt(50)) and one.runs == 2
-    assert stats[3].steps_mean is None and stats[3].solved == 0
-    assert stats[-1].best_mean == -math.inf and stats[-1].best == (30.0, -math.inf)
+    assert stats[4].steps_mean is None and stats[4].solved == 0
 
 
 def test_results_csv_summary_and_plot(finished):
@@ -254,3 +256,20 @@ def test_script_runs_in_worker_processes_with_async_envs(tmp_path):
     assert done.stderr.count("seed 0: best") == 4
     with (out / "results.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 4
+
+
+def test_a_diverged_run_is_recorded_as_finished_and_unsolved(tmp_path, monkeypatch):
+    import evopop.sweep.run as sweep_run
+    from evopop.evolution.selection import PopulationDiverged
+
+    def diverging(config, run_dir, **kwargs):
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.jsonl").write_text(json.dumps(
+            {"generation": 0, "total_env_steps": 64, "wall_s": 1.5, "elite_fitness": None}) + "\n")
+        raise PopulationDiverged("every member's loss or weights became non-finite")
+
+    monkeypatch.setattr(sweep_run, "run_evolution", diverging)
+    summary = sweep_run.execute_run(None, tmp_path / "run", resume=False)
+    assert summary["diverged"] and summary["best_fitness"] is None
+    assert (summary["generations"], summary["total_env_steps"]) == (1, 64)
+    assert sweep_run.run_status(tmp_path / "run") is sweep_run.RunStatus.FINISHED

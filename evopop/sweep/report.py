@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from evopop.agents.checkpoint import atomic_write_bytes
+from evopop.atomic import atomic_write_bytes
 
 
 class Column(str, Enum):
@@ -108,8 +108,12 @@ def _stats(setting: tuple[Any, ...], rows: Sequence[Mapping[str, Any]]) -> Setti
 
 
 def rank_settings(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[SettingStats]:
-    """Settings by mean best fitness (desc), then mean steps to target (asc; unsolved last);
-    ties keep the order in which settings first appear in `rows`."""
+    """Settings by the fraction of seeds that reached the target (desc), then mean env steps to
+    the target (asc), then mean best fitness (desc); ties keep the order of first appearance.
+
+    Best fitness comes last because a run stops at the first generation that reaches the target:
+    above the target it is noise, while speed to the target is what a setting buys.
+    """
     groups: dict[str, list[Mapping[str, Any]]] = {}
     settings: dict[str, tuple[Any, ...]] = {}
     for row in rows:
@@ -119,7 +123,7 @@ def rank_settings(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> lis
         settings.setdefault(ident, setting)
     stats = [_stats(settings[ident], group) for ident, group in groups.items()]
     return sorted(stats, key=lambda s: (
-        -s.best_mean, math.inf if s.steps_mean is None else s.steps_mean))
+        -s.solved / s.runs, math.inf if s.steps_mean is None else s.steps_mean, -s.best_mean))
 
 
 def _cell(value: Any) -> str:

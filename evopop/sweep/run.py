@@ -17,12 +17,13 @@ from typing import Any
 import torch
 import yaml
 
-from evopop.agents.checkpoint import atomic_write_bytes
+from evopop.atomic import atomic_write_bytes
 from evopop.config import RunConfig, dump_config
 from evopop.envs import make_env
 from evopop.errors import UserError
 from evopop.evolution.backends import default_workers
 from evopop.evolution.runner import run_evolution
+from evopop.evolution.selection import PopulationDiverged
 from evopop.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 from evopop.sweep.report import read_jsonl, run_row, write_reports
 from evopop.sweep.spec import PlannedRun, SweepPlan, load_sweep
@@ -53,9 +54,22 @@ def run_status(run_dir: Path) -> RunStatus:
 
 
 def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
-    """One evolutionary run, members one at a time (the sweep parallelises across runs)."""
-    return run_evolution(config, run_dir, resume=resume, progress=False, workers=1,
-                         overwrite=not resume)
+    """One evolutionary run, members one at a time (the sweep parallelises across runs).
+
+    A run whose whole population diverges is a result, not a sweep failure: it is recorded as
+    finished and unsolved (diverging is deterministic, so retrying it would only diverge again).
+    """
+    try:
+        return run_evolution(config, run_dir, resume=resume, progress=False, workers=1,
+                             overwrite=not resume)
+    except PopulationDiverged:
+        metrics = read_jsonl(run_dir / METRICS_FILE)
+        summary = {"target_reached": False, "best_fitness": None, "elite_fitness": None,
+                   "generations": len(metrics), "wall_s": metrics[-1]["wall_s"] if metrics else 0,
+                   "total_env_steps": metrics[-1]["total_env_steps"] if metrics else 0,
+                   "diverged": True}
+        atomic_write_bytes(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        return summary
 
 
 _stop: Event | None = None  # in a worker: the pool's stop event (set on Ctrl-C or an error)
@@ -101,7 +115,9 @@ def _run_pool(todo: Sequence[tuple[PlannedRun, bool]], out_dir: Path, workers: i
                for run, resume in todo}
     try:
         for future in as_completed(futures):
-            on_done(futures[future], future.result())
+            result = future.result()
+            if result is not None:  # None: a queued run the stopping sweep did not start
+                on_done(futures[future], result)
     except BaseException:
         stop.set()  # runs already handed to a worker's queue must not start
         pool.shutdown(wait=True, cancel_futures=True)
@@ -137,8 +153,8 @@ def _check_envs(plan: SweepPlan) -> None:
 def _note(plan: SweepPlan) -> str:
     targets = sorted({str(r.config.evolution.target) for r in plan.runs})
     return (f"{len(plan.runs)} runs: {len(plan.settings)} settings × seeds {list(plan.seeds)}; "
-            f"target {' / '.join(targets)}. Ranked by mean best elite "
-            f"fitness (desc), then mean env steps to target (asc). ± is the sample std over "
+            f"target {' / '.join(targets)}. Ranked by seeds solved (desc), then mean env steps "
+            f"to target (asc), then mean best elite fitness (desc). ± is the sample std over "
             f"seeds; steps to target average the seeds that reached it.")
 
 

@@ -15,6 +15,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 ELITE_FILE = "elite.safetensors"
 AGENT_FILE = "agent.safetensors"
 SUMMARY_FILE = "summary.json"
+PLOTS_DIR = "plots"
 RUN_FILES = (CHECKPOINT_FILE, SUMMARY_FILE, ELITE_FILE, AGENT_FILE, METRICS_FILE, LINEAGE_FILE,
              CONFIG_FILE)
 
@@ -31,7 +32,11 @@ def prepare_fresh(run_dir: Path, config_yaml: str, overwrite: bool) -> None:
     if used and not overwrite:
         raise UserError(f"{run_dir} already holds a run ({used[0]}); continue it with "
                         f"--resume {run_dir}, or pass --overwrite, or pick another --run-dir")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir} is a file, not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in used:
         (run_dir / name).unlink()
+    for old_plot in (run_dir / PLOTS_DIR).glob("*.png"):  # the old run's pictures go too
+        old_plot.unlink()
     atomic_write_bytes(run_dir / CONFIG_FILE, config_yaml.encode())

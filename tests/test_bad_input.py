@@ -116,14 +116,23 @@ def test_bad_resume_input(tmp_path: Path, capsys):
     _assert_one_line_error(code, err, "--overwrite")
 
 
-def test_a_used_run_dir_is_refused(tmp_path: Path, capsys):
+def test_a_used_run_dir_is_refused_and_overwrite_clears_the_old_plots(tmp_path: Path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(_config()))
     argv = ["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet", "--workers", "1"]
     assert main(argv) == 0
+    assert (tmp_path / "run" / "plots" / "lineage.png").exists()
     capsys.readouterr()
     code, err = _run_cli(capsys, argv)
     _assert_one_line_error(code, err, "already holds a run")
+    single = {k: v for k, v in _config().items() if k != "evolution"}
+    cfg.write_text(yaml.safe_dump(single))
+    assert main([*argv, "--overwrite"]) == 0
+    plots = sorted(p.name for p in (tmp_path / "run" / "plots").iterdir())
+    assert plots == ["learning_curve.png"]
+    (tmp_path / "file").write_text("x")
+    code, err = _run_cli(capsys, ["train", str(cfg), "--run-dir", str(tmp_path / "file")])
+    _assert_one_line_error(code, err, "is a file")
 
 
 def test_malformed_set_value_and_binary_config(tmp_path: Path, capsys):
@@ -194,6 +203,11 @@ def test_bad_sweep_input(tmp_path: Path, capsys):
         ("missing-base", {"base": "nope.yaml", "grid": {"ppo.lr": [1e-3]}, "seeds": [0]},
          "nope.yaml"),
     ]
+    (tmp_path / "taken").write_text("x")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump({"base": "base.yaml", "grid": {"ppo.lr": [1e-3]}, "seeds": [0]}))
+    code, err = _run_cli(capsys, ["sweep", str(ok), "--out", str(tmp_path / "taken")])
+    _assert_one_line_error(code, err, "is a file")
     for case, content, fragment in cases:
         sweep = tmp_path / f"{case}.yaml"
         if isinstance(content, dict):

@@ -126,6 +126,8 @@ def _run_pool(todo: Sequence[tuple[PlannedRun, bool]], out_dir: Path, workers: i
 
 
 def _check_out_dir(out_dir: Path, resume: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a directory")
     if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} is not empty; continue that sweep with --resume, "
                         f"or choose another output directory")

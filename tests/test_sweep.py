@@ -237,8 +237,10 @@ def test_resume_continues_checkpointed_runs_and_starts_missing_ones(finished, tm
 def test_resume_refuses_a_changed_sweep(finished, tmp_path):
     sweep, out = _copy(finished, tmp_path)
     sweep.write_text(yaml.safe_dump({**SWEEP, "set": {"max_steps": 256}}))
+    before = {name: (out / name).read_bytes() for name in ("sweep.yaml", "results.csv")}
     with pytest.raises(UserError, match="differs from the config"):
         run_sweep(sweep, out, workers=1, resume=True)
+    assert {name: (out / name).read_bytes() for name in before} == before  # nothing rewritten
 
 
 def test_script_runs_in_worker_processes_with_async_envs(tmp_path):

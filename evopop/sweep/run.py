@@ -153,9 +153,11 @@ def _check_envs(plan: SweepPlan) -> None:
 
 
 def _note(plan: SweepPlan) -> str:
-    targets = sorted({str(r.config.evolution.target) for r in plan.runs})
+    targets = sorted({str(r.config.evolution.target) for r in plan.runs
+                      if r.config.evolution.target is not None})
+    target = f"target {' / '.join(targets)}" if targets else "no target"
     return (f"{len(plan.runs)} runs: {len(plan.settings)} settings × seeds {list(plan.seeds)}; "
-            f"target {' / '.join(targets)}. Ranked by seeds solved (desc), then mean env steps "
+            f"{target}. Ranked by seeds solved (desc), then mean env steps "
             f"to target (asc), then mean best elite fitness (desc). ± is the sample std over "
             f"seeds; steps to target average the seeds that reached it.")
 
@@ -169,6 +171,8 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
         raise UserError(f"workers must be a positive integer, got {workers}")
     _check_out_dir(out_dir, resume)
     _check_envs(plan)
+    for run in plan.runs:  # every check before the first write: a refused resume changes nothing
+        _check_same_config(run, out_dir / RUNS_DIR / run.name)
     atomic_write_bytes(out_dir / SWEEP_RECORD, yaml.safe_dump(plan.spec, sort_keys=False).encode())
     rows: dict[str, dict[str, Any]] = {}
 
@@ -186,7 +190,6 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
     todo = []
     for run in plan.runs:
         run_dir = out_dir / RUNS_DIR / run.name
-        _check_same_config(run, run_dir)
         status = run_status(run_dir)
         if status is RunStatus.FINISHED:
             done(run, json.loads((run_dir / SUMMARY_FILE).read_text()), " (already finished)")

@@ -245,9 +245,6 @@ class _VideoSink:
     """Draws frames with their caption into a matplotlib figure and a movie writer."""
 
     def __init__(self, frame_shape: tuple[int, ...], fmt: VideoFormat, fps: int) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
         from matplotlib import animation
         from matplotlib.figure import Figure
 

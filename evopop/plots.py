@@ -18,7 +18,7 @@ import yaml
 
 from evopop.errors import UserError
 from evopop.evolution.selection import elite_index
-from evopop.rundir import CONFIG_FILE, LINEAGE_FILE, METRICS_FILE, SUMMARY_FILE
+from evopop.rundir import CONFIG_FILE, LINEAGE_FILE, METRICS_FILE, SUMMARY_FILE, read_jsonl
 
 Slot = tuple[int, int]  # (generation, slot): where a member sits in the lineage picture
 LOG_AXES = frozenset({"lr"})  # spans decades
@@ -89,19 +89,6 @@ class Lineage:
         """Values that differ somewhere in the run (in first-seen order): the ones worth a plot."""
         names = list(dict.fromkeys(name for node in self.nodes for name in node.values))
         return [n for n in names if len({node.values.get(n) for node in self.nodes}) > 1]
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a log file; a torn or foreign line (a killed run) is skipped."""
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def _read_mapping(path: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
@@ -213,10 +200,8 @@ def build_lineage(records: list[dict[str, Any]], lineage: list[dict[str, Any]]) 
 
 
 def _figure(width: float, height: float) -> Any:
-    """A pyplot-free figure (no global figure registry to leak into) on the Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """A pyplot-free figure: no global figure registry and no backend switch for the caller
+    (savefig picks the Agg canvas for png by itself)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
@@ -385,7 +370,7 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
         plot_learning_curve(records, summary, path, title)
         return [path]
     lineage_file = run_dir / LINEAGE_FILE
-    lineage = build_lineage(records, read_jsonl(lineage_file) if lineage_file.is_file() else [])
+    lineage = build_lineage(records, read_jsonl(lineage_file))
     paths = [out / f.value for f in (PlotFile.FITNESS, PlotFile.HPARAMS, PlotFile.LINEAGE)]
     plot_fitness(records, lineage, read_target(run_dir), paths[0], title)
     plot_hparams(lineage, paths[1], title)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from evopop.atomic import atomic_write_bytes
 from evopop.errors import UserError
@@ -40,3 +42,19 @@ def prepare_fresh(run_dir: Path, config_yaml: str, overwrite: bool) -> None:
     for old_plot in (run_dir / PLOTS_DIR).glob("*.png"):  # the old run's pictures go too
         old_plot.unlink()
     atomic_write_bytes(run_dir / CONFIG_FILE, config_yaml.encode())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a run log; a torn line (a killed run) or a foreign one is skipped,
+    and a log not written yet reads as empty."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

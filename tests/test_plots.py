@@ -19,9 +19,9 @@ from evopop.plots import (
     load_metrics,
     mutation_label,
     plot_run,
-    read_jsonl,
     read_target,
 )
+from evopop.rundir import read_jsonl
 from evopop.training import train_single
 
 TINY = {

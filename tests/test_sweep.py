@@ -13,8 +13,8 @@ import yaml
 
 import evopop.sweep.run as sweep_run
 from evopop.errors import UserError
+from evopop.rundir import read_jsonl
 from evopop.sweep import load_sweep, plan_sweep, rank_settings, run_sweep, steps_to_target
-from evopop.sweep.report import read_jsonl
 from evopop.sweep.spec import setting_slugs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,7 +75,8 @@ def test_plan_expands_grid_times_seeds_into_validated_configs(tmp_path):
 
 def test_slugs_are_filesystem_safe_stable_and_unique():
     slugs = setting_slugs(["net.head", "ppo.lr"], [([64, 64], 1e-3), ([64], 1e-3)])
-    assert slugs == setting_slugs(["net.head", "ppo.lr"], [([64, 64], 1e-3), ([64], 1e-3)])
+    # stable: the exact names, so a finished run keeps its directory across versions
+    assert slugs == ["head=-64-64-_lr=0.001-7d1d9499", "head=-64-_lr=0.001-a0942c1e"]
     assert len(set(slugs)) == 2 and all(" " not in s and "[" not in s and "/" not in s
                                         for s in slugs)
     assert setting_slugs(["a.lr", "b.lr"], [(1, 2)]) == ["a.lr=1_b.lr=2"]  # clashing leaves

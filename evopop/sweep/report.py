@@ -37,17 +37,6 @@ SUMMARY_MD = "summary.md"
 SUMMARY_PNG = "summary.png"
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The lines of a JSONL log; a line torn by a kill is skipped."""
-    records = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
 def steps_to_target(metrics: Iterable[Mapping[str, Any]], target: float | None) -> int | None:
     """The run's `total_env_steps` at the first generation whose elite reached `target`."""
     if target is None:
@@ -168,15 +157,12 @@ def summary_png(stats: Sequence[SettingStats], label: Callable[[Sequence[Any]], 
                 title: str) -> bytes:
     """Two panels, best setting on top: best fitness and env steps to target, mean ± std over
     seeds (bars), every seed (dots)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # pyplot-free: the caller's backend stays as it was
 
     n = len(stats)
     ys = list(range(n))[::-1]
-    fig, (ax_fit, ax_steps) = plt.subplots(1, 2, figsize=(12, 1.6 + 0.55 * n), sharey=True,
-                                           constrained_layout=True)
+    fig = Figure(figsize=(12, 1.6 + 0.55 * n), layout="constrained")
+    ax_fit, ax_steps = fig.subplots(1, 2, sharey=True)
     bar = {"alpha": 0.6, "capsize": 4, "error_kw": {"ecolor": "0.35"}}
     dots = {"marker": "o", "ls": "", "mfc": "white", "mec": "black", "ms": 5}
     for y, s in zip(ys, stats, strict=True):
@@ -200,7 +186,6 @@ def summary_png(stats: Sequence[SettingStats], label: Callable[[Sequence[Any]], 
     fig.suptitle(f"sweep {title}: settings ranked, best on top")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return buffer.getvalue()
 
 

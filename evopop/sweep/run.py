@@ -24,8 +24,8 @@ from evopop.errors import UserError
 from evopop.evolution.backends import default_workers
 from evopop.evolution.runner import run_evolution
 from evopop.evolution.selection import PopulationDiverged
-from evopop.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
-from evopop.sweep.report import read_jsonl, run_row, write_reports
+from evopop.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, read_jsonl
+from evopop.sweep.report import run_row, write_reports
 from evopop.sweep.spec import PlannedRun, SweepPlan, load_sweep
 
 RUNS_DIR = "runs"

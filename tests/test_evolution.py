@@ -38,6 +38,31 @@ def _run(tmp_path: Path, name: str, workers: int = 1, **changes) -> tuple[dict, 
     return runner.run_evolution(config, run_dir, progress=False, workers=workers), run_dir
 
 
+def _stop_after_generation(monkeypatch, generation: int, before_stop=None) -> None:
+    """The next run raises KeyboardInterrupt right after checkpointing `generation`."""
+    real_save = runner.save_state
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        if state.generation == generation:
+            if before_stop is not None:
+                before_stop(path)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "save_state", save_then_stop)
+
+
+def _start_cli_run(config: Path, run_dir: Path, workers: int, **popen) -> subprocess.Popen:
+    """`evopop train` in a subprocess, returned once its first checkpoint is on disk."""
+    cmd = [sys.executable, "-m", "evopop.cli", "train", str(config), "--run-dir", str(run_dir),
+           "--workers", str(workers), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.monotonic() + 90
+    while not (run_dir / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def _stable(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in VOLATILE}
 
@@ -93,17 +118,10 @@ def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):
 
 def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
     straight, straight_dir = _run(tmp_path, "straight")
-    real_save = runner.save_state
-
-    def save_then_stop(path, state):
-        real_save(path, state)
-        if state.generation == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner, "save_state", save_then_stop)
+    _stop_after_generation(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "resumed")
-    monkeypatch.setattr(runner, "save_state", real_save)
+    monkeypatch.undo()
     run_dir = tmp_path / "resumed"
     assert load_state(run_dir / "checkpoint.safetensors").generation == 2
     resumed = runner.run_evolution(load_config(run_dir / "config.yaml"), run_dir, resume=True,
@@ -117,12 +135,7 @@ def test_kill_9_mid_run_loses_at_most_the_generation_in_progress(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({**TINY, "max_steps": 2048}))
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "evopop.cli", "train", str(config), "--run-dir", str(run_dir),
-           "--workers", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (run_dir / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = _start_cli_run(config, run_dir, workers=1, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # killed, not finished
@@ -163,13 +176,8 @@ def test_ctrl_c_exits_cleanly_and_the_run_resumes_to_the_same_result(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({**TINY, "max_steps": 2048}))
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "evopop.cli", "train", str(config), "--run-dir", str(run_dir),
-         "--workers", "2", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while not (run_dir / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = _start_cli_run(config, run_dir, workers=2, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -219,19 +227,14 @@ def test_resuming_a_finished_run_keeps_every_log_line(tmp_path):
 
 
 def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
-    real_save = runner.save_state
+    def tear_lineage(path):
+        with (path.parent / "lineage.jsonl").open("a") as fh:
+            fh.write('{"generation": 2, "id": 9, "par')  # killed mid-write
 
-    def save_then_stop(path, state):
-        real_save(path, state)
-        if state.generation == 1:
-            with (path.parent / "lineage.jsonl").open("a") as fh:
-                fh.write('{"generation": 2, "id": 9, "par')  # killed mid-write
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner, "save_state", save_then_stop)
+    _stop_after_generation(monkeypatch, 1, tear_lineage)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "torn")
-    monkeypatch.setattr(runner, "save_state", real_save)
+    monkeypatch.undo()
     straight, straight_dir = _run(tmp_path, "straight")
     resumed = runner.run_evolution(parse_config(TINY), tmp_path / "torn", resume=True,
                                    progress=False)

@@ -102,12 +102,13 @@ def _plot_after_run(run_dir: Path, quiet: bool) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from evopop.inference import evaluate_agent_file
+    from evopop.inference import default_timeline_path, evaluate_agent_file
 
     torch.set_num_threads(1)
     record = Path(args.record) if args.record else None
+    plot = None if args.plot is None else Path(args.plot or default_timeline_path(args.agent))
     report = evaluate_agent_file(Path(args.agent), args.env, args.episodes, args.seed,
-                                 args.stochastic, record)
+                                 args.stochastic, record, plot)
     print(json.dumps(report.to_dict()) if args.json else "\n".join(report.lines()))
     return 0
 
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="episode j uses seed + j")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions")
     evaluate.add_argument("--record", metavar="OUT", help="write the episodes to .gif or .mp4")
+    evaluate.add_argument("--plot", nargs="?", const="", metavar="PNG",
+                          help="satellite env: draw the first episode's timeline to PNG "
+                               "(default: <agent>_timeline.png next to the agent file)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_cmd_evaluate)
     sweep = sub.add_parser("sweep", help="compare settings: a grid of config keys x seeds")

@@ -35,13 +35,26 @@ class EnvConfig(_Strict):
     id: str = Field(description="any registered Gymnasium id, incl. evopop's NoVel ids")
     num_envs: int = Field(8, ge=1, description="env copies stepped together per agent")
     vectorization: Vectorization = Field(
-        Vectorization.SYNC, description="sync (one process) or async (a process per copy)")
+        Vectorization.SYNC,
+        description="sync (one process), async (a process per copy, lockstep) or independent "
+        "(env_workers processes that each step their copies with their own policy copy)",
+    )
+    env_workers: int | None = Field(
+        None, ge=1, description="worker processes for independent stepping "
+        "(default: one per core, at most num_envs)")
     wrappers: list[str | dict[str, dict[str, Any]]] = Field(
         default_factory=list,
         description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gym.make")
     packages: list[str] = Field(default_factory=list, description="imported to register more ids")
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> EnvConfig:
+        if self.env_workers is not None and self.env_workers > self.num_envs:
+            raise ValueError(f"env_workers ({self.env_workers}) is larger than num_envs "
+                             f"({self.num_envs}): each worker steps at least one copy")
+        return self
 
 
 class MutationSettings(_Strict):

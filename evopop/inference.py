@@ -26,6 +26,13 @@ from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.agents.evaluate import EvalResult, evaluate
 from evopop.agents.spaces import space_to_dict
 from evopop.envs import make_env, make_vec_env
+from evopop.envs.satellite_timeline import (
+    TimelineError,
+    check_plot_path,
+    draw_timeline,
+    is_satellite_env,
+    record_timeline,
+)
 from evopop.errors import UserError
 from evopop.seeding import torch_generator
 
@@ -114,14 +121,17 @@ class EvalReport:
     mean_length: float
     std_length: float
     recording: Recording | None = None
+    timeline: Path | None = None
 
     @classmethod
     def from_result(cls, result: EvalResult, env_id: str, deterministic: bool, seed: int,
-                    recording: Recording | None = None) -> EvalReport:
+                    recording: Recording | None = None,
+                    timeline: Path | None = None) -> EvalReport:
         returns, lengths = result.returns, result.lengths
         return cls(env_id, deterministic, seed, tuple(returns.tolist()), tuple(lengths.tolist()),
                    float(returns.mean()), float(returns.std()), float(returns.min()),
-                   float(returns.max()), float(lengths.mean()), float(lengths.std()), recording)
+                   float(returns.max()), float(lengths.mean()), float(lengths.std()), recording,
+                   timeline)
 
     def lines(self) -> list[str]:
         """Human-readable summary for the command line."""
@@ -137,15 +147,19 @@ class EvalReport:
         if rec is not None:
             kept = f"first {rec.frames} of {rec.total}" if rec.frames < rec.total else rec.total
             out.append(f"video   {rec.path}  ({kept} frames)")
+        if self.timeline is not None:
+            out.append(f"plot    {self.timeline}  (timeline of episode seed {self.seed})")
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for `--json` output or logs)."""
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "recording"}
+        paths = {"recording", "timeline"}
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in paths}
         data["returns"], data["lengths"] = list(self.returns), list(self.lengths)
         rec = self.recording
         data["recording"] = None if rec is None else {
             "path": str(rec.path), "frames": rec.frames, "total": rec.total}
+        data["timeline"] = None if self.timeline is None else str(self.timeline)
         return data
 
 
@@ -169,6 +183,19 @@ def video_format(path: Path) -> VideoFormat:
     return fmt
 
 
+def default_timeline_path(agent_path: Path) -> Path:
+    """Where `--plot` without a path writes: next to the agent file."""
+    agent_path = Path(agent_path)
+    return agent_path.with_name(f"{agent_path.stem}_timeline.png")
+
+
+def check_timeline_target(env_id: str, plot: Path) -> None:
+    """Refuses `--plot` before any episode runs: only the satellite env has a timeline."""
+    if not is_satellite_env(env_id):
+        raise TimelineError(f"--plot draws a satellite timeline; {env_id} has none")
+    check_plot_path(plot)
+
+
 def evaluate_agent_file(
     path: Path,
     env_id: str | None = None,
@@ -176,6 +203,7 @@ def evaluate_agent_file(
     seed: int = 0,
     stochastic: bool = False,
     record: Path | None = None,
+    plot: Path | None = None,
 ) -> EvalReport:
     """Runs a saved agent for `episodes` episodes (episode j seeded `seed + j`) and reports.
 
@@ -183,7 +211,8 @@ def evaluate_agent_file(
     with that plain id. `record` also writes the episodes as a `.gif` (matplotlib's
     PillowWriter) or `.mp4` (ffmpeg) video captioned with episode, step and return; at most
     `MAX_FRAMES` frames are kept, each scaled to at most `MAX_SIDE_PX` pixels, which bounds
-    memory whatever the episode lengths.
+    memory whatever the episode lengths. `plot` (satellite env only) replays the first
+    episode afterwards and draws its timeline to that PNG.
     """
     path = Path(path)
     if episodes < 1:
@@ -193,19 +222,25 @@ def evaluate_agent_file(
     fmt = video_format(Path(record)) if record is not None else None
     agent = load_agent(path)
     source = resolve_env(read_metadata(path), env_id, str(path))
+    if plot is not None:
+        check_timeline_target(source.id, Path(plot))
     env = source.make(render_mode="rgb_array" if fmt is not None else None)
     try:
         check_spaces(agent, source.id, env.observation_space, env.action_space)
         generator = torch_generator(seed) if stochastic else None
-        recording = None
+        recording = timeline = None
         if fmt is None:
             result = evaluate(agent, env, episodes, seed, not stochastic, generator)
         else:
             result, recording = _record(agent, env, source.id, episodes, seed, generator,
                                         Path(record), fmt)
+        if plot is not None:  # a fresh generator: the replay is exactly episode `seed`
+            timeline = record_timeline(agent, env, seed, not stochastic,
+                                       torch_generator(seed) if stochastic else None)
     finally:
         env.close()
-    return EvalReport.from_result(result, source.id, not stochastic, seed, recording)
+    plot_path = draw_timeline(timeline, Path(plot)) if timeline is not None else None
+    return EvalReport.from_result(result, source.id, not stochastic, seed, recording, plot_path)
 
 
 class _FrameRecorder(gym.Wrapper):

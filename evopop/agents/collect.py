@@ -17,6 +17,21 @@ from gymnasium.vector import VectorEnv
 from evopop.agents.agent import Agent, reset_state
 from evopop.agents.buffer import RolloutBuffer
 from evopop.agents.spaces import batch_one
+from evopop.envs.metrics import EpisodeMetrics, final_metrics
+
+
+@dataclass
+class EpisodeLog:
+    """Episodes finished during some rollouts: return, length and env-reported metrics."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    metrics: list[EpisodeMetrics] = field(default_factory=list)
+
+    def extend(self, other: EpisodeLog) -> None:
+        self.returns += other.returns
+        self.lengths += other.lengths
+        self.metrics += other.metrics
 
 
 @dataclass
@@ -31,8 +46,7 @@ class Collector:
     ep_return: np.ndarray
     ep_length: np.ndarray
     sde_noise: torch.Tensor | None = None
-    finished_returns: list[float] = field(default_factory=list)
-    finished_lengths: list[int] = field(default_factory=list)
+    finished: EpisodeLog = field(default_factory=EpisodeLog)
 
     @classmethod
     def start(cls, agent: Agent, envs: VectorEnv, seed: int | None = None) -> Collector:
@@ -41,18 +55,20 @@ class Collector:
         return cls(envs, obs, agent.initial_state(n), np.ones(n, bool), np.zeros(n),
                    np.zeros(n), np.zeros(n, np.int64))
 
-    def pop_episodes(self) -> tuple[list[float], list[int]]:
-        """Returns and lengths of the episodes finished since the last call."""
-        done = (self.finished_returns, self.finished_lengths)
-        self.finished_returns, self.finished_lengths = [], []
+    def pop_episodes(self) -> EpisodeLog:
+        """The episodes finished since the last call."""
+        done, self.finished = self.finished, EpisodeLog()
         return done
 
-    def record_step(self, rewards: np.ndarray, dones: np.ndarray) -> None:
+    def record_step(self, rewards: np.ndarray, dones: np.ndarray, infos: dict[str, Any]) -> None:
         self.ep_return += rewards
         self.ep_length += 1
         for i in np.flatnonzero(dones):
-            self.finished_returns.append(float(self.ep_return[i]))
-            self.finished_lengths.append(int(self.ep_length[i]))
+            self.finished.returns.append(float(self.ep_return[i]))
+            self.finished.lengths.append(int(self.ep_length[i]))
+            metrics = final_metrics(infos, int(i))
+            if metrics is not None:
+                self.finished.metrics.append(metrics)
         self.ep_return[dones] = 0.0
         self.ep_length[dones] = 0
 
@@ -105,7 +121,7 @@ def collect(
             buf.rewards[t] = agent.reward_scaler(reward, col.scaled_returns, dones, update=True)
         else:
             buf.rewards[t] = reward
-        col.record_step(reward, dones)
+        col.record_step(reward, dones, infos)
         col.episode_start = dones
 
     col.state = state

@@ -6,14 +6,16 @@ any width, so fitness does not depend on how evaluation was parallelised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from evopop.agents.agent import Agent
+from evopop.agents.collect import EpisodeLog
 from evopop.agents.spaces import batch_one
+from evopop.envs.metrics import EPISODE_METRICS_KEY, EpisodeMetrics, final_metrics
 from evopop.seeding import torch_generator
 
 
@@ -21,6 +23,7 @@ from evopop.seeding import torch_generator
 class EvalResult:
     returns: np.ndarray
     lengths: np.ndarray
+    metrics: list[EpisodeMetrics] = field(default_factory=list)  # env-reported, episode order
 
     @property
     def mean(self) -> float:
@@ -45,48 +48,55 @@ def evaluate(
     if not deterministic and generator is None:
         generator = torch_generator(seed)
     run = _run_vector if isinstance(env, gym.vector.VectorEnv) else _run_single
-    returns, lengths = run(agent, env, episodes, seed, deterministic, generator)
-    return EvalResult(np.asarray(returns, np.float64), np.asarray(lengths, np.int64))
+    log = run(agent, env, episodes, seed, deterministic, generator)
+    return EvalResult(np.asarray(log.returns, np.float64), np.asarray(log.lengths, np.int64),
+                      log.metrics)
 
 
 def _run_single(
     agent: Agent, env: gym.Env, episodes: int, seed: int, deterministic: bool,
     generator: torch.Generator | None,
-) -> tuple[list[float], list[int]]:
-    returns, lengths = [], []
+) -> EpisodeLog:
+    log = EpisodeLog()
     for j in range(episodes):
         obs, _ = env.reset(seed=seed + j)
         state, total, steps, done = agent.initial_state(1), 0.0, 0, False
         while not done:
             action, state = agent.act(batch_one(obs), state, None, deterministic, generator)
-            obs, reward, term, trunc, _ = env.step(action[0])
+            obs, reward, term, trunc, info = env.step(action[0])
             total += float(reward)
             steps += 1
             done = bool(term or trunc)
-        returns.append(total)
-        lengths.append(steps)
-    return returns, lengths
+        log.returns.append(total)
+        log.lengths.append(steps)
+        if EPISODE_METRICS_KEY in info:
+            log.metrics.append({k: float(v) for k, v in info[EPISODE_METRICS_KEY].items()})
+    return log
 
 
 def _run_vector(
     agent: Agent, envs: gym.vector.VectorEnv, episodes: int, seed: int, deterministic: bool,
     generator: torch.Generator | None,
-) -> tuple[list[float], list[int]]:
+) -> EpisodeLog:
     """Each sub-env plays one episode per batch; sub-envs past their episode are ignored."""
     n = envs.num_envs
-    returns, lengths = [], []
+    log = EpisodeLog()
     for first in range(0, episodes, n):
         obs, _ = envs.reset(seed=seed + first)
         state = agent.initial_state(n)
         total, steps = np.zeros(n), np.zeros(n, np.int64)
         running = np.ones(n, bool)
+        metrics: list[EpisodeMetrics | None] = [None] * n
         while running.any():
             actions, state = agent.act(obs, state, None, deterministic, generator)
-            obs, reward, term, trunc, _ = envs.step(actions)
+            obs, reward, term, trunc, infos = envs.step(actions)
             total += np.where(running, reward, 0.0)
             steps += running
+            for i in np.flatnonzero(running & (term | trunc)):
+                metrics[i] = final_metrics(infos, int(i))
             running &= ~(term | trunc)
         take = min(n, episodes - first)
-        returns += total[:take].tolist()
-        lengths += steps[:take].tolist()
-    return returns, lengths
+        log.returns += total[:take].tolist()
+        log.lengths += steps[:take].tolist()
+        log.metrics += [m for m in metrics[:take] if m is not None]
+    return log

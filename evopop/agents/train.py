@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
-from gymnasium.vector import VectorEnv
+import torch
 
 from evopop.agents.agent import Agent
-from evopop.agents.collect import Collector, collect
+from evopop.agents.buffer import RolloutBuffer
+from evopop.agents.collect import Collector, EpisodeLog, collect
+from evopop.agents.independent import IndependentEnvs, RolloutEnvs
 from evopop.agents.ppo import UpdateStats, ppo_update
 from evopop.seeding import spawn_seeds, torch_generator
 
@@ -23,8 +26,7 @@ from evopop.seeding import spawn_seeds, torch_generator
 class TrainResult:
     env_steps: int = 0
     wall_s: float = 0.0
-    episode_returns: list[float] = field(default_factory=list)
-    episode_lengths: list[int] = field(default_factory=list)
+    episodes: EpisodeLog = field(default_factory=EpisodeLog)
     updates: list[UpdateStats] = field(default_factory=list)
 
     @property
@@ -32,9 +34,40 @@ class TrainResult:
         return all(u.finite for u in self.updates)
 
 
+class RolloutSource(Protocol):
+    """Where rollouts come from: this process's vector env, or independent env workers."""
+
+    def collect(self, agent: Agent, steps: int) -> RolloutBuffer: ...
+
+    def pop_episodes(self) -> EpisodeLog: ...
+
+
+@dataclass
+class LocalRollouts:
+    """Rollouts collected in this process on a (sync or async) vector env."""
+
+    collector: Collector
+    sampler: torch.Generator
+
+    def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
+        return collect(agent, self.collector, steps, self.sampler)
+
+    def pop_episodes(self) -> EpisodeLog:
+        return self.collector.pop_episodes()
+
+
+def open_rollouts(agent: Agent, envs: RolloutEnvs, env_seed: int, sample_seed: int
+                  ) -> RolloutSource:
+    """Start new episodes on every env copy, with seeded env resets and action sampling."""
+    if isinstance(envs, IndependentEnvs):
+        envs.begin(env_seed, sample_seed)
+        return envs
+    return LocalRollouts(Collector.start(agent, envs, seed=env_seed), torch_generator(sample_seed))
+
+
 def train_agent(
     agent: Agent,
-    envs: VectorEnv,
+    envs: RolloutEnvs,
     total_steps: int,
     seed: int,
     on_update: Callable[[TrainResult], None] | None = None,
@@ -48,19 +81,16 @@ def train_agent(
     """
     done_before, schedule_total = schedule or (0, total_steps)
     env_seed, sample_seed, shuffle_seed = spawn_seeds(seed, 3)
-    sampler = torch_generator(sample_seed)
     shuffler = np.random.default_rng(shuffle_seed)
-    col = Collector.start(agent, envs, seed=env_seed % (2**31))
+    source = open_rollouts(agent, envs, env_seed % (2**31), sample_seed)
     result = TrainResult()
     start = time.perf_counter()
     while result.env_steps < total_steps:
-        buf = collect(agent, col, agent.params.learn_step, sampler)
+        buf = source.collect(agent, agent.params.learn_step)
         remaining = max(0.0, 1.0 - (done_before + result.env_steps) / schedule_total)
         stats = ppo_update(agent, buf, shuffler, remaining)
         result.env_steps += buf.steps * buf.num_envs
-        returns, lengths = col.pop_episodes()
-        result.episode_returns += returns
-        result.episode_lengths += lengths
+        result.episodes.extend(source.pop_episodes())
         result.updates.append(stats)
         result.wall_s = time.perf_counter() - start
         if on_update is not None:

@@ -32,10 +32,17 @@ class EnvError(UserError):
 
 
 class Vectorization(str, Enum):
-    """How env copies are stepped: all in this process, or one worker process each."""
+    """How env copies are stepped: all in this process, one worker process each in lockstep,
+    or split over worker processes that collect whole rollouts without waiting for each other
+    (`evopop.agents.independent`)."""
 
     SYNC = "sync"
     ASYNC = "async"
+    INDEPENDENT = "independent"
+
+    def lockstep(self) -> Vectorization:
+        """The lockstep mode for code that steps all copies together (evaluation)."""
+        return Vectorization.ASYNC if self is Vectorization.INDEPENDENT else self
 
 
 # SAME_STEP: a done step returns the reset observation and puts the final one in
@@ -51,7 +58,7 @@ _VECTOR_BUILDERS: Mapping[Vectorization, Callable[[list[Callable[[], gym.Env]]],
 )
 
 
-def _parse_vectorization(value: Vectorization | str) -> Vectorization:
+def parse_vectorization(value: Vectorization | str) -> Vectorization:
     """Accept the enum or its config string."""
     try:
         return Vectorization(value)
@@ -132,7 +139,7 @@ def make_env(
 
 
 @dataclass(frozen=True)
-class _EnvFactory:
+class EnvFactory:
     """Picklable zero-argument constructor, so worker processes can rebuild the env."""
 
     env_id: str
@@ -143,6 +150,21 @@ class _EnvFactory:
     def __call__(self) -> gym.Env:
         """Make one copy of the env."""
         return make_env(self.env_id, self.wrappers, self.env_kwargs, self.env_packages)
+
+
+def env_factory(
+    env_id: str,
+    wrappers: Iterable[WrapperLike] | None = (),
+    env_kwargs: Mapping[str, Any] | None = None,
+    env_packages: Iterable[str] = (),
+) -> EnvFactory:
+    """A picklable constructor for worker processes, checked by building (and closing) one env
+    here, so mistakes surface as an `EnvError` in this process rather than inside a worker."""
+    factory = EnvFactory(
+        env_id, _wrapper_specs(wrappers), dict(env_kwargs or {}), tuple(env_packages)
+    )
+    factory().close()
+    return factory
 
 
 def make_vec_env(
@@ -156,17 +178,17 @@ def make_vec_env(
 ) -> VectorEnv:
     """Make `num_envs` copies of an env, vectorised with SAME_STEP autoreset.
 
+    `independent` stepping collects whole rollouts and is built by
+    `evopop.agents.independent.make_rollout_envs`; asked for here, it steps in lockstep (async).
+
     With a `seed`, the batched spaces are seeded and the envs are reset once with it (copy i
     gets seed + i), so later unseeded resets continue deterministic streams.
     """
-    mode = _parse_vectorization(vectorization)
+    mode = parse_vectorization(vectorization)
     if num_envs < 1:
         raise EnvError(f"num_envs must be >= 1, got {num_envs}")
-    factory = _EnvFactory(
-        env_id, _wrapper_specs(wrappers), dict(env_kwargs or {}), tuple(env_packages)
-    )
-    factory().close()  # fail here with an EnvError, not later inside a worker process
-    envs = _VECTOR_BUILDERS[mode]([factory] * num_envs)
+    factory = env_factory(env_id, wrappers, env_kwargs, env_packages)
+    envs = _VECTOR_BUILDERS[mode.lockstep()]([factory] * num_envs)
     if seed is not None:
         envs.action_space.seed(seed)
         envs.observation_space.seed(seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from enum import Enum
 from functools import cache
@@ -21,10 +21,11 @@ import numpy as np
 
 from evopop.envs.bsk_support import ensure_support_data
 from evopop.envs.make import EnvError
+from evopop.envs.metrics import EPISODE_METRICS_KEY
 
 SATELLITE_ENV_ID = "evopop/ScanningSatellite-v0"
 SATELLITE_NAME = "Scanner_1"  # bsk-rl 1.3.8 rejects names that are not Python identifiers
-METRICS_KEY = "satellite_metrics"
+METRICS_KEY = EPISODE_METRICS_KEY
 """`info` key holding the per-episode metrics on the step that ends an episode."""
 _MB = 8e6  # bits per megabyte: the section-6 numbers are quoted in MB and MB/s
 
@@ -129,49 +130,10 @@ class EpisodeMetrics:
     battery_status_valid: bool
     orbits_completed: float
     reward_per_orbit: float
-
-
-@dataclass(frozen=True)
-class EpisodeSummary:
-    """Aggregate over episodes; `failed_orbits_completed` is NaN when no episode failed."""
-
-    episodes: int
-    reward: float
-    alive: float
-    rw_status_valid: float
-    battery_status_valid: float
-    orbits_completed: float
-    reward_per_orbit: float
     failed_orbits_completed: float
-
-
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else math.nan
-
-
-def summarize_episodes(episodes: Iterable[Mapping[str, Any] | EpisodeMetrics]) -> EpisodeSummary:
-    """Average per-episode metrics (booleans become fractions); pure, for logs and benchmarks.
-
-    "Orbits completed by failed episodes" tells how long failing policies survive, which the
-    overall mean hides once most episodes run to the time limit.
-    """
-    rows = [dataclasses.asdict(e) if isinstance(e, EpisodeMetrics) else dict(e) for e in episodes]
-
-    def column(name: str) -> list[float]:
-        return [float(row[name]) for row in rows]
-
-    return EpisodeSummary(
-        episodes=len(rows),
-        reward=_mean(column("reward")),
-        alive=_mean(column("alive")),
-        rw_status_valid=_mean(column("rw_status_valid")),
-        battery_status_valid=_mean(column("battery_status_valid")),
-        orbits_completed=_mean(column("orbits_completed")),
-        reward_per_orbit=_mean(column("reward_per_orbit")),
-        failed_orbits_completed=_mean(
-            [float(row["orbits_completed"]) for row in rows if not row["alive"]]
-        ),
-    )
+    """Orbits completed if the episode failed, else NaN: run logs (`mean_metrics`) then report
+    how long failing policies survive, which the overall mean hides once most episodes run to
+    the time limit."""
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
@@ -304,13 +266,15 @@ def _env_class() -> type:
             """Metrics of the episode so far (final when called at its end)."""
             dynamics = self.satellite.dynamics
             orbits = self.simulator.sim_time / self.config.orbit_period_s
+            alive = bool(self.satellite.is_alive())
             return EpisodeMetrics(
                 reward=self.episode_reward,
-                alive=bool(self.satellite.is_alive()),
+                alive=alive,
                 rw_status_valid=bool(dynamics.rw_speeds_valid()),
                 battery_status_valid=bool(dynamics.battery_valid()),
                 orbits_completed=orbits,
                 reward_per_orbit=self.episode_reward / orbits if orbits > 0 else 0.0,
+                failed_orbits_completed=math.nan if alive else orbits,
             )
 
     return ScanningSatelliteEnv

@@ -109,23 +109,38 @@ def lineage_line(member: Member, generation: int) -> dict[str, Any]:
             "born": member.born, "mutation": member.mutation}
 
 
-def _generation_record(state: LoopState, results: list[TaskResult], wall: float) -> dict[str, Any]:
+def _member_record(member: Member, result: TaskResult) -> dict[str, Any]:
+    record = {
+        "id": member.id, "parent_id": member.parent_id, "fitness": json_number(result.fitness),
+        "eval_returns": list(result.eval_returns), "train_return": result.train_return,
+        "finite": result.finite, "env_steps": member.env_steps,
+        "hparams": member.agent.params.to_dict(), "spec": member.agent.spec.to_dict(),
+        "mutation": member.mutation,
+    }
+    if result.train_metrics or result.eval_metrics:  # only envs that report episode metrics
+        record["train_metrics"] = result.train_metrics
+        record["eval_metrics"] = result.eval_metrics
+    return record
+
+
+def _generation_record(
+    state: LoopState, results: list[TaskResult], elite: int, wall: float
+) -> dict[str, Any]:
+    """One metrics.jsonl line; `elite_metrics` are the elite's evaluation-episode metrics."""
     steps = sum(r.env_steps for r in results)
-    return {
+    members = [_member_record(m, r) for m, r in zip(state.members, results, strict=True)]
+    record = {
         "generation": state.generation,
         "total_env_steps": state.total_env_steps,
         "wall_s": round(state.wall_s, 3),
         "steps_per_s": round(steps / wall, 1) if wall > 0 else None,
         "best_fitness": json_number(state.best_fitness),
         "elite_fitness": json_number(state.elite_history[-1]),
-        "members": [
-            {"id": m.id, "parent_id": m.parent_id, "fitness": json_number(r.fitness),
-             "eval_returns": list(r.eval_returns), "train_return": r.train_return,
-             "finite": r.finite, "env_steps": m.env_steps, "hparams": m.agent.params.to_dict(),
-             "spec": m.agent.spec.to_dict(), "mutation": m.mutation}
-            for m, r in zip(state.members, results, strict=True)
-        ],
+        "members": members,
     }
+    if results[elite].eval_metrics:
+        record["elite_metrics"] = results[elite].eval_metrics
+    return record
 
 
 def _save_elite(run_dir: Path, elite: Member, generation: int, env: dict[str, Any]) -> None:
@@ -150,7 +165,8 @@ def run_generations(
             results = backend.map(_tasks(state, s))
             _absorb(state, results)
             fitness = [m.fitness[-1] for m in state.members]
-            elite = state.members[elite_index(fitness)]
+            elite_slot = elite_index(fitness)
+            elite = state.members[elite_slot]
             state.elite_history.append(elite.fitness[-1])
             state.best_fitness = max(state.best_fitness, elite.fitness[-1])
             state.target_reached = s.target is not None and elite.fitness[-1] >= s.target
@@ -159,7 +175,7 @@ def run_generations(
             _save_elite(run_dir, elite, state.generation, s.env_config)
             wall = time.perf_counter() - start
             state.wall_s += wall
-            record = _generation_record(state, results, wall)
+            record = _generation_record(state, results, elite_slot, wall)
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
             if on_generation is not None:

@@ -49,7 +49,7 @@ class RunInterrupted(KeyboardInterrupt):
 def _env_spec(config: RunConfig, num_envs: int) -> EnvSpec:
     env = config.env
     return EnvSpec(env.id, num_envs, env.vectorization, tuple(env.wrappers),
-                   tuple(sorted(env.kwargs.items())), tuple(env.packages))
+                   tuple(sorted(env.kwargs.items())), tuple(env.packages), env.env_workers)
 
 
 def settings(config: RunConfig) -> LoopSettings:

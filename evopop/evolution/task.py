@@ -7,20 +7,22 @@ That is what makes parallel members, cloning and resume exact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from gymnasium.vector import VectorEnv
 
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluate import evaluate
+from evopop.agents.independent import RolloutEnvs, make_rollout_envs
 from evopop.agents.train import train_agent
-from evopop.envs import Vectorization, make_vec_env
+from evopop.envs import Vectorization
+from evopop.envs.metrics import mean_metrics
 
-_ENV_CACHE: dict[str, VectorEnv] = {}
+_ENV_CACHE: dict[str, RolloutEnvs] = {}
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,16 @@ class EnvSpec:
     wrappers: tuple[Any, ...] = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
     packages: tuple[str, ...] = ()
+    workers: int | None = None  # env worker processes, for independent stepping
 
     def key(self) -> str:
         fields = [self.env_id, self.num_envs, self.vectorization.value, list(self.wrappers),
-                  list(self.kwargs), list(self.packages)]
+                  list(self.kwargs), list(self.packages), self.workers]
         return json.dumps(fields, sort_keys=True, default=str)
+
+    def lockstep(self) -> EnvSpec:
+        """This spec for evaluation, which steps all copies together."""
+        return dataclasses.replace(self, vectorization=self.vectorization.lockstep())
 
 
 @dataclass(frozen=True)
@@ -61,15 +68,18 @@ class TaskResult:
     train_return: float | None
     finite: bool
     wall_s: float
+    train_metrics: dict[str, float | None]  # means of env-reported episode metrics
+    eval_metrics: dict[str, float | None]
 
 
-def cached_env(spec: EnvSpec) -> VectorEnv:
-    """Envs are rebuilt only when the spec changes; every task resets them with its own seed."""
+def cached_env(spec: EnvSpec) -> RolloutEnvs:
+    """Envs (and env workers) are built only when the spec changes; every task resets them
+    with its own seed."""
     key = spec.key()
     if key not in _ENV_CACHE:
-        _ENV_CACHE[key] = make_vec_env(spec.env_id, spec.num_envs, spec.vectorization,
-                                       list(spec.wrappers), None, dict(spec.kwargs),
-                                       spec.packages)
+        _ENV_CACHE[key] = make_rollout_envs(spec.env_id, spec.num_envs, spec.vectorization,
+                                            list(spec.wrappers), None, dict(spec.kwargs),
+                                            spec.packages, spec.workers)
     return _ENV_CACHE[key]
 
 
@@ -88,10 +98,13 @@ def run_task(task: TrainTask) -> TaskResult:
     finite = result.finite and _weights_finite(agent.net)
     returns: tuple[float, ...] = ()
     fitness = -math.inf
+    eval_metrics: dict[str, float | None] = {}
     if finite:
-        scores = evaluate(agent, cached_env(task.eval_env), task.eval_episodes, task.eval_seed)
+        scores = evaluate(agent, cached_env(task.eval_env.lockstep()), task.eval_episodes,
+                          task.eval_seed)
         returns, fitness = tuple(scores.returns.tolist()), scores.mean
-    recent = result.episode_returns[-20:]
+        eval_metrics = mean_metrics(scores.metrics)
+    recent = result.episodes.returns[-20:]
     return TaskResult(
         agent=agent_to_bytes(agent),
         fitness=fitness,
@@ -100,4 +113,6 @@ def run_task(task: TrainTask) -> TaskResult:
         train_return=sum(recent) / len(recent) if recent else None,
         finite=finite,
         wall_s=result.wall_s,
+        train_metrics=mean_metrics(result.episodes.metrics),
+        eval_metrics=eval_metrics,
     )

@@ -54,6 +54,7 @@ class WandbLogger:
             "diverged_members": int((~np.isfinite(fitness)).sum()),
             **{f"member_{i}/fitness": float(f) for i, f in enumerate(fitness)},
             **{f"member_{i}/lr": m["hparams"]["lr"] for i, m in enumerate(record["members"])},
+            **{f"elite/{name}": value for name, value in record.get("elite_metrics", {}).items()},
         }
         self._run.log(point, step=record["total_env_steps"])
 

@@ -23,6 +23,39 @@ class RunningMeanStd:
         self.var = m2 / total
         self.count = total
 
+    def combine(self, other: RunningMeanStd) -> None:
+        """Adds the samples summarised by `other` (Chan's pairwise merge)."""
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        m2 = (self.var * self.count + other.var * other.count
+              + delta**2 * self.count * other.count / total)
+        self.mean = self.mean + delta * other.count / total
+        self.var = m2 / total
+        self.count = total
+
+    def since(self, base: RunningMeanStd) -> RunningMeanStd:
+        """Statistics of the samples added after `base` (this = base + those samples).
+
+        Env workers start from the learner's statistics; what they send back is only what they
+        saw, so the learner can merge every worker's share exactly once.
+        """
+        added = RunningMeanStd(self.mean.shape)
+        added.count = self.count - base.count
+        if added.count <= 0:
+            added.count = 0.0
+            return added
+        added.mean = (self.mean * self.count - base.mean * base.count) / added.count
+        delta = added.mean - base.mean
+        m2 = (self.var * self.count - base.var * base.count
+              - delta**2 * base.count * added.count / self.count)
+        added.var = np.maximum(m2, 0.0) / added.count
+        return added
+
+    def copy(self) -> RunningMeanStd:
+        clone = RunningMeanStd(self.mean.shape)
+        clone.load(self.state())
+        return clone
+
     def state(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": np.array(self.count)}
 

@@ -1,0 +1,324 @@
+"""Independent env stepping: env worker processes collect rollouts without waiting for each other.
+
+Lockstep vectorization (Gymnasium's async) waits at every step for the slowest env copy and does
+all policy inference in the learner. Envs whose steps take milliseconds and vary with the action
+(the bsk-rl satellite) waste most of their time that way. Here each worker process owns some env
+copies and a copy of the policy: at the start of a rollout the learner sends the current weights,
+every worker runs the ordinary `collect` loop on its own copies, and the learner joins the pieces
+along the env axis. Hidden states, episode starts, truncation bootstraps and log-probs are those
+of `collect`, so the update cannot tell the difference.
+
+Each worker keeps its collector (last observation, hidden state) between rollouts, exactly as the
+in-process collector does. Normaliser statistics: workers start from the learner's and send back
+only what they saw, which the learner merges in worker order, so results do not depend on timing.
+A worker that dies is restarted (fresh envs, reset with a seed derived from the restart count) and
+asked for its share again, so the rollout completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing as mp
+import os
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+
+from evopop.agents.agent import Agent
+from evopop.agents.buffer import RolloutBuffer
+from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
+from evopop.agents.collect import Collector, EpisodeLog, collect
+from evopop.envs.make import (
+    EnvError,
+    EnvFactory,
+    Vectorization,
+    WrapperLike,
+    env_factory,
+    make_vec_env,
+    parse_vectorization,
+)
+from evopop.seeding import derive_seed, torch_generator
+from evopop.wrappers.normalize import RunningMeanStd
+
+MAX_RESTARTS_PER_ROLLOUT = 3
+"""A worker that dies this often in one rollout is failing deterministically: give up loudly."""
+
+
+class EnvWorkerError(RuntimeError):
+    """An env worker raised, or kept dying; the message carries its traceback."""
+
+
+@dataclass(frozen=True)
+class _Rollout:
+    """Learner -> worker: collect `steps` steps with these weights."""
+
+    agent: bytes
+    steps: int
+    start: tuple[int, int] | None  # (env seed, sampler seed): reset envs and states first
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Worker -> learner: one worker's share of a rollout."""
+
+    arrays: dict[str, np.ndarray]
+    episodes: EpisodeLog
+    obs_stats: RunningMeanStd | None  # what this worker's observations added
+    reward_stats: RunningMeanStd | None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    traceback: str
+
+
+def _stats(agent: Agent) -> tuple[RunningMeanStd | None, RunningMeanStd | None]:
+    obs = agent.obs_norm.rms if agent.obs_norm is not None else None
+    rew = agent.reward_scaler.rms if agent.reward_scaler is not None else None
+    return obs, rew
+
+
+def _added(after: RunningMeanStd | None, before: RunningMeanStd | None) -> RunningMeanStd | None:
+    return after.since(before) if after is not None and before is not None else None
+
+
+def _merge(stats: RunningMeanStd | None, share: RunningMeanStd | None) -> None:
+    if stats is not None and share is not None:
+        stats.combine(share)
+
+
+def _buffer_arrays(buf: RolloutBuffer) -> dict[str, np.ndarray]:
+    """Plain arrays: torch tensors would go through torch's shared-memory pickling instead."""
+    arrays = {f.name: getattr(buf, f.name) for f in dataclasses.fields(buf)}
+    arrays["states"] = buf.states.numpy()
+    return arrays
+
+
+def _join_buffers(pieces: list[dict[str, np.ndarray]]) -> RolloutBuffer:
+    """Concatenate worker shares along the env axis (axis 3 of the `[T, C, layers, N, H]`
+    states, 0 of `last_values`, 1 of everything else)."""
+    axis = {"states": 3, "last_values": 0}
+    joined = {
+        name: np.concatenate([p[name] for p in pieces], axis=axis.get(name, 1))
+        for name in pieces[0]
+    }
+    joined["states"] = torch.from_numpy(joined["states"])
+    return RolloutBuffer(**joined)
+
+
+class _WorkerLoop:
+    """What lives in a worker process: its env copies and its collector."""
+
+    def __init__(self, factory: EnvFactory, num_envs: int) -> None:
+        self.envs = SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.collector: Collector | None = None
+        self.sampler: torch.Generator | None = None
+
+    def rollout(self, message: _Rollout) -> _Piece:
+        agent = agent_from_bytes(message.agent)
+        if message.start is not None:
+            env_seed, sample_seed = message.start
+            self.collector = Collector.start(agent, self.envs, seed=env_seed)
+            self.sampler = torch_generator(sample_seed)
+        if self.collector is None or self.sampler is None:
+            raise RuntimeError("rollout requested before the worker was started")
+        before = [s.copy() if s is not None else None for s in _stats(agent)]
+        buf = collect(agent, self.collector, message.steps, self.sampler)
+        after = _stats(agent)
+        return _Piece(_buffer_arrays(buf), self.collector.pop_episodes(),
+                      _added(after[0], before[0]), _added(after[1], before[1]))
+
+
+def _worker_main(conn: Connection, factory: EnvFactory, num_envs: int) -> None:
+    """Serve rollouts until the learner says stop or goes away (EOF on the pipe)."""
+    torch.set_num_threads(1)
+    loop = _WorkerLoop(factory, num_envs)
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:
+                return
+            if message is None:
+                return
+            try:
+                reply: _Piece | _Failure = loop.rollout(message)
+            except Exception:
+                reply = _Failure(traceback.format_exc())
+            conn.send(reply)
+    finally:
+        loop.envs.close()
+
+
+@dataclass
+class _Worker:
+    index: int
+    num_envs: int
+    process: BaseProcess
+    conn: Connection
+    incarnation: int = 0
+    started: bool = False
+
+
+def split_envs(num_envs: int, workers: int) -> list[int]:
+    """Env copies per worker, as even as possible (the first workers take the remainder)."""
+    if not 1 <= workers <= num_envs:
+        raise ValueError(f"env workers must be in [1, num_envs={num_envs}], got {workers}")
+    base, extra = divmod(num_envs, workers)
+    return [base + (i < extra) for i in range(workers)]
+
+
+class IndependentEnvs:
+    """`num_envs` env copies stepped by `workers` processes that never wait for each other.
+
+    Not a `VectorEnv`: it cannot step in lockstep, it collects whole rollouts
+    (`train_agent` uses it through `begin` / `collect` / `pop_episodes`).
+    """
+
+    def __init__(self, factory: EnvFactory, num_envs: int, workers: int) -> None:
+        self.num_envs = num_envs
+        self.shares = split_envs(num_envs, workers)
+        probe = factory()
+        self.single_observation_space = probe.observation_space
+        self.single_action_space = probe.action_space
+        probe.close()
+        self.factory = factory
+        self.restarts = 0
+        self._seeds = (0, 0)
+        self._context = mp.get_context("spawn")
+        self._episodes = EpisodeLog()
+        self._workers = [self._spawn(i, share, 0) for i, share in enumerate(self.shares)]
+
+    def _spawn(self, index: int, num_envs: int, incarnation: int) -> _Worker:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(theirs, self.factory, num_envs),
+                                        name=f"evopop-env-worker-{index}", daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(index, num_envs, process, ours, incarnation)
+
+    def worker_pids(self) -> list[int | None]:
+        return [w.process.pid for w in self._workers]
+
+    def begin(self, env_seed: int, sample_seed: int) -> None:
+        """Start new episodes on every copy (the next rollout resets envs and hidden states)."""
+        self._seeds = (env_seed, sample_seed)
+        for worker in self._workers:
+            worker.started = False
+        self._episodes = EpisodeLog()
+
+    def _start_seeds(self, worker: _Worker) -> tuple[int, int]:
+        env_seed, sample_seed = self._seeds
+        return (derive_seed(env_seed, worker.index, worker.incarnation),
+                derive_seed(sample_seed, worker.index, worker.incarnation))
+
+    def _request(self, worker: _Worker, payload: bytes, steps: int) -> None:
+        start = None if worker.started else self._start_seeds(worker)
+        # a dead worker cannot take the request: `_gather` sees its sentinel and restarts it
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+            worker.conn.send(_Rollout(payload, steps, start))
+        worker.started = True
+
+    def _restart(self, worker: _Worker) -> _Worker:
+        worker.process.join(timeout=1.0)
+        worker.conn.close()
+        self.restarts += 1
+        fresh = self._spawn(worker.index, worker.num_envs, worker.incarnation + 1)
+        self._workers[worker.index] = fresh
+        return fresh
+
+    def _receive(self, worker: _Worker) -> _Piece | None:
+        """The worker's reply, or None if it died before sending one."""
+        try:
+            if not worker.conn.poll():
+                return None
+            reply = worker.conn.recv()
+        except (EOFError, ConnectionResetError, OSError):
+            return None
+        if isinstance(reply, _Failure):
+            raise EnvWorkerError(f"env worker {worker.index} failed:\n{reply.traceback}")
+        return reply
+
+    def _gather(self, payload: bytes, steps: int) -> list[_Piece]:
+        pieces: dict[int, _Piece] = {}
+        deaths = dict.fromkeys(range(len(self._workers)), 0)
+        while len(pieces) < len(self._workers):
+            waiting = [w for w in self._workers if w.index not in pieces]
+            handles: list[Any] = [w.conn for w in waiting] + [w.process.sentinel for w in waiting]
+            wait(handles)
+            for worker in waiting:
+                piece = self._receive(worker)
+                if piece is not None:
+                    pieces[worker.index] = piece
+                elif not worker.process.is_alive():
+                    deaths[worker.index] += 1
+                    if deaths[worker.index] > MAX_RESTARTS_PER_ROLLOUT:
+                        raise EnvWorkerError(
+                            f"env worker {worker.index} died {deaths[worker.index]} times in one "
+                            f"rollout (exit code {worker.process.exitcode})")
+                    self._request(self._restart(worker), payload, steps)
+        return [pieces[i] for i in range(len(self._workers))]
+
+    def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
+        """One rollout of `steps` steps on every copy with the agent's current policy."""
+        payload = agent_to_bytes(agent, include_optimizer=False)
+        for worker in self._workers:
+            self._request(worker, payload, steps)
+        pieces = self._gather(payload, steps)
+        obs_stats, reward_stats = _stats(agent)
+        for piece in pieces:  # in worker order, so the result does not depend on timing
+            _merge(obs_stats, piece.obs_stats)
+            _merge(reward_stats, piece.reward_stats)
+            self._episodes.extend(piece.episodes)
+        return _join_buffers([p.arrays for p in pieces])
+
+    def pop_episodes(self) -> EpisodeLog:
+        done, self._episodes = self._episodes, EpisodeLog()
+        return done
+
+    def close(self) -> None:
+        for worker in self._workers:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError, OSError):
+                worker.conn.send(None)
+        for worker in self._workers:
+            worker.process.join(timeout=5.0)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join()
+            worker.conn.close()
+
+
+RolloutEnvs = VectorEnv | IndependentEnvs
+
+
+def make_rollout_envs(
+    env_id: str,
+    num_envs: int,
+    vectorization: Vectorization | str = Vectorization.SYNC,
+    wrappers: Iterable[WrapperLike] | None = (),
+    seed: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    env_packages: Iterable[str] = (),
+    workers: int | None = None,
+) -> RolloutEnvs:
+    """Envs for collecting training rollouts: a lockstep `VectorEnv` (see `make_vec_env`) or,
+    for `independent`, `workers` env worker processes (default: one per core, at most one per
+    copy). `seed` only matters for lockstep envs: `train_agent` reseeds both kinds anyway."""
+    if parse_vectorization(vectorization) is not Vectorization.INDEPENDENT:
+        return make_vec_env(env_id, num_envs, vectorization, wrappers, seed, env_kwargs,
+                            env_packages)
+    if num_envs < 1:
+        raise EnvError(f"num_envs must be >= 1, got {num_envs}")
+    count = workers if workers is not None else min(num_envs, os.cpu_count() or 1)
+    if not 1 <= count <= num_envs:
+        raise EnvError(f"env_workers must be in [1, num_envs={num_envs}], got {count}")
+    return IndependentEnvs(env_factory(env_id, wrappers, env_kwargs, env_packages), num_envs,
+                           count)

@@ -45,6 +45,9 @@ class Vectorization(str, Enum):
         return Vectorization.ASYNC if self is Vectorization.INDEPENDENT else self
 
 
+# Async workers are spawned, never forked: a fork copies whatever lock another thread of the
+# learner (torch's autograd workers, tqdm's monitor) holds at that moment, and a satellite eval
+# env forked after training hung for good that way.
 # SAME_STEP: a done step returns the reset observation and puts the final one in
 # infos["final_obs"]. Gymnasium's default NEXT_STEP would instead emit one junk transition
 # (reward 0, action ignored) after every done, which must never reach the rollout buffer.
@@ -52,7 +55,9 @@ _VECTOR_BUILDERS: Mapping[Vectorization, Callable[[list[Callable[[], gym.Env]]],
     MappingProxyType(
         {
             Vectorization.SYNC: partial(SyncVectorEnv, autoreset_mode=AutoresetMode.SAME_STEP),
-            Vectorization.ASYNC: partial(AsyncVectorEnv, autoreset_mode=AutoresetMode.SAME_STEP),
+            Vectorization.ASYNC: partial(
+                AsyncVectorEnv, autoreset_mode=AutoresetMode.SAME_STEP, context="spawn"
+            ),
         }
     )
 )

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
-from evopop.evolution.task import TaskResult, TrainTask, run_task
+from evopop.evolution.task import TaskResult, TrainTask, close_cached_envs, run_task
 
 _POLL_S = 1.0
 
@@ -58,25 +58,29 @@ class LocalBackend:
             return [run_task(task) for task in tasks]
 
     def close(self, abort: bool = False) -> None:
-        """Nothing to release."""
+        """Closes the envs (and env worker processes) members trained on."""
+        close_cached_envs()
 
 
 def _worker_loop(tasks: Any, results: Any, parent: int) -> None:
     """Runs tasks until told to stop, or until the parent is gone (e.g. after a kill -9)."""
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    while os.getppid() == parent:
-        try:
-            item = tasks.get(timeout=_POLL_S)
-        except queue.Empty:
-            continue
-        if item is None:
-            return
-        index, task = item
-        try:
-            results.put((index, True, run_task(task)))
-        except Exception:  # the parent re-raises it with the worker's traceback
-            results.put((index, False, traceback.format_exc()))
+    try:
+        while os.getppid() == parent:
+            try:
+                item = tasks.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            index, task = item
+            try:
+                results.put((index, True, run_task(task)))
+            except Exception:  # the parent re-raises it with the worker's traceback
+                results.put((index, False, traceback.format_exc()))
+    finally:
+        close_cached_envs()
 
 
 class ProcessBackend:

@@ -83,6 +83,13 @@ def cached_env(spec: EnvSpec) -> RolloutEnvs:
     return _ENV_CACHE[key]
 
 
+def close_cached_envs() -> None:
+    """Close every cached env (and its worker processes) when a backend shuts down."""
+    while _ENV_CACHE:
+        _, envs = _ENV_CACHE.popitem()
+        envs.close()
+
+
 def _weights_finite(agent_net: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in agent_net.parameters())
 

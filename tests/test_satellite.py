@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from evopop.config import parse_config
 from evopop.envs.bsk_support import (
     CACHE_ENV_VAR,
     REQUIRED_FILES,
@@ -22,6 +23,8 @@ from evopop.envs.satellite import (
     SatelliteAction,
     register_satellite_env,
 )
+from evopop.evolution.runner import run_evolution
+from evopop.rundir import METRICS_FILE, read_jsonl
 
 SHORT = {"duration_orbits": 0.2}  # ~1140 s of sim time: a whole episode in about a second
 
@@ -117,3 +120,29 @@ def test_run_logs_count_failed_episodes_separately() -> None:
     assert means["orbits_completed"] == pytest.approx(3.0)
     assert means["failed_orbits_completed"] == pytest.approx(2.0)
     assert mean_metrics([dataclasses.asdict(episodes[0])])["failed_orbits_completed"] is None
+
+
+def test_short_evolutionary_run_logs_the_satellite_metrics(satellite_ready: Path,
+                                                           tmp_path: Path) -> None:
+    """Two members with independent env workers, two generations on 0.2-orbit episodes."""
+    config = parse_config({
+        "env": {"id": SATELLITE_ENV_ID, "num_envs": 2, "vectorization": "independent",
+                "env_workers": 2, "kwargs": SHORT},
+        "net": {"hidden_size": 16, "head": [16]},
+        "ppo": {"learn_step": 32, "batch_size": 32, "update_epochs": 1},
+        "max_steps": 128, "eval_episodes": 2, "seed": 0, "backend": "local",
+        "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 64,
+                      "eval_loop": 2},
+    })
+    summary = run_evolution(config, tmp_path / "run", progress=False)
+    assert summary["generations"] == 2 and summary["total_env_steps"] == 256
+    lines = read_jsonl(tmp_path / "run" / METRICS_FILE)
+    expected = {f.name for f in dataclasses.fields(EpisodeMetrics)}
+    for line in lines:
+        assert set(line["elite_metrics"]) == expected
+        assert 0.0 <= line["elite_metrics"]["alive"] <= 1.0
+        assert line["elite_metrics"]["orbits_completed"] <= SHORT["duration_orbits"] + 1e-6
+        for member in line["members"]:
+            assert set(member["eval_metrics"]) == expected
+    # 64 steps of ~100-180 s actions on 1140 s episodes: training episodes ended and were logged
+    assert any(m["train_metrics"] for line in lines for m in line["members"])

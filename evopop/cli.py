@@ -35,6 +35,19 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
+def _placement(args: argparse.Namespace) -> dict[str, Any]:
+    """`--backend` / `--ray-address` as config overrides."""
+    overrides: dict[str, Any] = {}
+    if args.backend:
+        overrides["backend"] = args.backend
+    if args.ray_address:
+        if (args.backend or "ray") != "ray":
+            raise CliError("--ray-address needs --backend ray")
+        overrides["backend"] = "ray"
+        overrides["ray.address"] = args.ray_address
+    return overrides
+
+
 def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
     """The config to run and its run directory (a resumed run keeps its own config)."""
     from evopop.config import load_config
@@ -47,10 +60,11 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
             raise CliError(f"nothing to resume: {run_dir} holds no evopop run (no config.yaml)")
-        return load_config(run_dir / "config.yaml"), run_dir
+        # where members train does not change the result, so a run may resume elsewhere
+        return load_config(run_dir / "config.yaml", _placement(args)), run_dir
     if not args.config:
         raise CliError("train needs a CONFIG file (or --resume RUN_DIR)")
-    overrides = _parse_sets(args.set)
+    overrides = {**_parse_sets(args.set), **_placement(args)}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.steps is not None:
@@ -114,10 +128,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from evopop.ray_cluster import RayResources
     from evopop.sweep import run_sweep
+    from evopop.sweep.run import SweepBackend
 
+    if args.ray_address and args.backend != "ray":
+        raise CliError("--ray-address needs --backend ray")
     rows = run_sweep(Path(args.sweep), Path(args.out) if args.out else None, args.workers,
-                     args.resume, progress=not args.quiet)
+                     args.resume, not args.quiet, SweepBackend(args.backend),
+                     RayResources(address=args.ray_address))
     solved = sum(bool(r["target_reached"]) for r in rows)
     print(json.dumps({"runs": len(rows), "solved": solved}))
     return 0
@@ -171,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="override max_steps")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     train.add_argument("--workers", type=_positive, help="worker processes (default: CPU cores)")
+    train.add_argument("--backend", choices=["local", "processes", "ray"],
+                       help="where members train (default: the config's backend)")
+    train.add_argument("--ray-address", metavar="ADDR",
+                       help="join this Ray cluster ('auto': the one on this machine)")
     train.add_argument("--wandb", action="store_true",
                        help="log to Weights & Biases (offline unless logged in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -191,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep", help="sweep YAML (see configs/sweep_mutations.yaml)")
     sweep.add_argument("--out", help="output directory (default: runs/<sweep name>)")
     sweep.add_argument("--workers", type=_positive, help="runs in parallel (default: cores)")
+    sweep.add_argument("--backend", choices=["processes", "ray"], default="processes",
+                       help="run the sweep's runs in local processes or as Ray tasks")
+    sweep.add_argument("--ray-address", metavar="ADDR",
+                       help="join this Ray cluster ('auto': the one on this machine)")
     sweep.add_argument("--resume", action="store_true", help="skip finished runs, continue others")
     sweep.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     sweep.set_defaults(func=_cmd_sweep)

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evopop.agents.spec import Activation, NetSpec, PPOParams
-from evopop.envs import Vectorization
+from evopop.envs import EnvWorkerBackend, Vectorization
 from evopop.errors import UserError
 from evopop.evolution.backends import BackendKind
 from evopop.evolution.mutation import MutationConfig
@@ -42,6 +42,9 @@ class EnvConfig(_Strict):
     env_workers: int | None = Field(
         None, ge=1, description="worker processes for independent stepping "
         "(default: one per core, at most num_envs)")
+    env_worker_backend: EnvWorkerBackend = Field(
+        EnvWorkerBackend.PROCESSES,
+        description="independent stepping's workers: local processes or Ray actors (see ray)")
     wrappers: list[str | dict[str, dict[str, Any]]] = Field(
         default_factory=list,
         description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",
@@ -116,6 +119,23 @@ class EvolutionConfig(_Strict):
         return self
 
 
+class RayConfig(_Strict):
+    """Ray cluster and resources (read when `backend: ray` or `env.env_worker_backend: ray`)."""
+
+    address: str | None = Field(
+        None, description="none: start a local Ray; 'auto' or host:port: join that cluster")
+    num_cpus_per_member: float = Field(1.0, gt=0, description="CPUs reserved per member actor")
+    num_gpus_per_member: float = Field(0.0, ge=0, description="GPUs per member (fractional ok)")
+    num_cpus_per_env_worker: float = Field(
+        1.0, gt=0, description="CPUs per env worker actor (independent stepping on Ray)")
+
+    def resources(self) -> Any:
+        from evopop.ray_cluster import RayResources
+
+        return RayResources(self.address, self.num_cpus_per_member, self.num_gpus_per_member,
+                            self.num_cpus_per_env_worker)
+
+
 class RunConfig(_Strict):
     """A training run: env, network, PPO hyperparameters, budget and optional evolution."""
 
@@ -128,8 +148,11 @@ class RunConfig(_Strict):
     evolution: EvolutionConfig | None = Field(
         None, description="the population; absent for single-agent training")
     backend: BackendKind = Field(BackendKind.PROCESSES,
-                                 description="where members train: local or processes")
-    workers: int | None = Field(None, ge=1, description="worker processes (default: cores)")
+                                 description="where members train: local, processes or ray")
+    workers: int | None = Field(
+        None, ge=1, description="members training at once (default: cores; ray: what fits)")
+    ray: RayConfig = Field(default_factory=lambda: RayConfig(),
+                           description="the Ray cluster and what each member reserves on it")
 
     @model_validator(mode="after")
     def _batch_fits_rollout(self) -> RunConfig:

@@ -26,7 +26,8 @@ from evopop.seeding import spawn_seeds
 def make_train_envs(config: RunConfig, seed: int) -> RolloutEnvs:
     env = config.env
     return make_rollout_envs(env.id, env.num_envs, env.vectorization, env.wrappers, seed,
-                             env.kwargs, env.packages, env.env_workers)
+                             env.kwargs, env.packages, env.env_workers, env.env_worker_backend,
+                             config.ray.resources())
 
 
 def _metrics_line(result: TrainResult) -> dict[str, Any]:

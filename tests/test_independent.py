@@ -11,7 +11,12 @@ import torch
 
 from evopop.agents import NetSpec
 from evopop.agents.buffer import split_sequences
-from evopop.agents.independent import EnvWorkerError, IndependentEnvs, make_rollout_envs, split_envs
+from evopop.agents.independent import (
+    EnvWorkerError,
+    ProcessEnvWorkers,
+    make_rollout_envs,
+    split_envs,
+)
 from evopop.agents.ppo import recompute_log_probs
 from evopop.agents.train import open_rollouts, train_agent
 from evopop.envs import EnvError
@@ -156,17 +161,16 @@ def test_worker_that_keeps_dying_raises(make_agent, monkeypatch):
     envs = make_rollout_envs("CartPoleNoVel-v1", 2, "independent", workers=1)
     agent = _agent(make_agent, envs, steps=20)
     source = open_rollouts(agent, envs, 0, 1)
-    original = IndependentEnvs._spawn
+    launch = ProcessEnvWorkers._launch
 
-    def doomed(self, *args):
-        worker = original(self, *args)
-        _kill(worker.process.pid)
-        return worker
+    def doomed(self, index):
+        launch(self, index)
+        _kill(self.worker_pids()[index])
 
     try:
-        monkeypatch.setattr(IndependentEnvs, "_spawn", doomed)
+        monkeypatch.setattr(ProcessEnvWorkers, "_launch", doomed)
         _kill(envs.worker_pids()[0])
-        with pytest.raises(EnvWorkerError, match="died"):
+        with pytest.raises(EnvWorkerError, match="died 4 times"):
             source.collect(agent, 20)
     finally:
         monkeypatch.undo()

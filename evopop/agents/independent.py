@@ -22,6 +22,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -39,6 +40,7 @@ from evopop.agents.collect import Collector, EpisodeLog, collect
 from evopop.envs.make import (
     EnvError,
     EnvFactory,
+    EnvWorkerBackend,
     Vectorization,
     WrapperLike,
     env_factory,
@@ -57,7 +59,7 @@ class EnvWorkerError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class _Rollout:
+class RolloutRequest:
     """Learner -> worker: collect `steps` steps with these weights."""
 
     agent: bytes
@@ -66,7 +68,7 @@ class _Rollout:
 
 
 @dataclass(frozen=True)
-class _Piece:
+class RolloutShare:
     """Worker -> learner: one worker's share of a rollout."""
 
     arrays: dict[str, np.ndarray]
@@ -114,7 +116,7 @@ def _join_buffers(pieces: list[dict[str, np.ndarray]]) -> RolloutBuffer:
     return RolloutBuffer(**joined)
 
 
-class _WorkerLoop:
+class WorkerLoop:
     """What lives in a worker process: its env copies and its collector."""
 
     def __init__(self, factory: EnvFactory, num_envs: int) -> None:
@@ -122,7 +124,7 @@ class _WorkerLoop:
         self.collector: Collector | None = None
         self.sampler: torch.Generator | None = None
 
-    def rollout(self, message: _Rollout) -> _Piece:
+    def rollout(self, message: RolloutRequest) -> RolloutShare:
         agent = agent_from_bytes(message.agent)
         if message.start is not None:
             env_seed, sample_seed = message.start
@@ -133,14 +135,14 @@ class _WorkerLoop:
         before = [s.copy() if s is not None else None for s in _stats(agent)]
         buf = collect(agent, self.collector, message.steps, self.sampler)
         after = _stats(agent)
-        return _Piece(_buffer_arrays(buf), self.collector.pop_episodes(),
+        return RolloutShare(_buffer_arrays(buf), self.collector.pop_episodes(),
                       _added(after[0], before[0]), _added(after[1], before[1]))
 
 
 def _worker_main(conn: Connection, factory: EnvFactory, num_envs: int) -> None:
     """Serve rollouts until the learner says stop or goes away (EOF on the pipe)."""
     torch.set_num_threads(1)
-    loop = _WorkerLoop(factory, num_envs)
+    loop = WorkerLoop(factory, num_envs)
     try:
         while True:
             try:
@@ -150,22 +152,12 @@ def _worker_main(conn: Connection, factory: EnvFactory, num_envs: int) -> None:
             if message is None:
                 return
             try:
-                reply: _Piece | _Failure = loop.rollout(message)
+                reply: RolloutShare | _Failure = loop.rollout(message)
             except Exception:
                 reply = _Failure(traceback.format_exc())
             conn.send(reply)
     finally:
         loop.envs.close()
-
-
-@dataclass
-class _Worker:
-    index: int
-    num_envs: int
-    process: BaseProcess
-    conn: Connection
-    incarnation: int = 0
-    started: bool = False
 
 
 def split_envs(num_envs: int, workers: int) -> list[int]:
@@ -176,11 +168,13 @@ def split_envs(num_envs: int, workers: int) -> list[int]:
     return [base + (i < extra) for i in range(workers)]
 
 
-class IndependentEnvs:
-    """`num_envs` env copies stepped by `workers` processes that never wait for each other.
+class IndependentEnvs(ABC):
+    """`num_envs` env copies stepped by workers that never wait for each other.
 
     Not a `VectorEnv`: it cannot step in lockstep, it collects whole rollouts
-    (`train_agent` uses it through `begin` / `collect` / `pop_episodes`).
+    (`train_agent` uses it through `begin` / `collect` / `pop_episodes`). Subclasses say how
+    workers run (local processes here, Ray actors in `evopop.agents.ray_workers`); this class
+    holds what does not depend on that: seeds, restarts and joining the shares.
     """
 
     def __init__(self, factory: EnvFactory, num_envs: int, workers: int) -> None:
@@ -193,85 +187,79 @@ class IndependentEnvs:
         self.factory = factory
         self.restarts = 0
         self._seeds = (0, 0)
-        self._context = mp.get_context("spawn")
         self._episodes = EpisodeLog()
-        self._workers = [self._spawn(i, share, 0) for i, share in enumerate(self.shares)]
+        self._incarnation = [0] * workers
+        self._started = [False] * workers
+        for index in range(workers):
+            self._launch(index)
 
-    def _spawn(self, index: int, num_envs: int, incarnation: int) -> _Worker:
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(theirs, self.factory, num_envs),
-                                        name=f"evopop-env-worker-{index}", daemon=True)
-        process.start()
-        theirs.close()
-        return _Worker(index, num_envs, process, ours, incarnation)
+    @abstractmethod
+    def _launch(self, index: int) -> None:
+        """Start worker `index` (stepping `self.shares[index]` copies)."""
 
-    def worker_pids(self) -> list[int | None]:
-        return [w.process.pid for w in self._workers]
+    @abstractmethod
+    def _submit(self, index: int, message: RolloutRequest) -> None:
+        """Send a rollout request; a dead worker is noticed by `_wait`, not here."""
+
+    @abstractmethod
+    def _wait(self, pending: set[int]) -> list[tuple[int, RolloutShare | None]]:
+        """Block until some pending workers replied or died: (index, piece, or None if dead)."""
+
+    @abstractmethod
+    def _discard(self, index: int) -> str:
+        """Forget a dead worker; returns how it ended (for error messages)."""
+
+    @abstractmethod
+    def worker_pids(self) -> list[int]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
 
     def begin(self, env_seed: int, sample_seed: int) -> None:
         """Start new episodes on every copy (the next rollout resets envs and hidden states)."""
         self._seeds = (env_seed, sample_seed)
-        for worker in self._workers:
-            worker.started = False
+        self._started = [False] * len(self.shares)
         self._episodes = EpisodeLog()
 
-    def _start_seeds(self, worker: _Worker) -> tuple[int, int]:
-        env_seed, sample_seed = self._seeds
-        return (derive_seed(env_seed, worker.index, worker.incarnation),
-                derive_seed(sample_seed, worker.index, worker.incarnation))
+    def _request(self, index: int, payload: bytes, steps: int) -> None:
+        start = None
+        if not self._started[index]:
+            env_seed, sample_seed = self._seeds
+            keys = (index, self._incarnation[index])
+            start = (derive_seed(env_seed, *keys), derive_seed(sample_seed, *keys))
+        self._submit(index, RolloutRequest(payload, steps, start))
+        self._started[index] = True
 
-    def _request(self, worker: _Worker, payload: bytes, steps: int) -> None:
-        start = None if worker.started else self._start_seeds(worker)
-        # a dead worker cannot take the request: `_gather` sees its sentinel and restarts it
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
-            worker.conn.send(_Rollout(payload, steps, start))
-        worker.started = True
-
-    def _restart(self, worker: _Worker) -> _Worker:
-        worker.process.join(timeout=1.0)
-        worker.conn.close()
+    def _restart(self, index: int, deaths: int) -> None:
+        ended = self._discard(index)
+        if deaths > MAX_RESTARTS_PER_ROLLOUT:
+            raise EnvWorkerError(f"env worker {index} died {deaths} times in one rollout "
+                                 f"({ended})")
         self.restarts += 1
-        fresh = self._spawn(worker.index, worker.num_envs, worker.incarnation + 1)
-        self._workers[worker.index] = fresh
-        return fresh
+        self._incarnation[index] += 1
+        self._started[index] = False
+        self._launch(index)
 
-    def _receive(self, worker: _Worker) -> _Piece | None:
-        """The worker's reply, or None if it died before sending one."""
-        try:
-            if not worker.conn.poll():
-                return None
-            reply = worker.conn.recv()
-        except (EOFError, ConnectionResetError, OSError):
-            return None
-        if isinstance(reply, _Failure):
-            raise EnvWorkerError(f"env worker {worker.index} failed:\n{reply.traceback}")
-        return reply
-
-    def _gather(self, payload: bytes, steps: int) -> list[_Piece]:
-        pieces: dict[int, _Piece] = {}
-        deaths = dict.fromkeys(range(len(self._workers)), 0)
-        while len(pieces) < len(self._workers):
-            waiting = [w for w in self._workers if w.index not in pieces]
-            handles: list[Any] = [w.conn for w in waiting] + [w.process.sentinel for w in waiting]
-            wait(handles)
-            for worker in waiting:
-                piece = self._receive(worker)
+    def _gather(self, payload: bytes, steps: int) -> list[RolloutShare]:
+        pieces: dict[int, RolloutShare] = {}
+        deaths = dict.fromkeys(range(len(self.shares)), 0)
+        pending = set(range(len(self.shares)))
+        while pending:
+            for index, piece in self._wait(pending):
                 if piece is not None:
-                    pieces[worker.index] = piece
-                elif not worker.process.is_alive():
-                    deaths[worker.index] += 1
-                    if deaths[worker.index] > MAX_RESTARTS_PER_ROLLOUT:
-                        raise EnvWorkerError(
-                            f"env worker {worker.index} died {deaths[worker.index]} times in one "
-                            f"rollout (exit code {worker.process.exitcode})")
-                    self._request(self._restart(worker), payload, steps)
-        return [pieces[i] for i in range(len(self._workers))]
+                    pieces[index] = piece
+                    pending.discard(index)
+                    continue
+                deaths[index] += 1
+                self._restart(index, deaths[index])
+                self._request(index, payload, steps)
+        return [pieces[i] for i in range(len(self.shares))]
 
     def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
         """One rollout of `steps` steps on every copy with the agent's current policy."""
         payload = agent_to_bytes(agent, include_optimizer=False)
-        for worker in self._workers:
-            self._request(worker, payload, steps)
+        for index in range(len(self.shares)):
+            self._request(index, payload, steps)
         pieces = self._gather(payload, steps)
         obs_stats, reward_stats = _stats(agent)
         for piece in pieces:  # in worker order, so the result does not depend on timing
@@ -284,16 +272,71 @@ class IndependentEnvs:
         done, self._episodes = self._episodes, EpisodeLog()
         return done
 
+
+class ProcessEnvWorkers(IndependentEnvs):
+    """Workers are spawned local processes talking over pipes."""
+
+    def __init__(self, factory: EnvFactory, num_envs: int, workers: int) -> None:
+        self._context = mp.get_context("spawn")
+        self._procs: dict[int, BaseProcess] = {}
+        self._conns: dict[int, Connection] = {}
+        super().__init__(factory, num_envs, workers)
+
+    def _launch(self, index: int) -> None:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main, args=(theirs, self.factory, self.shares[index]),
+            name=f"evopop-env-worker-{index}", daemon=True)
+        process.start()
+        theirs.close()
+        self._procs[index], self._conns[index] = process, ours
+
+    def _submit(self, index: int, message: RolloutRequest) -> None:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+            self._conns[index].send(message)
+
+    def _receive(self, index: int) -> RolloutShare | None:
+        """The worker's reply, or None if it has none (yet, or ever: it died)."""
+        try:
+            if not self._conns[index].poll():
+                return None
+            reply = self._conns[index].recv()
+        except (EOFError, ConnectionResetError, OSError):
+            return None
+        if isinstance(reply, _Failure):
+            raise EnvWorkerError(f"env worker {index} failed:\n{reply.traceback}")
+        return reply
+
+    def _wait(self, pending: set[int]) -> list[tuple[int, RolloutShare | None]]:
+        handles: list[Any] = [self._conns[i] for i in pending]
+        wait(handles + [self._procs[i].sentinel for i in pending])
+        replies: list[tuple[int, RolloutShare | None]] = []
+        for index in sorted(pending):
+            piece = self._receive(index)
+            if piece is not None or not self._procs[index].is_alive():
+                replies.append((index, piece))
+        return replies
+
+    def _discard(self, index: int) -> str:
+        process = self._procs.pop(index)
+        process.join(timeout=1.0)
+        self._conns.pop(index).close()
+        return f"exit code {process.exitcode}"
+
+    def worker_pids(self) -> list[int]:
+        return [self._procs[i].pid or 0 for i in range(len(self.shares))]
+
     def close(self) -> None:
-        for worker in self._workers:
+        for conn in self._conns.values():
             with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError, OSError):
-                worker.conn.send(None)
-        for worker in self._workers:
-            worker.process.join(timeout=5.0)
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join()
-            worker.conn.close()
+                conn.send(None)
+        for process in self._procs.values():
+            process.join(timeout=5.0)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        for conn in self._conns.values():
+            conn.close()
 
 
 RolloutEnvs = VectorEnv | IndependentEnvs
@@ -308,10 +351,13 @@ def make_rollout_envs(
     env_kwargs: Mapping[str, Any] | None = None,
     env_packages: Iterable[str] = (),
     workers: int | None = None,
+    worker_backend: EnvWorkerBackend = EnvWorkerBackend.PROCESSES,
+    ray: Any = None,
 ) -> RolloutEnvs:
     """Envs for collecting training rollouts: a lockstep `VectorEnv` (see `make_vec_env`) or,
-    for `independent`, `workers` env worker processes (default: one per core, at most one per
-    copy). `seed` only matters for lockstep envs: `train_agent` reseeds both kinds anyway."""
+    for `independent`, `workers` env workers (default: one per core, at most one per copy) as
+    local processes or as Ray actors (`ray`: a `RayResources`). `seed` only matters for
+    lockstep envs: `train_agent` reseeds both kinds anyway."""
     if parse_vectorization(vectorization) is not Vectorization.INDEPENDENT:
         return make_vec_env(env_id, num_envs, vectorization, wrappers, seed, env_kwargs,
                             env_packages)
@@ -320,5 +366,9 @@ def make_rollout_envs(
     count = workers if workers is not None else min(num_envs, os.cpu_count() or 1)
     if not 1 <= count <= num_envs:
         raise EnvError(f"env_workers must be in [1, num_envs={num_envs}], got {count}")
-    return IndependentEnvs(env_factory(env_id, wrappers, env_kwargs, env_packages), num_envs,
-                           count)
+    factory = env_factory(env_id, wrappers, env_kwargs, env_packages)
+    if EnvWorkerBackend(worker_backend) is EnvWorkerBackend.RAY:
+        from evopop.agents.ray_workers import RayEnvWorkers
+
+        return RayEnvWorkers(factory, num_envs, count, ray)
+    return ProcessEnvWorkers(factory, num_envs, count)

@@ -1,6 +1,13 @@
 """Environment construction: NoVel ids, single envs and SAME_STEP vector envs."""
 
-from evopop.envs.make import EnvError, Vectorization, env_ids, make_env, make_vec_env
+from evopop.envs.make import (
+    EnvError,
+    EnvWorkerBackend,
+    Vectorization,
+    env_ids,
+    make_env,
+    make_vec_env,
+)
 from evopop.envs.novel import NOVEL_IDS, register_novel_envs
 from evopop.envs.satellite import SATELLITE_ENV_ID, register_satellite_env
 
@@ -13,6 +20,7 @@ __all__ = [
     "NOVEL_IDS",
     "SATELLITE_ENV_ID",
     "EnvError",
+    "EnvWorkerBackend",
     "Vectorization",
     "env_ids",
     "make_env",

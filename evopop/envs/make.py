@@ -45,6 +45,13 @@ class Vectorization(str, Enum):
         return Vectorization.ASYNC if self is Vectorization.INDEPENDENT else self
 
 
+class EnvWorkerBackend(str, Enum):
+    """Where independent stepping runs its env workers: local processes or Ray actors."""
+
+    PROCESSES = "processes"
+    RAY = "ray"
+
+
 # Async workers are spawned, never forked: a fork copies whatever lock another thread of the
 # learner (torch's autograd workers, tqdm's monitor) holds at that moment, and a satellite eval
 # env forked after training hung for good that way.

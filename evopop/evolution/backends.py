@@ -1,4 +1,5 @@
-"""Where members' learning cycles run: in this process, or in local worker processes.
+"""Where members' learning cycles run: in this process, in local worker processes, or on Ray
+(`evopop.evolution.ray_backend`).
 
 Both run the same `run_task` on the same bytes with one torch thread, so they give bit-identical
 results.
@@ -24,8 +25,11 @@ _POLL_S = 1.0
 
 
 class BackendKind(str, Enum):
+    """Where members train: this process, local worker processes, or a Ray cluster."""
+
     LOCAL = "local"
     PROCESSES = "processes"
+    RAY = "ray"
 
 
 class WorkerError(RuntimeError):
@@ -140,7 +144,14 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def make_backend(kind: BackendKind, workers: int | None) -> Backend:
+def make_backend(kind: BackendKind, workers: int | None, ray: Any = None) -> Backend:
+    """`ray` (a `RayResources`) is only read for the Ray backend, whose module (and ray itself)
+    is imported only then."""
+    if kind is BackendKind.RAY:
+        from evopop.evolution.ray_backend import RayBackend
+        from evopop.ray_cluster import RayResources
+
+        return RayBackend(ray or RayResources(), workers)
     workers = workers or default_workers()
     if kind is BackendKind.LOCAL or workers == 1:
         return LocalBackend()

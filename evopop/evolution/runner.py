@@ -49,7 +49,8 @@ class RunInterrupted(KeyboardInterrupt):
 def _env_spec(config: RunConfig, num_envs: int) -> EnvSpec:
     env = config.env
     return EnvSpec(env.id, num_envs, env.vectorization, tuple(env.wrappers),
-                   tuple(sorted(env.kwargs.items())), tuple(env.packages), env.env_workers)
+                   tuple(sorted(env.kwargs.items())), tuple(env.packages), env.env_workers,
+                   env.env_worker_backend, config.ray.resources())
 
 
 def settings(config: RunConfig) -> LoopSettings:
@@ -163,7 +164,7 @@ def run_evolution(
         if tracker is not None:
             tracker.log(record)
 
-    backend = make_backend(config.backend, workers or config.workers)
+    backend = make_backend(config.backend, workers or config.workers, config.ray.resources())
     aborted = True
     try:
         if not state.finished:

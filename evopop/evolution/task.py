@@ -19,7 +19,7 @@ from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluate import evaluate
 from evopop.agents.independent import RolloutEnvs, make_rollout_envs
 from evopop.agents.train import train_agent
-from evopop.envs import Vectorization
+from evopop.envs import EnvWorkerBackend, Vectorization
 from evopop.envs.metrics import mean_metrics
 
 _ENV_CACHE: dict[str, RolloutEnvs] = {}
@@ -35,11 +35,14 @@ class EnvSpec:
     wrappers: tuple[Any, ...] = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
     packages: tuple[str, ...] = ()
-    workers: int | None = None  # env worker processes, for independent stepping
+    workers: int | None = None  # env workers, for independent stepping
+    worker_backend: EnvWorkerBackend = EnvWorkerBackend.PROCESSES
+    ray: Any = None  # RayResources, for env workers on Ray
 
     def key(self) -> str:
         fields = [self.env_id, self.num_envs, self.vectorization.value, list(self.wrappers),
-                  list(self.kwargs), list(self.packages), self.workers]
+                  list(self.kwargs), list(self.packages), self.workers,
+                  self.worker_backend.value, self.ray]
         return json.dumps(fields, sort_keys=True, default=str)
 
     def lockstep(self) -> EnvSpec:
@@ -79,7 +82,8 @@ def cached_env(spec: EnvSpec) -> RolloutEnvs:
     if key not in _ENV_CACHE:
         _ENV_CACHE[key] = make_rollout_envs(spec.env_id, spec.num_envs, spec.vectorization,
                                             list(spec.wrappers), None, dict(spec.kwargs),
-                                            spec.packages, spec.workers)
+                                            spec.packages, spec.workers, spec.worker_backend,
+                                            spec.ray)
     return _ENV_CACHE[key]
 
 

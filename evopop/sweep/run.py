@@ -162,10 +162,19 @@ def _note(plan: SweepPlan) -> str:
             f"seeds; steps to target average the seeds that reached it.")
 
 
+class SweepBackend(str, Enum):
+    """Where a sweep's runs execute: local worker processes, or Ray tasks over a cluster."""
+
+    PROCESSES = "processes"
+    RAY = "ray"
+
+
 def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume: bool = False,
-             progress: bool = True) -> list[dict[str, Any]]:
+             progress: bool = True, backend: SweepBackend = SweepBackend.PROCESSES,
+             ray: Any = None) -> list[dict[str, Any]]:
     """Runs (or continues) every run of `plan` into `out_dir`; returns one row per run, in plan
-    order, as written to results.csv."""
+    order, as written to results.csv. With the Ray backend (`ray`: a `RayResources`), Ray
+    decides how many runs execute at once and `workers` is not used."""
     out_dir = Path(out_dir)
     if workers is not None and workers < 1:
         raise UserError(f"workers must be a positive integer, got {workers}")
@@ -197,7 +206,11 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
             todo.append((run, status is RunStatus.STARTED))
     workers = min(workers or default_workers(), max(len(todo), 1))
     try:
-        if workers == 1:
+        if SweepBackend(backend) is SweepBackend.RAY:
+            from evopop.sweep.ray_run import run_on_ray
+
+            run_on_ray([(run, out_dir / RUNS_DIR / run.name) for run, _ in todo], ray, done)
+        elif workers == 1:
             _run_inline(todo, out_dir, done)
         else:
             _run_pool(todo, out_dir, workers, done)
@@ -215,7 +228,10 @@ def default_out_dir(sweep_path: Path) -> Path:
 
 
 def run_sweep(sweep_path: Path, out_dir: Path | None = None, workers: int | None = None,
-              resume: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+              resume: bool = False, progress: bool = True,
+              backend: SweepBackend = SweepBackend.PROCESSES,
+              ray: Any = None) -> list[dict[str, Any]]:
     """Plans the sweep file (every run's config validated first) and runs it; see `run_plan`."""
     plan = load_sweep(Path(sweep_path))
-    return run_plan(plan, out_dir or default_out_dir(sweep_path), workers, resume, progress)
+    return run_plan(plan, out_dir or default_out_dir(sweep_path), workers, resume, progress,
+                    backend, ray)

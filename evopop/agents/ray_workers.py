@@ -1,0 +1,94 @@
+"""Independent env stepping with the env workers as Ray actors, spread over the cluster's nodes.
+
+The same worker loop as the local processes (`evopop.agents.independent`), behind a Ray actor:
+rollout requests and their shares travel through the object store, and an actor that dies is
+replaced and asked again, exactly like a dead worker process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from evopop.agents.independent import (
+    EnvWorkerError,
+    IndependentEnvs,
+    RolloutRequest,
+    RolloutShare,
+    WorkerLoop,
+)
+from evopop.envs.make import EnvFactory
+from evopop.ray_cluster import RayResources, connect, import_ray
+
+
+class _EnvWorkerActor:
+    """One env worker: its env copies and collector live as long as the actor."""
+
+    def __init__(self, factory: EnvFactory, num_envs: int) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self.loop = WorkerLoop(factory, num_envs)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def rollout(self, message: RolloutRequest) -> RolloutShare:
+        return self.loop.rollout(message)
+
+    def close(self) -> None:
+        self.loop.envs.close()
+
+
+class RayEnvWorkers(IndependentEnvs):
+    """Env workers as Ray actors (SPREAD placement: one per node before doubling up)."""
+
+    def __init__(self, factory: EnvFactory, num_envs: int, workers: int,
+                 resources: RayResources | None = None) -> None:
+        resources = resources or RayResources()
+        self._ray = import_ray()
+        self._owns_ray = connect(resources.address)
+        self._actor_class = self._ray.remote(
+            num_cpus=resources.num_cpus_per_env_worker, max_restarts=0,
+            scheduling_strategy="SPREAD")(_EnvWorkerActor)
+        self._actors: dict[int, Any] = {}
+        self._refs: dict[int, Any] = {}
+        super().__init__(factory, num_envs, workers)
+
+    def _launch(self, index: int) -> None:
+        self._actors[index] = self._actor_class.remote(self.factory, self.shares[index])
+
+    def _submit(self, index: int, message: RolloutRequest) -> None:
+        self._refs[index] = self._actors[index].rollout.remote(message)
+
+    def _wait(self, pending: set[int]) -> list[tuple[int, RolloutShare | None]]:
+        ray = self._ray
+        by_ref = {self._refs[i]: i for i in pending}
+        ready, _ = ray.wait(list(by_ref), num_returns=1)
+        index = by_ref[ready[0]]
+        try:
+            return [(index, ray.get(ready[0]))]
+        except ray.exceptions.RayTaskError as error:
+            raise EnvWorkerError(f"env worker {index} failed:\n{error}") from None
+        except ray.exceptions.RayActorError:
+            return [(index, None)]
+
+    def _discard(self, index: int) -> str:
+        self._ray.kill(self._actors.pop(index), no_restart=True)
+        self._refs.pop(index, None)
+        return "its Ray actor died"
+
+    def worker_pids(self) -> list[int]:
+        actors = [self._actors[i] for i in range(len(self.shares))]
+        return self._ray.get([actor.pid.remote() for actor in actors])
+
+    def close(self) -> None:
+        ray = self._ray
+        for actor in self._actors.values():
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.get(actor.close.remote())
+            ray.kill(actor, no_restart=True)
+        self._actors = {}
+        if self._owns_ray:
+            ray.shutdown()

@@ -1,0 +1,52 @@
+"""Reaching a Ray cluster: the one place that imports ray, and only when asked.
+
+The core never imports ray; `backend: ray` and `env.env_worker_backend: ray` come here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+from evopop.errors import UserError
+
+
+class RayError(UserError):
+    """Ray is missing, or the cluster cannot be reached or cannot fit one member."""
+
+
+@dataclass(frozen=True)
+class RayResources:
+    """Where to find the cluster and what each member (and env worker) reserves on it."""
+
+    address: str | None = None  # None: start a local Ray; "auto" or host:port: connect
+    num_cpus_per_member: float = 1.0
+    num_gpus_per_member: float = 0.0
+    num_cpus_per_env_worker: float = 1.0
+
+
+def import_ray() -> ModuleType:
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise RayError("backend 'ray' needs ray: pip install 'evopop[ray]'") from None
+
+
+def connect(address: str | None) -> bool:
+    """Connects to (or starts) Ray unless already connected; returns whether we connected.
+
+    The driver's environment (e.g. BSK_SUPPORT_DATA_CACHE) is passed on to the workers.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    env_vars = {k: v for k, v in os.environ.items() if k.startswith(("BSK_", "EVOPOP_"))}
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="ERROR",
+                 runtime_env={"env_vars": env_vars} if env_vars else None)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        where = address or "a local instance"
+        raise RayError(f"cannot start or reach Ray at {where}: {error}") from None
+    return True

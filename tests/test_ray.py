@@ -1,0 +1,114 @@
+"""The Ray backend on a local Ray instance: the same results as the local backends, a killed
+actor replaced without changing the result, env workers as actors, sweeps as Ray tasks."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from evopop.agents.independent import make_rollout_envs  # noqa: E402
+from evopop.agents.ppo import recompute_log_probs  # noqa: E402
+from evopop.agents.train import open_rollouts  # noqa: E402
+from evopop.config import parse_config  # noqa: E402
+from evopop.evolution import runner  # noqa: E402
+from evopop.evolution.ray_backend import RayBackend  # noqa: E402
+from evopop.ray_cluster import RayResources  # noqa: E402
+from evopop.sweep.run import SweepBackend, run_plan  # noqa: E402
+from evopop.sweep.spec import plan_sweep  # noqa: E402
+
+TINY = {
+    "env": {"id": "CartPoleNoVel-v1", "num_envs": 4},
+    "net": {"cell": "lstm", "hidden_size": 16, "head": [16]},
+    "ppo": {"learn_step": 32, "batch_size": 64, "update_epochs": 2},
+    "max_steps": 768,
+    "seed": 5,
+    "evolution": {"population_size": 3, "tournament_size": 2, "evo_steps": 256, "eval_loop": 2},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def _run(tmp_path: Path, name: str, **changes) -> dict:
+    config = parse_config({**TINY, **changes})
+    return runner.run_evolution(config, tmp_path / name, progress=False, workers=1
+                                if changes.get("backend") == "local" else None)
+
+
+def test_ray_backend_gives_the_local_elite_and_metrics(tmp_path):
+    local = _run(tmp_path, "local", backend="local")
+    on_ray = _run(tmp_path, "ray", backend="ray")
+    assert on_ray["elite_sha256"] == local["elite_sha256"]
+    assert on_ray["best_fitness"] == local["best_fitness"]
+    read = [(tmp_path / name / "metrics.jsonl").read_text().splitlines()
+            for name in ("local", "ray")]
+    fitness = [[line.split('"members"')[1].split('"hparams"')[0] for line in lines]
+               for lines in read]
+    assert fitness[0] == fitness[1]  # every member's fitness and eval returns, every generation
+
+
+def test_killed_actor_is_replaced_and_the_run_ends_the_same(tmp_path, monkeypatch):
+    slow = {"max_steps": 4096, "evolution": {**TINY["evolution"], "evo_steps": 2048}}
+    reference = _run(tmp_path, "local", backend="local", **slow)
+    real_map, replaced = RayBackend.map, []
+
+    def map_with_a_kill(self, tasks):
+        if not replaced:  # first generation: kill an actor half a second into training
+            pid = self.actor_pids(len(tasks))[1]
+            threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+        results = real_map(self, tasks)
+        replaced.append(self.replaced)
+        return results
+
+    monkeypatch.setattr(RayBackend, "map", map_with_a_kill)
+    summary = _run(tmp_path, "ray", backend="ray", **slow)
+    assert replaced[-1] == 1  # the dead actor was replaced once, its member re-trained
+    assert summary["elite_sha256"] == reference["elite_sha256"]
+
+
+def test_env_workers_as_ray_actors_collect_exact_rollouts_and_survive_a_kill(make_agent):
+    envs = make_rollout_envs("PendulumNoVel-v1", 2, "independent", workers=2,
+                             worker_backend="ray", ray=RayResources())
+    try:
+        agent = make_agent(envs, learn_step=260, max_seq_len=8, batch_size=64)
+        source = open_rollouts(agent, envs, 0, 1)
+        buf = source.collect(agent, 260)
+        assert buf.obs.shape[:2] == (260, 2) and buf.truncated.sum() == 2
+        ratio = np.exp(recompute_log_probs(agent, buf) - buf.log_probs)
+        assert np.abs(ratio - 1.0).max() < 1e-5
+        victim = envs.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        buf = source.collect(agent, 50)
+        assert envs.restarts == 1 and envs.worker_pids()[0] != victim
+        assert buf.obs.shape[:2] == (50, 2) and buf.episode_start[0, 0]
+    finally:
+        envs.close()
+
+
+def test_sweep_runs_as_ray_tasks_match_local_runs(tmp_path):
+    spec = {"base": TINY, "grid": {"ppo.lr": [1e-3, 3e-4]}, "seeds": [0]}
+    plan = plan_sweep(spec, tmp_path, "tiny")
+    local = run_plan(plan, tmp_path / "local", workers=1, progress=False)
+    on_ray = run_plan(plan, tmp_path / "ray", progress=False, backend=SweepBackend.RAY,
+                      ray=RayResources())
+    assert [r["best_fitness"] for r in on_ray] == [r["best_fitness"] for r in local]
+    assert (tmp_path / "ray" / "summary.md").is_file()
+
+
+def test_core_never_imports_ray():
+    code = ("import sys, evopop.cli, evopop.evolution.runner, evopop.sweep, "
+            "evopop.agents.independent; print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -1,13 +1,16 @@
 """W1 throughput: AgileRL's recurrent-PPO tutorial workload (configs/agilerl_tutorial.yaml).
 
-Usage: python benchmarks/w1_throughput.py [--generations 5] [--workers 2] [--backend processes]
+Usage: python benchmarks/w1_throughput.py [--generations 5] [--workers 2]
+                                          [--backend processes|local|ray]
 
-Runs the population for a fixed number of generations and prints env-steps/s two ways:
+Runs the population for a fixed number of generations and prints env-steps/s three ways:
 `loop` = env steps / wall time of the generation loop (training, evaluation, selection,
-mutation and checkpoints; worker start-up excluded) and `end_to_end` = env steps / wall time of the
-whole call including worker start-up. Each generation every member collects one rollout of
-16 envs x 1024 steps (>= evo_steps = 10k) and is evaluated on 3 episodes. AgileRL runs this
-workload at about 4.6k env-steps/s on a 2-core machine (DESIGN.md section 4). Last line: JSON.
+mutation and checkpoints; worker start-up excluded), `end_to_end` = env steps / wall time of
+the whole call including worker start-up, and `steady` = generations 2..N only (no worker,
+actor or Ray start-up at all: what `--backend ray` is compared on). Each generation every
+member collects one rollout of 16 envs x 1024 steps (>= evo_steps = 10k) and is evaluated on
+3 episodes. AgileRL runs this workload at about 4.6k env-steps/s on a 2-core machine
+(DESIGN.md section 4). Last line: JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from evopop.config import load_config
 from evopop.evolution.runner import run_evolution
+from evopop.rundir import METRICS_FILE, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 AGILERL_STEPS_PER_S = 4600
@@ -43,8 +47,12 @@ def main() -> None:
         start = time.perf_counter()
         summary = run_evolution(config, Path(run_dir), progress=False, workers=args.workers)
         end_to_end = time.perf_counter() - start
+        lines = read_jsonl(Path(run_dir) / METRICS_FILE)
     steps = summary["total_env_steps"]
     loop_rate = steps / summary["wall_s"]
+    first, last = lines[0], lines[-1]  # steady state: generations 2..N, after every start-up
+    steady = ((last["total_env_steps"] - first["total_env_steps"])
+              / (last["wall_s"] - first["wall_s"])) if len(lines) > 1 else None
     print(json.dumps({
         "workload": "W1 agilerl_tutorial PendulumNoVel-v1",
         "generations": summary["generations"],
@@ -55,6 +63,7 @@ def main() -> None:
         "end_to_end_wall_s": round(end_to_end, 2),
         "loop_env_steps_per_s": round(loop_rate),
         "end_to_end_env_steps_per_s": round(steps / end_to_end),
+        "steady_env_steps_per_s": round(steady) if steady else None,
         "x_agilerl": round(loop_rate / AGILERL_STEPS_PER_S, 2),
         "elite_fitness": summary["elite_fitness"],
     }))

@@ -1,5 +1,6 @@
 """Bad input, table-driven: every case is one line on stderr, exit code 2, no traceback."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,16 @@ TRAIN_CASES = [
     ("set-without-equals", _config(), ["--set", "ppo.lr"], "--set expects key=value"),
     ("set-unknown-key", _config(), ["--set", "ppo.btach_size=8"], "did you mean 'batch_size'"),
     ("workers-zero", _config(), ["--workers", "0"], "expected a positive integer"),
+    ("env-workers-above-copies", _config(env__vectorization="independent", env__env_workers=3),
+     [], "env_workers (3) is larger than num_envs (2)"),
+    ("unknown-env-worker-backend", _config(env__env_worker_backend="slurm"), [],
+     "env.env_worker_backend"),
+    ("unknown-backend", _config(backend="slurm"), [], "backend"),
+    ("unknown-ray-key", _config(ray={"adress": "auto"}), [], "did you mean 'address'"),
+    ("zero-cpus-per-member", _config(ray={"num_cpus_per_member": 0}), [],
+     "ray.num_cpus_per_member"),
+    ("ray-address-without-ray", _config(), ["--backend", "local", "--ray-address", "auto"],
+     "--ray-address needs --backend ray"),
     ("unknown-flag", _config(), ["--frobnicate"], "unrecognized arguments"),
 ]
 
@@ -180,6 +191,20 @@ def test_bad_evaluate_input(agent_file: Path, tmp_path: Path, capsys):
         code, err = _run_cli(capsys, ["evaluate", *args])
         assert code == 2, case
         _assert_one_line_error(code, err, fragment)
+
+
+def test_ray_backend_without_ray_installed(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_config()))
+    code, err = _run_cli(capsys, ["train", str(cfg), "--run-dir", str(tmp_path / "run"),
+                                  "--quiet", "--backend", "ray"])
+    _assert_one_line_error(code, err, "pip install 'evopop[ray]'")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "c.yaml", "grid": {"ppo.lr": [1e-3]}, "seeds": [0]}))
+    code, err = _run_cli(capsys, ["sweep", str(sweep), "--out", str(tmp_path / "o"),
+                                  "--ray-address", "auto"])
+    _assert_one_line_error(code, err, "--ray-address needs --backend ray")
 
 
 def test_bad_plot_input(tmp_path: Path, capsys):

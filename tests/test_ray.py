@@ -19,7 +19,7 @@ from evopop.agents.train import open_rollouts  # noqa: E402
 from evopop.config import parse_config  # noqa: E402
 from evopop.evolution import runner  # noqa: E402
 from evopop.evolution.ray_backend import RayBackend  # noqa: E402
-from evopop.ray_cluster import RayResources  # noqa: E402
+from evopop.ray_cluster import RayError, RayResources  # noqa: E402
 from evopop.sweep.run import SweepBackend, run_plan  # noqa: E402
 from evopop.sweep.spec import plan_sweep  # noqa: E402
 
@@ -112,3 +112,12 @@ def test_core_never_imports_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_env_workers_that_cannot_be_placed_fail_with_a_message(monkeypatch):
+    from evopop.agents import ray_workers
+
+    monkeypatch.setattr(ray_workers, "PLACEMENT_TIMEOUT_S", 2.0)
+    with pytest.raises(RayError, match="could not be placed"):
+        make_rollout_envs("CartPoleNoVel-v1", 2, "independent", workers=2, worker_backend="ray",
+                          ray=RayResources(num_cpus_per_env_worker=1.5))

@@ -19,7 +19,9 @@ from evopop.agents.independent import (
     WorkerLoop,
 )
 from evopop.envs.make import EnvFactory
-from evopop.ray_cluster import RayResources, connect, import_ray
+from evopop.ray_cluster import RayError, RayResources, connect, import_ray
+
+PLACEMENT_TIMEOUT_S = 60.0
 
 
 class _EnvWorkerActor:
@@ -55,6 +57,21 @@ class RayEnvWorkers(IndependentEnvs):
         self._actors: dict[int, Any] = {}
         self._refs: dict[int, Any] = {}
         super().__init__(factory, num_envs, workers)
+        self._check_placed(resources.num_cpus_per_env_worker)
+
+    def _check_placed(self, cpus: float) -> None:
+        """Fail clearly when the cluster cannot fit the env workers (e.g. members hold every
+        CPU) instead of waiting forever for a rollout."""
+        ray = self._ray
+        probes = [actor.pid.remote() for actor in self._actors.values()]
+        _, missing = ray.wait(probes, num_returns=len(probes), timeout=PLACEMENT_TIMEOUT_S)
+        if missing:
+            free = ray.available_resources().get("CPU", 0.0)
+            self.close()
+            raise RayError(
+                f"{len(missing)} of {len(probes)} env worker actors could not be placed within "
+                f"{PLACEMENT_TIMEOUT_S:.0f} s (each needs {cpus} CPUs; {free} are free): lower "
+                f"workers, env.env_workers or the ray.num_cpus_per_* settings")
 
     def _launch(self, index: int) -> None:
         self._actors[index] = self._actor_class.remote(self.factory, self.shares[index])

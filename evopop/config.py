@@ -6,6 +6,7 @@ Validation happens once, up front, with pydantic (never with `assert`, which `py
 from __future__ import annotations
 
 import difflib
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,19 @@ class EnvConfig(_Strict):
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gym.make")
     packages: list[str] = Field(default_factory=list, description="imported to register more ids")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settle_env_workers(cls, data: Any) -> Any:
+        """Independent stepping's default worker count is fixed here, once, and saved with the
+        run: the count shapes seeds and normalisation, so it must not change on resume or
+        depend on the node a member lands on."""
+        if isinstance(data, dict) and data.get("env_workers") is None and \
+                str(data.get("vectorization", "")).endswith("independent"):
+            num_envs = data.get("num_envs", 8)
+            if isinstance(num_envs, int) and num_envs >= 1:
+                data = {**data, "env_workers": min(num_envs, os.cpu_count() or 1)}
+        return data
 
     @model_validator(mode="after")
     def _workers_fit(self) -> EnvConfig:
@@ -153,6 +167,22 @@ class RunConfig(_Strict):
         None, ge=1, description="members training at once (default: cores; ray: what fits)")
     ray: RayConfig = Field(default_factory=lambda: RayConfig(),
                            description="the Ray cluster and what each member reserves on it")
+
+    @model_validator(mode="after")
+    def _ray_env_workers_have_a_cluster(self) -> RunConfig:
+        if (self.env.env_worker_backend is EnvWorkerBackend.RAY
+                and self.backend is not BackendKind.RAY and self.ray.address is None):
+            raise ValueError("env.env_worker_backend: ray needs backend: ray or a ray.address "
+                             "(else every member process would start its own Ray)")
+        return self
+
+    def ray_env_worker_cpus(self) -> float:
+        """CPUs a member's env workers reserve on Ray (0 unless they run there)."""
+        env = self.env
+        if env.vectorization is not Vectorization.INDEPENDENT or \
+                env.env_worker_backend is not EnvWorkerBackend.RAY:
+            return 0.0
+        return (env.env_workers or 1) * self.ray.num_cpus_per_env_worker
 
     @model_validator(mode="after")
     def _batch_fits_rollout(self) -> RunConfig:

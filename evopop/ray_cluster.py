@@ -50,3 +50,11 @@ def connect(address: str | None) -> bool:
         where = address or "a local instance"
         raise RayError(f"cannot start or reach Ray at {where}: {error}") from None
     return True
+
+
+def deaths(ray: ModuleType) -> tuple[type[Exception], ...]:
+    """Errors meaning "the worker (or its node, or the result) is gone", beyond RayActorError:
+    the work is redone elsewhere rather than failing the run."""
+    errors = ray.exceptions
+    return (errors.ObjectLostError, errors.NodeDiedError, errors.WorkerCrashedError,
+            errors.OutOfMemoryError)

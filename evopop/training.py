@@ -63,9 +63,11 @@ def train_single(
             if line["mean_return_20"] is not None:
                 bar.set_postfix(ret=f"{line['mean_return_20']:.1f}")
 
-        result = train_agent(agent, envs, config.max_steps, train_seed, on_update)
-    bar.close()
-    envs.close()
+        try:
+            result = train_agent(agent, envs, config.max_steps, train_seed, on_update)
+        finally:  # env workers (and a Ray instance they started) must not outlive an error
+            envs.close()
+            bar.close()
     env = config.env
     eval_envs = make_vec_env(env.id, min(config.eval_episodes, 16), env.vectorization,
                              env.wrappers, eval_seed % 2**31, env.kwargs, env.packages)

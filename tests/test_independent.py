@@ -3,7 +3,6 @@ do not depend on worker timing, and a killed worker is replaced without losing t
 
 import os
 import signal
-import threading
 
 import numpy as np
 import pytest
@@ -139,21 +138,33 @@ def test_worker_killed_between_rollouts_is_restarted(make_agent):
         envs.close()
 
 
-def test_worker_killed_mid_rollout_is_restarted_and_the_rollout_completes(make_agent):
+def test_worker_killed_mid_rollout_is_restarted_and_the_rollout_completes(make_agent,
+                                                                          monkeypatch):
     envs = make_rollout_envs("PendulumNoVel-v1", 2, "independent", workers=2)
     try:
-        steps = 3000
+        steps = 600
         agent = _agent(make_agent, envs, steps=steps)
         source = open_rollouts(agent, envs, 0, 1)
-        source.collect(agent, 10)  # workers up and running
-        killer = threading.Timer(0.2, _kill, (envs.worker_pids()[0],))
-        killer.start()
+        source.collect(agent, 10)  # workers up, 10 steps into their episodes
+        submit, killed = ProcessEnvWorkers._submit, []
+
+        def submit_then_kill(self, index, message):
+            submit(self, index, message)
+            if index == 0 and not killed:  # worker 0 has the request: kill it at work
+                killed.append(self.worker_pids()[0])
+                _kill(killed[0])
+
+        monkeypatch.setattr(ProcessEnvWorkers, "_submit", submit_then_kill)
         buf = source.collect(agent, steps)
-        killer.join()
-        assert envs.restarts == 1
+        assert envs.restarts == 1 and envs.worker_pids()[0] != killed[0]
         assert buf.obs.shape[:2] == (steps, 2)
-        assert buf.truncated[:, 0].sum() == steps // 200  # a whole fresh rollout from env 0
+        # the replacement starts fresh episodes: truncations at 199, 399, 599 for env 0;
+        # the survivor continues its episode (10 steps in): truncations at 189, 389, 589
+        assert buf.episode_start[0, 0] and not buf.episode_start[0, 1]
+        assert np.flatnonzero(buf.truncated[:, 0]).tolist() == [199, 399, 599]
+        assert np.flatnonzero(buf.truncated[:, 1]).tolist() == [189, 389, 589]
     finally:
+        monkeypatch.undo()
         envs.close()
 
 

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from evopop.agents.collect import Collector, collect
 from evopop.agents.evaluate import evaluate
 from evopop.envs import make_env
-from evopop.envs.metrics import EPISODE_METRICS_KEY, mean_metrics
+from evopop.envs.metrics import EPISODE_METRICS_KEY, final_metrics, mean_metrics
 from evopop.seeding import torch_generator
 
 
@@ -25,14 +25,26 @@ class ReportsLength(gym.Wrapper):
         obs, reward, term, trunc, info = self.env.step(action)
         self.steps += 1
         if term or trunc:
-            odd = self.steps if self.steps % 2 else math.nan
-            info[EPISODE_METRICS_KEY] = {"length": self.steps, "odd_length": odd}
+            odd = float(self.steps) if self.steps % 2 else math.nan
+            info[EPISODE_METRICS_KEY] = {"length": float(self.steps), "odd_length": odd}
         return obs, reward, term, trunc, info
 
 
 def _envs(n=3):
     return SyncVectorEnv([lambda: ReportsLength(make_env("CartPoleNoVel-v1"))] * n,
                          autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def test_final_metrics_respect_the_per_key_masks_of_batched_infos():
+    """Two envs end on the same step reporting different keys: each keeps only its own."""
+    infos: dict = {}
+    envs = SyncVectorEnv([lambda: make_env("CartPoleNoVel-v1")] * 2)
+    for i, metrics in enumerate([{"a": 1.5}, {"b": 2.5}]):
+        infos = envs._add_info(infos, {"final_info": {EPISODE_METRICS_KEY: metrics}}, i)
+    envs.close()
+    assert final_metrics(infos, 0) == {"a": 1.5}
+    assert final_metrics(infos, 1) == {"b": 2.5}
+    assert final_metrics({}, 0) is None
 
 
 def test_mean_skips_metrics_that_do_not_apply():

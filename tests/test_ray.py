@@ -20,6 +20,7 @@ from evopop.config import parse_config  # noqa: E402
 from evopop.evolution import runner  # noqa: E402
 from evopop.evolution.ray_backend import RayBackend  # noqa: E402
 from evopop.ray_cluster import RayError, RayResources  # noqa: E402
+from evopop.rundir import METRICS_FILE, read_jsonl  # noqa: E402
 from evopop.sweep.run import SweepBackend, run_plan  # noqa: E402
 from evopop.sweep.spec import plan_sweep  # noqa: E402
 
@@ -51,11 +52,10 @@ def test_ray_backend_gives_the_local_elite_and_metrics(tmp_path):
     on_ray = _run(tmp_path, "ray", backend="ray")
     assert on_ray["elite_sha256"] == local["elite_sha256"]
     assert on_ray["best_fitness"] == local["best_fitness"]
-    read = [(tmp_path / name / "metrics.jsonl").read_text().splitlines()
-            for name in ("local", "ray")]
-    fitness = [[line.split('"members"')[1].split('"hparams"')[0] for line in lines]
-               for lines in read]
-    assert fitness[0] == fitness[1]  # every member's fitness and eval returns, every generation
+    logs = [read_jsonl(tmp_path / name / METRICS_FILE) for name in ("local", "ray")]
+    results = [[[(m["id"], m["fitness"], m["eval_returns"], m["hparams"]) for m in line["members"]]
+                for line in log] for log in logs]
+    assert len(results[0]) > 1 and results[0] == results[1]  # every member, every generation
 
 
 def test_killed_actor_is_replaced_and_the_run_ends_the_same(tmp_path, monkeypatch):
@@ -100,8 +100,7 @@ def test_sweep_runs_as_ray_tasks_match_local_runs(tmp_path):
     spec = {"base": TINY, "grid": {"ppo.lr": [1e-3, 3e-4]}, "seeds": [0]}
     plan = plan_sweep(spec, tmp_path, "tiny")
     local = run_plan(plan, tmp_path / "local", workers=1, progress=False)
-    on_ray = run_plan(plan, tmp_path / "ray", progress=False, backend=SweepBackend.RAY,
-                      ray=RayResources())
+    on_ray = run_plan(plan, tmp_path / "ray", progress=False, backend=SweepBackend.RAY)
     assert [r["best_fitness"] for r in on_ray] == [r["best_fitness"] for r in local]
     assert (tmp_path / "ray" / "summary.md").is_file()
 

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -117,15 +118,25 @@ def _join_buffers(pieces: list[dict[str, np.ndarray]]) -> RolloutBuffer:
 
 
 class WorkerLoop:
-    """What lives in a worker process: its env copies and its collector."""
+    """What lives in a worker: its env copies (built on the first rollout, so a worker starts
+    fast and a broken env is reported as a failure with its traceback) and its collector."""
 
     def __init__(self, factory: EnvFactory, num_envs: int) -> None:
-        self.envs = SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.factory = factory
+        self.num_envs = num_envs
+        self.envs: SyncVectorEnv | None = None
         self.collector: Collector | None = None
         self.sampler: torch.Generator | None = None
 
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+
     def rollout(self, message: RolloutRequest) -> RolloutShare:
         agent = agent_from_bytes(message.agent)
+        if self.envs is None:
+            self.envs = SyncVectorEnv([self.factory] * self.num_envs,
+                                      autoreset_mode=AutoresetMode.SAME_STEP)
         if message.start is not None:
             env_seed, sample_seed = message.start
             self.collector = Collector.start(agent, self.envs, seed=env_seed)
@@ -142,6 +153,7 @@ class WorkerLoop:
 def _worker_main(conn: Connection, factory: EnvFactory, num_envs: int) -> None:
     """Serve rollouts until the learner says stop or goes away (EOF on the pipe)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's; we stop on EOF
     loop = WorkerLoop(factory, num_envs)
     try:
         while True:
@@ -155,9 +167,12 @@ def _worker_main(conn: Connection, factory: EnvFactory, num_envs: int) -> None:
                 reply: RolloutShare | _Failure = loop.rollout(message)
             except Exception:
                 reply = _Failure(traceback.format_exc())
-            conn.send(reply)
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the learner is gone
     finally:
-        loop.envs.close()
+        loop.close()
 
 
 def split_envs(num_envs: int, workers: int) -> list[int]:
@@ -190,6 +205,7 @@ class IndependentEnvs(ABC):
         self._episodes = EpisodeLog()
         self._incarnation = [0] * workers
         self._started = [False] * workers
+        self.closed = False
         for index in range(workers):
             self._launch(index)
 
@@ -219,6 +235,7 @@ class IndependentEnvs(ABC):
         """Start new episodes on every copy (the next rollout resets envs and hidden states)."""
         self._seeds = (env_seed, sample_seed)
         self._started = [False] * len(self.shares)
+        self._incarnation = [0] * len(self.shares)  # an earlier crash must not shift these seeds
         self._episodes = EpisodeLog()
 
     def _request(self, index: int, payload: bytes, steps: int) -> None:
@@ -256,11 +273,21 @@ class IndependentEnvs(ABC):
         return [pieces[i] for i in range(len(self.shares))]
 
     def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
-        """One rollout of `steps` steps on every copy with the agent's current policy."""
+        """One rollout of `steps` steps on every copy with the agent's current policy.
+
+        If the rollout fails (a worker error, too many deaths, Ctrl-C), the workers are closed:
+        replies still in flight must never be taken for the next rollout's.
+        """
+        if self.closed:
+            raise EnvWorkerError("these env workers were closed after a failed rollout")
         payload = agent_to_bytes(agent, include_optimizer=False)
-        for index in range(len(self.shares)):
-            self._request(index, payload, steps)
-        pieces = self._gather(payload, steps)
+        try:
+            for index in range(len(self.shares)):
+                self._request(index, payload, steps)
+            pieces = self._gather(payload, steps)
+        except BaseException:
+            self.close()
+            raise
         obs_stats, reward_stats = _stats(agent)
         for piece in pieces:  # in worker order, so the result does not depend on timing
             _merge(obs_stats, piece.obs_stats)
@@ -324,9 +351,10 @@ class ProcessEnvWorkers(IndependentEnvs):
         return f"exit code {process.exitcode}"
 
     def worker_pids(self) -> list[int]:
-        return [self._procs[i].pid or 0 for i in range(len(self.shares))]
+        return [self._procs[i].pid or 0 for i in sorted(self._procs)]
 
     def close(self) -> None:
+        self.closed = True
         for conn in self._conns.values():
             with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError, OSError):
                 conn.send(None)
@@ -337,6 +365,7 @@ class ProcessEnvWorkers(IndependentEnvs):
                 process.join()
         for conn in self._conns.values():
             conn.close()
+        self._procs, self._conns = {}, {}
 
 
 RolloutEnvs = VectorEnv | IndependentEnvs

@@ -19,9 +19,10 @@ from evopop.agents.independent import (
     WorkerLoop,
 )
 from evopop.envs.make import EnvFactory
-from evopop.ray_cluster import RayError, RayResources, connect, import_ray
+from evopop.ray_cluster import RayError, RayResources, connect, deaths, import_ray
 
 PLACEMENT_TIMEOUT_S = 60.0
+CLOSE_TIMEOUT_S = 10.0
 
 
 class _EnvWorkerActor:
@@ -40,7 +41,7 @@ class _EnvWorkerActor:
         return self.loop.rollout(message)
 
     def close(self) -> None:
-        self.loop.envs.close()
+        self.loop.close()
 
 
 class RayEnvWorkers(IndependentEnvs):
@@ -67,7 +68,7 @@ class RayEnvWorkers(IndependentEnvs):
         _, missing = ray.wait(probes, num_returns=len(probes), timeout=PLACEMENT_TIMEOUT_S)
         if missing:
             free = ray.available_resources().get("CPU", 0.0)
-            self.close()
+            self._kill_all()  # `close` would wait on the actors that were never placed
             raise RayError(
                 f"{len(missing)} of {len(probes)} env worker actors could not be placed within "
                 f"{PLACEMENT_TIMEOUT_S:.0f} s (each needs {cpus} CPUs; {free} are free): lower "
@@ -88,7 +89,11 @@ class RayEnvWorkers(IndependentEnvs):
             return [(index, ray.get(ready[0]))]
         except ray.exceptions.RayTaskError as error:
             raise EnvWorkerError(f"env worker {index} failed:\n{error}") from None
-        except ray.exceptions.RayActorError:
+        except ray.exceptions.RayActorError as error:
+            if getattr(error, "actor_init_failed", False):  # would fail again: say why now
+                raise EnvWorkerError(f"env worker {index} could not start: {error}") from None
+            return [(index, None)]
+        except deaths(ray):
             return [(index, None)]
 
     def _discard(self, index: int) -> str:
@@ -100,12 +105,18 @@ class RayEnvWorkers(IndependentEnvs):
         actors = [self._actors[i] for i in range(len(self.shares))]
         return self._ray.get([actor.pid.remote() for actor in actors])
 
-    def close(self) -> None:
-        ray = self._ray
+    def _kill_all(self) -> None:
+        self.closed = True
         for actor in self._actors.values():
-            with contextlib.suppress(ray.exceptions.RayError):
-                ray.get(actor.close.remote())
-            ray.kill(actor, no_restart=True)
-        self._actors = {}
+            self._ray.kill(actor, no_restart=True)
+        self._actors, self._refs = {}, {}
         if self._owns_ray:
-            ray.shutdown()
+            self._ray.shutdown()
+
+    def close(self) -> None:
+        """Lets the actors close their envs (briefly), then kills them."""
+        ray = self._ray
+        closing = [actor.close.remote() for actor in self._actors.values()]
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
+        self._kill_all()

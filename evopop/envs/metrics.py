@@ -1,7 +1,9 @@
 """Per-episode metrics an env can report, and their aggregation into run logs.
 
 An env that wants more than the return logged (the satellite: survival, battery, orbits...) puts
-a flat dict of numbers under `info[EPISODE_METRICS_KEY]` on the step that ends an episode.
+a flat dict of floats (or bools) under `info[EPISODE_METRICS_KEY]` on the step that ends an
+episode. Floats, because Gymnasium's vector envs batch each key into an array typed by the first
+env that reports it: an int there would truncate another env's float.
 Collection and evaluation pick it up from the vector env's `final_info`, and each generation's
 log line holds the mean of every metric. NaN means "does not apply to this episode" (e.g. orbits
 completed by a failed episode, for one that survived), so means skip NaNs.
@@ -30,13 +32,13 @@ def final_metrics(infos: Mapping[str, Any], index: int) -> EpisodeMetrics | None
     if not final or EPISODE_METRICS_KEY not in final:
         return None
     mask = final.get(f"_{EPISODE_METRICS_KEY}")
-    if mask is not None and not mask[index]:
+    if mask is None or not mask[index]:
         return None
     batched = final[EPISODE_METRICS_KEY]
     return {
         name: float(values[index])
         for name, values in batched.items()
-        if not name.startswith("_")
+        if not name.startswith("_") and batched.get(f"_{name}", mask)[index]
     }
 
 

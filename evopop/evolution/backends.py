@@ -144,14 +144,16 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def make_backend(kind: BackendKind, workers: int | None, ray: Any = None) -> Backend:
-    """`ray` (a `RayResources`) is only read for the Ray backend, whose module (and ray itself)
-    is imported only then."""
+def make_backend(kind: BackendKind, workers: int | None, ray: Any = None,
+                 env_worker_cpus: float = 0.0) -> Backend:
+    """`ray` (a `RayResources`) and `env_worker_cpus` (what a member's env workers reserve on
+    Ray) are only read for the Ray backend, whose module (and ray itself) is imported only
+    then."""
     if kind is BackendKind.RAY:
         from evopop.evolution.ray_backend import RayBackend
         from evopop.ray_cluster import RayResources
 
-        return RayBackend(ray or RayResources(), workers)
+        return RayBackend(ray or RayResources(), workers, env_worker_cpus)
     workers = workers or default_workers()
     if kind is BackendKind.LOCAL or workers == 1:
         return LocalBackend()

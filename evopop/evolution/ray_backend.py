@@ -17,8 +17,9 @@ from typing import Any
 
 from evopop.evolution.backends import WorkerError
 from evopop.evolution.task import TaskResult, TrainTask
-from evopop.ray_cluster import RayError, RayResources, connect, import_ray
+from evopop.ray_cluster import RayError, RayResources, connect, deaths, import_ray
 
+CLOSE_TIMEOUT_S = 10.0
 MAX_ACTOR_DEATHS_PER_TASK = 3
 """A task that kills its actor this often is failing deterministically: stop the run."""
 
@@ -48,20 +49,28 @@ class _MemberActor:
 class RayBackend:
     """A pool of member actors, as many as the cluster fits (or `workers`)."""
 
-    def __init__(self, resources: RayResources, workers: int | None = None) -> None:
+    def __init__(self, resources: RayResources, workers: int | None = None,
+                 env_worker_cpus: float = 0.0) -> None:
         self._ray = import_ray()
         self._owns_ray = connect(resources.address)
+        self._actors: list[Any] = []
         ray = self._ray
-        cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        fits = max(1, math.floor(cpus / resources.num_cpus_per_member))
-        if resources.num_cpus_per_member > cpus:
-            raise RayError(f"a member needs {resources.num_cpus_per_member} CPUs; the Ray "
-                           f"cluster has {cpus}")
+        total = ray.cluster_resources()
+        cpus, gpus = float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
+        per_member = resources.num_cpus_per_member + env_worker_cpus  # its env workers too
+        if per_member > cpus or resources.num_gpus_per_member > gpus:
+            self.close()
+            raise RayError(
+                f"one member needs {per_member} CPUs ({env_worker_cpus} of them for its env "
+                f"workers) and {resources.num_gpus_per_member} GPUs; the Ray cluster has "
+                f"{cpus} CPUs and {gpus} GPUs")
+        fits = math.floor(cpus / per_member)
+        if resources.num_gpus_per_member > 0:
+            fits = min(fits, math.floor(gpus / resources.num_gpus_per_member))
         self.size = min(workers, fits) if workers else fits
         self._actor_class = ray.remote(num_cpus=resources.num_cpus_per_member,
                                        num_gpus=resources.num_gpus_per_member,
                                        max_restarts=0)(_MemberActor)
-        self._actors: list[Any] = []
         self.replaced = 0
 
     def _grow(self, count: int) -> None:
@@ -85,7 +94,7 @@ class RayBackend:
         refs = [ray.put(task) for task in tasks]  # weights travel through the object store
         todo = list(range(len(tasks)))
         running: dict[Any, tuple[int, int]] = {}  # object ref -> (task index, actor slot)
-        deaths = dict.fromkeys(range(len(tasks)), 0)
+        killed = dict.fromkeys(range(len(tasks)), 0)
         results: dict[int, TaskResult] = {}
         free = list(range(len(self._actors)))
         while todo or running:
@@ -98,11 +107,11 @@ class RayBackend:
                 results[index] = ray.get(ready)
             except ray.exceptions.RayTaskError as error:
                 raise WorkerError(f"a member's learning cycle failed on Ray:\n{error}") from None
-            except ray.exceptions.RayActorError as error:
-                deaths[index] += 1
-                if deaths[index] > MAX_ACTOR_DEATHS_PER_TASK:
+            except (ray.exceptions.RayActorError, *deaths(ray)) as error:
+                killed[index] += 1
+                if killed[index] > MAX_ACTOR_DEATHS_PER_TASK:
                     raise RayError(f"member {index}'s learning cycle killed its Ray actor "
-                                   f"{deaths[index]} times: {error}") from None
+                                   f"{killed[index]} times: {error}") from None
                 self._replace(slot)
                 todo.insert(0, index)  # re-trained from the generation's starting bytes
             free.append(slot)
@@ -113,8 +122,9 @@ class RayBackend:
         backend started it."""
         ray = self._ray
         if not abort:
+            closing = [actor.close.remote() for actor in self._actors]
             with contextlib.suppress(ray.exceptions.RayError):
-                ray.get([actor.close.remote() for actor in self._actors])
+                ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
         for actor in self._actors:
             ray.kill(actor, no_restart=True)
         self._actors = []

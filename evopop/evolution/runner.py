@@ -164,7 +164,8 @@ def run_evolution(
         if tracker is not None:
             tracker.log(record)
 
-    backend = make_backend(config.backend, workers or config.workers, config.ray.resources())
+    backend = make_backend(config.backend, workers or config.workers, config.ray.resources(),
+                           config.ray_env_worker_cpus())
     aborted = True
     try:
         if not state.finished:

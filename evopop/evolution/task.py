@@ -79,7 +79,7 @@ def cached_env(spec: EnvSpec) -> RolloutEnvs:
     """Envs (and env workers) are built only when the spec changes; every task resets them
     with its own seed."""
     key = spec.key()
-    if key not in _ENV_CACHE:
+    if key not in _ENV_CACHE or _ENV_CACHE[key].closed:  # closed: e.g. after a failed rollout
         _ENV_CACHE[key] = make_rollout_envs(spec.env_id, spec.num_envs, spec.vectorization,
                                             list(spec.wrappers), None, dict(spec.kwargs),
                                             spec.packages, spec.workers, spec.worker_backend,

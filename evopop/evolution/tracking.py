@@ -54,7 +54,8 @@ class WandbLogger:
             "diverged_members": int((~np.isfinite(fitness)).sum()),
             **{f"member_{i}/fitness": float(f) for i, f in enumerate(fitness)},
             **{f"member_{i}/lr": m["hparams"]["lr"] for i, m in enumerate(record["members"])},
-            **{f"elite/{name}": value for name, value in record.get("elite_metrics", {}).items()},
+            **{f"elite/{name}": value for name, value in record.get("elite_metrics", {}).items()
+               if value is not None},
         }
         self._run.log(point, step=record["total_env_steps"])
 

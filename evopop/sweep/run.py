@@ -171,10 +171,10 @@ class SweepBackend(str, Enum):
 
 def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume: bool = False,
              progress: bool = True, backend: SweepBackend = SweepBackend.PROCESSES,
-             ray: Any = None) -> list[dict[str, Any]]:
+             ray_address: str | None = None) -> list[dict[str, Any]]:
     """Runs (or continues) every run of `plan` into `out_dir`; returns one row per run, in plan
-    order, as written to results.csv. With the Ray backend (`ray`: a `RayResources`), Ray
-    decides how many runs execute at once and `workers` is not used."""
+    order, as written to results.csv. With the Ray backend (a local Ray, or the cluster at
+    `ray_address`), Ray decides how many runs execute at once and `workers` is not used."""
     out_dir = Path(out_dir)
     if workers is not None and workers < 1:
         raise UserError(f"workers must be a positive integer, got {workers}")
@@ -209,7 +209,8 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
         if SweepBackend(backend) is SweepBackend.RAY:
             from evopop.sweep.ray_run import run_on_ray
 
-            run_on_ray([(run, out_dir / RUNS_DIR / run.name) for run, _ in todo], ray, done)
+            run_on_ray([(run, out_dir / RUNS_DIR / run.name) for run, _ in todo], ray_address,
+                       done)
         elif workers == 1:
             _run_inline(todo, out_dir, done)
         else:
@@ -230,8 +231,8 @@ def default_out_dir(sweep_path: Path) -> Path:
 def run_sweep(sweep_path: Path, out_dir: Path | None = None, workers: int | None = None,
               resume: bool = False, progress: bool = True,
               backend: SweepBackend = SweepBackend.PROCESSES,
-              ray: Any = None) -> list[dict[str, Any]]:
+              ray_address: str | None = None) -> list[dict[str, Any]]:
     """Plans the sweep file (every run's config validated first) and runs it; see `run_plan`."""
     plan = load_sweep(Path(sweep_path))
     return run_plan(plan, out_dir or default_out_dir(sweep_path), workers, resume, progress,
-                    backend, ray)
+                    backend, ray_address)

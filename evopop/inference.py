@@ -26,6 +26,7 @@ from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.agents.evaluate import EvalResult, evaluate
 from evopop.agents.spaces import space_to_dict
 from evopop.envs import make_env, make_vec_env
+from evopop.envs.metrics import mean_metrics
 from evopop.envs.satellite_timeline import (
     TimelineError,
     check_plot_path,
@@ -122,6 +123,7 @@ class EvalReport:
     std_length: float
     recording: Recording | None = None
     timeline: Path | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)  # env-reported, means
 
     @classmethod
     def from_result(cls, result: EvalResult, env_id: str, deterministic: bool, seed: int,
@@ -131,7 +133,7 @@ class EvalReport:
         return cls(env_id, deterministic, seed, tuple(returns.tolist()), tuple(lengths.tolist()),
                    float(returns.mean()), float(returns.std()), float(returns.min()),
                    float(returns.max()), float(lengths.mean()), float(lengths.std()), recording,
-                   timeline)
+                   timeline, mean_metrics(result.metrics))
 
     def lines(self) -> list[str]:
         """Human-readable summary for the command line."""
@@ -147,6 +149,10 @@ class EvalReport:
         if rec is not None:
             kept = f"first {rec.frames} of {rec.total}" if rec.frames < rec.total else rec.total
             out.append(f"video   {rec.path}  ({kept} frames)")
+        if self.metrics:
+            shown = ", ".join(f"{k} {'n/a' if v is None else f'{v:.3g}'}"
+                              for k, v in self.metrics.items())
+            out.append(f"metrics {shown}  (episode means)")
         if self.timeline is not None:
             out.append(f"plot    {self.timeline}  (timeline of episode seed {self.seed})")
         return out

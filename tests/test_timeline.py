@@ -218,6 +218,10 @@ def test_cli_plot_to_a_path_is_in_the_json(env, tmp_path, capsys) -> None:
     out = tmp_path / "plots" / "episode.png"
     code = main(["evaluate", str(agent_file), "--episodes", "1", "--plot", str(out), "--json"])
     assert code == 0
-    assert json.loads(capsys.readouterr().out)["timeline"] == str(out)
+    report = json.loads(capsys.readouterr().out)
+    assert report["timeline"] == str(out)
+    # the satellite's episode metrics are reported too; one episode: alive is 0 or 1
+    assert report["metrics"]["alive"] in (0.0, 1.0)
+    assert report["metrics"]["reward"] == pytest.approx(report["returns"][0])
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "sat_timeline.png").exists()

@@ -93,6 +93,15 @@ def print_table(rows: list[dict[str, object]]) -> None:
               f" | {fmt(r['reward_per_orbit'], '+.4f')} | {fmt(r['failed_orbits'], '.2f')} |")
 
 
+def machine() -> str:
+    """CPU model (Linux) or architecture, and the core count."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in
+             (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} cpus"
+
+
 def timed(fn: Callable[[], tuple[np.ndarray, Metrics]]) -> tuple[np.ndarray, Metrics, float]:
     start = time.perf_counter()
     returns, metrics = fn()
@@ -127,10 +136,10 @@ def main() -> None:
     finally:
         env.close()
     rows = [row("elite (deterministic)", e_ret, e_met), row("uniform random", r_ret, r_met)]
-    print(f"# {section['id']}: {args.episodes} episodes, seeds {args.seed}..."
+    print(f"# {section['id']}: {args.episodes} episodes, seeds {args.seed}.."
           f"{args.seed + args.episodes - 1} (the same for both policies), elite {elite_path}")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"torch {torch.__version__}; evaluation took {e_s:.0f} s (elite) + {r_s:.0f} s (random)")
+    print(f"# {machine()}, torch {torch.__version__}; evaluation took {e_s:.0f} s (elite) + "
+          f"{r_s:.0f} s (random)")
     print_table(rows)
     print(json.dumps({"episodes": args.episodes, "seed": args.seed, "rows": rows}))
 

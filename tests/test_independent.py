@@ -10,6 +10,7 @@ import torch
 
 from evopop.agents import NetSpec
 from evopop.agents.buffer import split_sequences
+from evopop.agents.collect import EpisodeLog
 from evopop.agents.independent import (
     EnvWorkerError,
     ProcessEnvWorkers,
@@ -186,3 +187,22 @@ def test_worker_that_keeps_dying_raises(make_agent, monkeypatch):
     finally:
         monkeypatch.undo()
         envs.close()
+
+
+def test_episodes_of_all_workers_are_logged_in_the_order_they_ended(make_agent, cartpole_envs):
+    agent = _agent(make_agent, cartpole_envs, steps=60)
+    source = open_rollouts(agent, cartpole_envs, 0, 1)
+    for _ in range(2):
+        source.collect(agent, 60)
+    log = source.pop_episodes()
+    assert len(log.returns) == len(log.lengths) == len(log.ends) > 4
+    assert log.ends == sorted(log.ends) and log.ends[-1] <= 120
+
+
+def test_interleave_orders_by_end_step_then_worker():
+    first = EpisodeLog([1.0, 2.0], [5, 9], [{"m": 1.0}], [5, 9], [9])
+    second = EpisodeLog([3.0, 4.0], [5, 7], [{"m": 3.0}, {"m": 4.0}], [5, 7], [5, 7])
+    merged = EpisodeLog.interleave([first, second])
+    assert merged.returns == [1.0, 3.0, 4.0, 2.0] and merged.ends == [5, 5, 7, 9]
+    assert merged.lengths == [5, 5, 7, 9]
+    assert [m["m"] for m in merged.metrics] == [3.0, 4.0, 1.0]

@@ -22,16 +22,40 @@ from evopop.envs.metrics import EpisodeMetrics, final_metrics
 
 @dataclass
 class EpisodeLog:
-    """Episodes finished during some rollouts: return, length and env-reported metrics."""
+    """Episodes finished during some rollouts, in the order they ended: return, length and
+    env-reported metrics, with the collector step each ended at (`ends`, `metric_ends`)."""
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     metrics: list[EpisodeMetrics] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    metric_ends: list[int] = field(default_factory=list)
 
     def extend(self, other: EpisodeLog) -> None:
         self.returns += other.returns
         self.lengths += other.lengths
         self.metrics += other.metrics
+        self.ends += other.ends
+        self.metric_ends += other.metric_ends
+
+    @classmethod
+    def interleave(cls, logs: list[EpisodeLog]) -> EpisodeLog:
+        """Logs of workers that stepped in parallel, merged in the order episodes ended (ties:
+        worker order), as one in-process collector over all their envs would have logged them."""
+
+        def order(ends: list[list[int]]) -> list[tuple[int, int]]:
+            return sorted(((w, i) for w, e in enumerate(ends) for i in range(len(e))),
+                          key=lambda wi: (ends[wi[0]][wi[1]], wi[0]))
+
+        merged = cls()
+        for w, i in order([log.ends for log in logs]):
+            merged.returns.append(logs[w].returns[i])
+            merged.lengths.append(logs[w].lengths[i])
+            merged.ends.append(logs[w].ends[i])
+        for w, i in order([log.metric_ends for log in logs]):
+            merged.metrics.append(logs[w].metrics[i])
+            merged.metric_ends.append(logs[w].metric_ends[i])
+        return merged
 
 
 @dataclass
@@ -47,6 +71,7 @@ class Collector:
     ep_length: np.ndarray
     sde_noise: torch.Tensor | None = None
     finished: EpisodeLog = field(default_factory=EpisodeLog)
+    steps_done: int = 0
 
     @classmethod
     def start(cls, agent: Agent, envs: VectorEnv, seed: int | None = None) -> Collector:
@@ -63,12 +88,15 @@ class Collector:
     def record_step(self, rewards: np.ndarray, dones: np.ndarray, infos: dict[str, Any]) -> None:
         self.ep_return += rewards
         self.ep_length += 1
+        self.steps_done += 1
         for i in np.flatnonzero(dones):
             self.finished.returns.append(float(self.ep_return[i]))
             self.finished.lengths.append(int(self.ep_length[i]))
+            self.finished.ends.append(self.steps_done)
             metrics = final_metrics(infos, int(i))
             if metrics is not None:
                 self.finished.metrics.append(metrics)
+                self.finished.metric_ends.append(self.steps_done)
         self.ep_return[dones] = 0.0
         self.ep_length[dones] = 0
 

@@ -292,7 +292,7 @@ class IndependentEnvs(ABC):
         for piece in pieces:  # in worker order, so the result does not depend on timing
             _merge(obs_stats, piece.obs_stats)
             _merge(reward_stats, piece.reward_stats)
-            self._episodes.extend(piece.episodes)
+        self._episodes.extend(EpisodeLog.interleave([p.episodes for p in pieces]))
         return _join_buffers([p.arrays for p in pieces])
 
     def pop_episodes(self) -> EpisodeLog:

@@ -1,8 +1,9 @@
 """Config validation: typed, range-checked, unknown keys named with the closest valid key."""
 
 import pytest
+import yaml
 
-from evopop.config import ConfigError, load_config, parse_config
+from evopop.config import ConfigError, dump_config, load_config, parse_config
 
 BASE = {"env": {"id": "CartPoleNoVel-v1", "num_envs": 4}, "ppo": {"learn_step": 64}}
 
@@ -73,3 +74,17 @@ def test_load_config_file_errors_and_overrides(tmp_path):
     good.write_text("env: {id: CartPoleNoVel-v1, num_envs: 2}\nppo: {learn_step: 128}\n")
     cfg = load_config(good, {"ppo.lr": 0.01, "seed": 7})
     assert cfg.ppo.lr == 0.01 and cfg.seed == 7
+
+
+def test_independent_stepping_fixes_its_worker_count_in_the_saved_config(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    config = parse_config({"env": {"id": "CartPoleNoVel-v1", "num_envs": 8,
+                                   "vectorization": "independent"}})
+    assert config.env.env_workers == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 16)  # e.g. resumed on a bigger machine
+    assert parse_config(yaml.safe_load(dump_config(config))).env.env_workers == 3
+    sync = parse_config({"env": {"id": "CartPoleNoVel-v1", "num_envs": 8}})
+    assert sync.env.env_workers is None
+    small = parse_config({"env": {"id": "CartPoleNoVel-v1", "num_envs": 2,
+                                  "vectorization": "independent"}})
+    assert small.env.env_workers == 2

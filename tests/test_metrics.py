@@ -1,6 +1,7 @@
 """Env-reported episode metrics reach rollouts, evaluations and their means."""
 
 import math
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +12,7 @@ from evopop.agents.collect import Collector, collect
 from evopop.agents.evaluate import evaluate
 from evopop.envs import make_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, final_metrics, mean_metrics
+from evopop.evolution.tracking import WandbLogger
 from evopop.seeding import torch_generator
 
 
@@ -74,3 +76,22 @@ def test_evaluation_returns_metrics_in_episode_order(make_agent, vector):
     result = evaluate(agent, env, 5, seed=3)
     assert [m["length"] for m in result.metrics] == result.lengths.tolist()
     assert np.all(result.lengths > 0)
+
+
+def test_wandb_gets_the_elites_episode_metrics_without_nones(tmp_path, monkeypatch):
+    points = []
+
+    class Run:
+        def log(self, point, step):
+            points.append((point, step))
+
+    stub = type(sys)("wandb")
+    stub.init = lambda **kwargs: Run()
+    monkeypatch.setitem(sys.modules, "wandb", stub)
+    record = {"elite_fitness": 1.0, "best_fitness": 1.0, "steps_per_s": 5.0,
+              "total_env_steps": 10, "members": [{"fitness": 1.0, "hparams": {"lr": 0.1}}],
+              "elite_metrics": {"alive": 1.0, "failed_orbits_completed": None}}
+    WandbLogger(tmp_path, {}, "run").log(record)
+    (point, step), = points
+    assert step == 10 and point["elite/alive"] == 1.0
+    assert "elite/failed_orbits_completed" not in point

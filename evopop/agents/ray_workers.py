@@ -8,6 +8,7 @@ replaced and asked again, exactly like a dead worker process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from typing import Any
 
@@ -37,8 +38,8 @@ class _EnvWorkerActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def rollout(self, message: RolloutRequest) -> RolloutShare:
-        return self.loop.rollout(message)
+    def rollout(self, message: RolloutRequest, agent: bytes) -> RolloutShare:
+        return self.loop.rollout(dataclasses.replace(message, agent=agent))
 
     def close(self) -> None:
         self.loop.close()
@@ -57,6 +58,7 @@ class RayEnvWorkers(IndependentEnvs):
             scheduling_strategy="SPREAD")(_EnvWorkerActor)
         self._actors: dict[int, Any] = {}
         self._refs: dict[int, Any] = {}
+        self._weights: tuple[bytes, Any] | None = None  # this rollout's weights and their ref
         super().__init__(factory, num_envs, workers)
         self._check_placed(resources.num_cpus_per_env_worker)
 
@@ -78,7 +80,11 @@ class RayEnvWorkers(IndependentEnvs):
         self._actors[index] = self._actor_class.remote(self.factory, self.shares[index])
 
     def _submit(self, index: int, message: RolloutRequest) -> None:
-        self._refs[index] = self._actors[index].rollout.remote(message)
+        """The weights go into the object store once per rollout, not once per worker."""
+        if self._weights is None or self._weights[0] is not message.agent:
+            self._weights = (message.agent, self._ray.put(message.agent))
+        bare = dataclasses.replace(message, agent=b"")
+        self._refs[index] = self._actors[index].rollout.remote(bare, self._weights[1])
 
     def _wait(self, pending: set[int]) -> list[tuple[int, RolloutShare | None]]:
         ray = self._ray

@@ -146,8 +146,7 @@ class RayConfig(_Strict):
     def resources(self) -> Any:
         from evopop.ray_cluster import RayResources
 
-        return RayResources(self.address, self.num_cpus_per_member, self.num_gpus_per_member,
-                            self.num_cpus_per_env_worker)
+        return RayResources(**self.model_dump())
 
 
 class RunConfig(_Strict):

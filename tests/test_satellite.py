@@ -15,9 +15,8 @@ from evopop.envs.bsk_support import (
     ensure_support_data,
 )
 from evopop.envs.make import EnvError
-from evopop.envs.metrics import mean_metrics
+from evopop.envs.metrics import EPISODE_METRICS_KEY, mean_metrics
 from evopop.envs.satellite import (
-    METRICS_KEY,
     SATELLITE_ENV_ID,
     EpisodeMetrics,
     SatelliteAction,
@@ -71,8 +70,8 @@ def test_random_episode_terminates_with_metrics(env: gym.Env) -> None:
         _, reward, terminated, truncated, info = env.step(env.action_space.sample())
         total, done, steps = total + reward, terminated or truncated, steps + 1
         assert steps < 200
-        assert (METRICS_KEY in info) == done
-    metrics = info[METRICS_KEY]
+        assert (EPISODE_METRICS_KEY in info) == done
+    metrics = info[EPISODE_METRICS_KEY]
     assert set(metrics) == {
         "reward",
         "alive",

@@ -178,7 +178,8 @@ def _worker_main(conn: Connection, factory: EnvFactory, num_envs: int) -> None:
 def split_envs(num_envs: int, workers: int) -> list[int]:
     """Env copies per worker, as even as possible (the first workers take the remainder)."""
     if not 1 <= workers <= num_envs:
-        raise ValueError(f"env workers must be in [1, num_envs={num_envs}], got {workers}")
+        raise EnvError(f"env_workers must be in [1, num_envs={num_envs}], got {workers} "
+                       f"(env workers step at least one copy each)")
     base, extra = divmod(num_envs, workers)
     return [base + (i < extra) for i in range(workers)]
 
@@ -390,11 +391,8 @@ def make_rollout_envs(
     if parse_vectorization(vectorization) is not Vectorization.INDEPENDENT:
         return make_vec_env(env_id, num_envs, vectorization, wrappers, seed, env_kwargs,
                             env_packages)
-    if num_envs < 1:
-        raise EnvError(f"num_envs must be >= 1, got {num_envs}")
     count = workers if workers is not None else min(num_envs, os.cpu_count() or 1)
-    if not 1 <= count <= num_envs:
-        raise EnvError(f"env_workers must be in [1, num_envs={num_envs}], got {count}")
+    split_envs(num_envs, count)  # a bad count fails before any env is built
     factory = env_factory(env_id, wrappers, env_kwargs, env_packages)
     if EnvWorkerBackend(worker_backend) is EnvWorkerBackend.RAY:
         from evopop.agents.ray_workers import RayEnvWorkers

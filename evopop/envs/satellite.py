@@ -25,8 +25,6 @@ from evopop.envs.metrics import EPISODE_METRICS_KEY
 
 SATELLITE_ENV_ID = "evopop/ScanningSatellite-v0"
 SATELLITE_NAME = "Scanner_1"  # bsk-rl 1.3.8 rejects names that are not Python identifiers
-METRICS_KEY = EPISODE_METRICS_KEY
-"""`info` key holding the per-episode metrics on the step that ends an episode."""
 _MB = 8e6  # bits per megabyte: the section-6 numbers are quoted in MB and MB/s
 
 
@@ -122,7 +120,7 @@ class ScannerConfig:
 
 @dataclass(frozen=True)
 class EpisodeMetrics:
-    """What users watch per episode; put in `info[METRICS_KEY]` when an episode ends."""
+    """What users watch per episode; put in `info[EPISODE_METRICS_KEY]` when an episode ends."""
 
     reward: float
     alive: bool
@@ -259,7 +257,7 @@ def _env_class() -> type:
             observation, reward, terminated, truncated, info = super().step(int(action))
             self.episode_reward += float(reward)
             if terminated or truncated:
-                info[METRICS_KEY] = dataclasses.asdict(self.episode_metrics())
+                info[EPISODE_METRICS_KEY] = dataclasses.asdict(self.episode_metrics())
             return observation, float(reward), terminated, truncated, info
 
         def episode_metrics(self) -> EpisodeMetrics:

@@ -31,7 +31,7 @@ import torch
 from evopop.agents import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.agents.evaluate import evaluate
-from evopop.envs import make_env
+from evopop.envs import EnvSpec, make_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, mean_metrics
 
 Metrics = list[dict[str, float]]
@@ -128,8 +128,7 @@ def main() -> None:
     elite_path = run_dir / "elite.safetensors"
     agent = load_agent(elite_path)
     section = read_metadata(elite_path)["extra"]["env"]
-    env = make_env(section["id"], section.get("wrappers"), section.get("kwargs"),
-                   section.get("packages") or ())
+    env = make_env(EnvSpec.model_validate(section))
     try:
         e_ret, e_met, e_s = timed(lambda: play_elite(agent, env, args.episodes, args.seed))
         r_ret, r_met, r_s = timed(lambda: play_random(env, args.episodes, args.seed))

@@ -25,7 +25,7 @@ import torch
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.independent import make_rollout_envs
 from evopop.agents.train import open_rollouts
-from evopop.envs import Vectorization
+from evopop.envs import EnvSpec, Vectorization
 from evopop.envs.satellite import SATELLITE_ENV_ID, register_satellite_env
 
 
@@ -33,7 +33,8 @@ def steps_per_second(mode: Vectorization, copies: int, steps: int, rollouts: int
     """Env-steps/s over `rollouts` rollouts of `steps` steps on each of `copies` env copies
     (independent: one worker per copy)."""
     workers = copies if mode is Vectorization.INDEPENDENT else None
-    envs = make_rollout_envs(SATELLITE_ENV_ID, copies, mode, workers=workers)
+    envs = make_rollout_envs(EnvSpec(id=SATELLITE_ENV_ID, num_envs=copies, vectorization=mode,
+                                     env_workers=workers))
     try:
         agent = Agent(envs.single_observation_space, envs.single_action_space,
                       NetSpec(hidden_size=64, head=(64,)), PPOParams(learn_step=steps))

@@ -128,13 +128,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from evopop.execution import Placement
     from evopop.sweep import run_sweep
-    from evopop.sweep.run import SweepBackend
 
     if args.ray_address and args.backend != "ray":
         raise CliError("--ray-address needs --backend ray")
     rows = run_sweep(Path(args.sweep), Path(args.out) if args.out else None, args.workers,
-                     args.resume, not args.quiet, SweepBackend(args.backend), args.ray_address)
+                     args.resume, not args.quiet, Placement(args.backend), args.ray_address)
     solved = sum(bool(r["target_reached"]) for r in rows)
     print(json.dumps({"runs": len(rows), "solved": solved}))
     return 0

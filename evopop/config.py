@@ -6,7 +6,6 @@ Validation happens once, up front, with pydantic (never with `assert`, which `py
 from __future__ import annotations
 
 import difflib
-import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evopop.agents.spec import Activation, NetSpec, PPOParams
-from evopop.envs import EnvWorkerBackend, Vectorization
+from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.errors import UserError
-from evopop.evolution.backends import BackendKind
 from evopop.evolution.mutation import MutationConfig
 from evopop.evolution.space import HPSpace
+from evopop.execution.cluster import RaySettings
+from evopop.execution.placement import Placement
 
 
 class ConfigError(UserError):
@@ -28,50 +28,6 @@ class ConfigError(UserError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EnvConfig(_Strict):
-    """Which environment to train on and how to vectorise it."""
-
-    id: str = Field(description="any registered Gymnasium id, incl. evopop's NoVel ids")
-    num_envs: int = Field(8, ge=1, description="env copies stepped together per agent")
-    vectorization: Vectorization = Field(
-        Vectorization.SYNC,
-        description="sync (one process), async (a process per copy, lockstep) or independent "
-        "(env_workers processes that each step their copies with their own policy copy)",
-    )
-    env_workers: int | None = Field(
-        None, ge=1, description="worker processes for independent stepping "
-        "(default: one per core, at most num_envs)")
-    env_worker_backend: EnvWorkerBackend = Field(
-        EnvWorkerBackend.PROCESSES,
-        description="independent stepping's workers: local processes or Ray actors (see ray)")
-    wrappers: list[str | dict[str, dict[str, Any]]] = Field(
-        default_factory=list,
-        description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",
-    )
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gym.make")
-    packages: list[str] = Field(default_factory=list, description="imported to register more ids")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _settle_env_workers(cls, data: Any) -> Any:
-        """Independent stepping's default worker count is fixed here, once, and saved with the
-        run: the count shapes seeds and normalisation, so it must not change on resume or
-        depend on the node a member lands on."""
-        if isinstance(data, dict) and data.get("env_workers") is None and \
-                str(data.get("vectorization", "")).endswith("independent"):
-            num_envs = data.get("num_envs", 8)
-            if isinstance(num_envs, int) and num_envs >= 1:
-                data = {**data, "env_workers": min(num_envs, os.cpu_count() or 1)}
-        return data
-
-    @model_validator(mode="after")
-    def _workers_fit(self) -> EnvConfig:
-        if self.env_workers is not None and self.env_workers > self.num_envs:
-            raise ValueError(f"env_workers ({self.env_workers}) is larger than num_envs "
-                             f"({self.num_envs}): each worker steps at least one copy")
-        return self
 
 
 class MutationSettings(_Strict):
@@ -133,26 +89,10 @@ class EvolutionConfig(_Strict):
         return self
 
 
-class RayConfig(_Strict):
-    """Ray cluster and resources (read when `backend: ray` or `env.env_worker_backend: ray`)."""
-
-    address: str | None = Field(
-        None, description="none: start a local Ray; 'auto' or host:port: join that cluster")
-    num_cpus_per_member: float = Field(1.0, gt=0, description="CPUs reserved per member actor")
-    num_gpus_per_member: float = Field(0.0, ge=0, description="GPUs per member (fractional ok)")
-    num_cpus_per_env_worker: float = Field(
-        1.0, gt=0, description="CPUs per env worker actor (independent stepping on Ray)")
-
-    def resources(self) -> Any:
-        from evopop.ray_cluster import RayResources
-
-        return RayResources(**self.model_dump())
-
-
 class RunConfig(_Strict):
     """A training run: env, network, PPO hyperparameters, budget and optional evolution."""
 
-    env: EnvConfig = Field(description="the environment and its vectorisation")
+    env: EnvSpec = Field(description="the environment and its vectorisation")
     net: NetSpec = Field(default_factory=NetSpec, description="the network architecture")
     ppo: PPOParams = Field(default_factory=PPOParams, description="PPO hyperparameters")
     max_steps: int = Field(100_000, ge=1, description="env steps per agent (per member)")
@@ -160,17 +100,17 @@ class RunConfig(_Strict):
     seed: int = Field(0, ge=0, description="the one seed every random stream derives from")
     evolution: EvolutionConfig | None = Field(
         None, description="the population; absent for single-agent training")
-    backend: BackendKind = Field(BackendKind.PROCESSES,
+    backend: Placement = Field(Placement.PROCESSES,
                                  description="where members train: local, processes or ray")
     workers: int | None = Field(
         None, ge=1, description="members training at once (default: cores; ray: what fits)")
-    ray: RayConfig = Field(default_factory=lambda: RayConfig(),
+    ray: RaySettings = Field(default_factory=lambda: RaySettings(),
                            description="the Ray cluster and what each member reserves on it")
 
     @model_validator(mode="after")
     def _ray_env_workers_have_a_cluster(self) -> RunConfig:
-        if (self.env.env_worker_backend is EnvWorkerBackend.RAY
-                and self.backend is not BackendKind.RAY and self.ray.address is None):
+        if (self.env.env_worker_backend is Placement.RAY
+                and self.backend is not Placement.RAY and self.ray.address is None):
             raise ValueError("env.env_worker_backend: ray needs backend: ray or a ray.address "
                              "(else every member process would start its own Ray)")
         return self
@@ -179,7 +119,7 @@ class RunConfig(_Strict):
         """CPUs a member's env workers reserve on Ray (0 unless they run there)."""
         env = self.env
         if env.vectorization is not Vectorization.INDEPENDENT or \
-                env.env_worker_backend is not EnvWorkerBackend.RAY:
+                env.env_worker_backend is not Placement.RAY:
             return 0.0
         return (env.env_workers or 1) * self.ray.num_cpus_per_env_worker
 

@@ -19,13 +19,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import VectorEnv
+from pydantic import ValidationError
 
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.agents.evaluate import EvalResult, evaluate
 from evopop.agents.spaces import space_to_dict
-from evopop.envs import make_env, make_vec_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.satellite_timeline import (
     TimelineError,
@@ -34,6 +33,7 @@ from evopop.envs.satellite_timeline import (
     is_satellite_env,
     record_timeline,
 )
+from evopop.envs.spec import EnvSpec
 from evopop.errors import UserError
 from evopop.seeding import torch_generator
 
@@ -50,36 +50,21 @@ class VideoFormat(str, Enum):
     MP4 = ".mp4"
 
 
-@dataclass(frozen=True)
-class EnvSource:
-    """The env an agent is run on: its training env section, or a plain id given by the user."""
-
-    id: str
-    wrappers: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    packages: tuple[str, ...] = ()
-
-    def make(self, render_mode: str | None = None) -> gym.Env:
-        """One env with the training wrappers."""
-        return make_env(self.id, list(self.wrappers), self.kwargs, self.packages, render_mode)
-
-    def make_vec(self, num_envs: int, seed: int | None = None) -> VectorEnv:
-        """`num_envs` copies in this process (SAME_STEP autoreset)."""
-        return make_vec_env(self.id, num_envs, wrappers=list(self.wrappers), seed=seed,
-                            env_kwargs=self.kwargs, env_packages=self.packages)
-
-
-def resolve_env(meta: dict[str, Any], env_id: str | None, source: str) -> EnvSource:
-    """`env_id` as a plain env if given, else the env recorded in the file's metadata."""
+def resolve_env(meta: dict[str, Any], env_id: str | None, source: str) -> EnvSpec:
+    """`env_id` as a plain env if given, else the env recorded in the file's metadata (stepped
+    in this process)."""
     if env_id:
-        return EnvSource(env_id)
+        return EnvSpec(id=env_id)
     extra = meta.get("extra") or {}
     section = extra.get("env")
     if isinstance(section, dict) and section.get("id"):
-        return EnvSource(str(section["id"]), tuple(section.get("wrappers") or ()),
-                         dict(section.get("kwargs") or {}), tuple(section.get("packages") or ()))
+        try:  # episodes run in this process, whatever stepped the training copies
+            return EnvSpec.model_validate({**section, "vectorization": "sync"})
+        except ValidationError as error:
+            raise UserError(f"{source} records a malformed env section: "
+                            f"{error.errors()[0]['msg']}") from None
     if extra.get("env_id"):
-        return EnvSource(str(extra["env_id"]))
+        return EnvSpec(id=str(extra["env_id"]))
     raise UserError(f"{source} does not record the env it was trained on; pass --env ENV_ID")
 
 

@@ -24,10 +24,7 @@ from evopop.seeding import spawn_seeds
 
 
 def make_train_envs(config: RunConfig, seed: int) -> RolloutEnvs:
-    env = config.env
-    return make_rollout_envs(env.id, env.num_envs, env.vectorization, env.wrappers, seed,
-                             env.kwargs, env.packages, env.env_workers, env.env_worker_backend,
-                             config.ray.resources())
+    return make_rollout_envs(config.env, config.ray, seed)
 
 
 def _metrics_line(result: TrainResult) -> dict[str, Any]:
@@ -68,9 +65,7 @@ def train_single(
         finally:  # env workers (and a Ray instance they started) must not outlive an error
             envs.close()
             bar.close()
-    env = config.env
-    eval_envs = make_vec_env(env.id, min(config.eval_episodes, 16), env.vectorization,
-                             env.wrappers, eval_seed % 2**31, env.kwargs, env.packages)
+    eval_envs = make_vec_env(config.env, min(config.eval_episodes, 16), eval_seed % 2**31)
     scores = evaluate(agent, eval_envs, config.eval_episodes, seed=eval_seed % 2**31)
     eval_envs.close()
     save_agent(agent, run_dir / AGENT_FILE,

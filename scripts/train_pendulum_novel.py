@@ -25,8 +25,7 @@ from evopop.agents import Agent, NetSpec, PPOParams, evaluate
 from evopop.agents.checkpoint import save_agent
 from evopop.agents.collect import Collector, collect
 from evopop.agents.ppo import ppo_update
-from evopop.config import EnvConfig
-from evopop.envs import make_vec_env
+from evopop.envs import EnvSpec, make_vec_env
 from evopop.evolution.loop import Stream
 from evopop.evolution.mutation import MutationConfig, mutate
 from evopop.evolution.population import Member
@@ -106,7 +105,7 @@ def main() -> None:
                                                               Stream.INIT_WEIGHTS)))
         for slot in range(args.population)
     ]
-    env_section = EnvConfig(id=ENV_ID, num_envs=args.num_envs).model_dump(mode="json")
+    env_section = EnvSpec(id=ENV_ID, num_envs=args.num_envs).model_dump(mode="json")
     next_id, generation, start = args.population, 0, time.perf_counter()
     while True:
         for slot, member in enumerate(population):

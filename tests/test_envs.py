@@ -12,6 +12,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from evopop.envs import (
     NOVEL_IDS,
     EnvError,
+    EnvSpec,
     Vectorization,
     env_ids,
     make_env,
@@ -70,7 +71,7 @@ def test_missing_box2d_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> No
         with pytest.raises(EnvError, match=r'needs Box2D.*pip install "evopop\[box2d\]"'):
             make_env(env_id)
     with pytest.raises(EnvError, match="needs Box2D"):
-        make_vec_env("LunarLanderNoVel-v3", 2, Vectorization.ASYNC)
+        make_vec_env(EnvSpec(id="LunarLanderNoVel-v3", vectorization=Vectorization.ASYNC), 2)
 
 
 def test_novel_ids_keep_base_episode_limits() -> None:
@@ -81,7 +82,7 @@ def test_novel_ids_keep_base_episode_limits() -> None:
 
 
 def test_episode_limit_can_be_overridden() -> None:
-    env = make_env("PendulumNoVel-v1", env_kwargs={"max_episode_steps": 5})
+    env = make_env(EnvSpec(id="PendulumNoVel-v1", kwargs={"max_episode_steps": 5}))
     env.reset(seed=0)
     truncations = [env.step(env.action_space.sample())[3] for _ in range(5)]
     assert truncations == [False] * 4 + [True]
@@ -105,11 +106,11 @@ def test_registration_is_idempotent() -> None:
 
 
 def test_make_env_applies_wrappers_in_order() -> None:
-    env = make_env("CartPole-v1", wrappers=["mask_velocity", {"noisy": {"sigma": 0.1}}])
+    env = make_env(EnvSpec(id="CartPole-v1", wrappers=["mask_velocity", {"noisy": {"sigma": 0.1}}]))
     assert isinstance(env, NoisyObservation)
     assert isinstance(env.env, MaskVelocity)
     # mask_velocity on a NoVel id resolves to the base env's indices
-    assert make_env("AcrobotNoVel-v1", wrappers=["mask_velocity"]).indices == (4, 5)
+    assert make_env(EnvSpec(id="AcrobotNoVel-v1", wrappers=["mask_velocity"])).indices == (4, 5)
 
 
 def test_module_prefixed_id_is_supported() -> None:
@@ -119,33 +120,33 @@ def test_module_prefixed_id_is_supported() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"env_id": "CartPoleNoVl-v1"}, "unknown env id 'CartPoleNoVl-v1'.*'CartPoleNoVel-v1'"),
+        ({"id": "CartPoleNoVl-v1"}, "unknown env id 'CartPoleNoVl-v1'.*'CartPoleNoVel-v1'"),
         (
-            {"env_id": "CartPole-v1", "env_packages": ["evopop_no_such_pkg"]},
+            {"id": "CartPole-v1", "packages": ["evopop_no_such_pkg"]},
             "env package 'evopop_no_such_pkg' is not installed",
         ),
-        ({"env_id": "CartPole-v1", "env_kwargs": {"gravity": 1.0}}, "bad env_kwargs"),
-        ({"env_id": "FrozenLake-v1", "wrappers": ["mask_velocity"]}, "needs a Box"),
-        ({"env_id": "CartPole-v1", "wrappers": ["noisey"]}, "did you mean 'noisy'"),
+        ({"id": "CartPole-v1", "kwargs": {"gravity": 1.0}}, "bad env.kwargs"),
+        ({"id": "FrozenLake-v1", "wrappers": ["mask_velocity"]}, "needs a Box"),
+        ({"id": "CartPole-v1", "wrappers": ["noisey"]}, "did you mean 'noisy'"),
     ],
 )
 def test_make_env_errors_are_env_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(EnvError, match=message):
-        make_env(**kwargs)
+        make_env(EnvSpec(**kwargs))
 
 
 def test_vec_env_argument_errors() -> None:
     with pytest.raises(EnvError, match="num_envs"):
         make_vec_env("CartPoleNoVel-v1", 0)
-    with pytest.raises(EnvError, match="valid: sync, async"):
-        make_vec_env("CartPoleNoVel-v1", 2, vectorization="threads")
+    with pytest.raises(ValueError, match="'sync', 'async' or 'independent'"):
+        EnvSpec(id="CartPoleNoVel-v1", vectorization="threads")
     with pytest.raises(EnvError, match="'CartPoleNoVel-v1'"):
-        make_vec_env("CartPoleNoVl-v1", 2, vectorization="async")
+        make_vec_env(EnvSpec(id="CartPoleNoVl-v1", vectorization="async"), 2)
 
 
 @pytest.mark.parametrize("mode", [*Vectorization, "sync", "async"])
 def test_vec_env_uses_same_step_autoreset(mode: Vectorization | str) -> None:
-    envs = make_vec_env("CartPoleNoVel-v1", 2, vectorization=mode, seed=0)
+    envs = make_vec_env(EnvSpec(id="CartPoleNoVel-v1", vectorization=mode), 2, seed=0)
     # independent stepping collects whole rollouts; whatever steps in lockstep gets async
     expected = {"sync": SyncVectorEnv, "async": AsyncVectorEnv, "independent": AsyncVectorEnv}
     assert isinstance(envs, expected[Vectorization(mode).value])
@@ -175,9 +176,8 @@ def test_done_step_returns_reset_obs_and_final_obs() -> None:
 
 def vec_rollout(mode: Vectorization, seed: int, steps: int = 60) -> tuple[np.ndarray, int]:
     """Observations (including final ones) of a seeded noisy vec env, and its number of dones."""
-    envs = make_vec_env(
-        "CartPoleNoVel-v1", 3, mode, wrappers=[{"noisy": {"sigma": 0.1}}], seed=seed
-    )
+    spec = EnvSpec(id="CartPoleNoVel-v1", vectorization=mode, wrappers=[{"noisy": {"sigma": 0.1}}])
+    envs = make_vec_env(spec, 3, seed=seed)
     rows = [envs.reset()[0]]
     num_done = 0
     for action in np.random.default_rng(seed).integers(0, 2, size=(steps, 3)):

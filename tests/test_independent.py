@@ -19,7 +19,7 @@ from evopop.agents.independent import (
 )
 from evopop.agents.ppo import recompute_log_probs
 from evopop.agents.train import open_rollouts, train_agent
-from evopop.envs import EnvError
+from evopop.envs import EnvSpec
 
 SPECS = [
     NetSpec(cell="lstm", hidden_size=16, head=(16,)),
@@ -28,16 +28,20 @@ SPECS = [
 ]
 
 
+def _spec(env_id: str, copies: int, workers: int) -> EnvSpec:
+    return EnvSpec(id=env_id, num_envs=copies, vectorization="independent", env_workers=workers)
+
+
 @pytest.fixture(scope="module")
 def pendulum_envs():
-    envs = make_rollout_envs("PendulumNoVel-v1", 3, "independent", workers=2)
+    envs = make_rollout_envs(_spec("PendulumNoVel-v1", 3, 2))
     yield envs
     envs.close()
 
 
 @pytest.fixture(scope="module")
 def cartpole_envs():
-    envs = make_rollout_envs("CartPoleNoVel-v1", 4, "independent", workers=2)
+    envs = make_rollout_envs(_spec("CartPoleNoVel-v1", 4, 2))
     yield envs
     envs.close()
 
@@ -54,8 +58,8 @@ def test_envs_are_split_evenly_over_workers():
 
 
 def test_bad_worker_count_is_a_user_error():
-    with pytest.raises(EnvError, match="env_workers"):
-        make_rollout_envs("CartPoleNoVel-v1", 2, "independent", workers=3)
+    with pytest.raises(ValueError, match="env_workers"):
+        _spec("CartPoleNoVel-v1", 2, 3)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=["lstm", "gru-shared", "lstm-sde"])
@@ -102,7 +106,7 @@ def test_normaliser_statistics_count_every_step_once(make_agent, cartpole_envs):
 
 
 def _train_weights(make_agent, workers: int) -> list[torch.Tensor]:
-    envs = make_rollout_envs("CartPoleNoVel-v1", 4, "independent", workers=workers)
+    envs = make_rollout_envs(_spec("CartPoleNoVel-v1", 4, workers))
     try:
         agent = _agent(make_agent, envs, steps=64, normalize_obs=True)
         train_agent(agent, envs, 2 * 64 * 4, seed=7)
@@ -122,7 +126,7 @@ def _kill(pid: int) -> None:
 
 
 def test_worker_killed_between_rollouts_is_restarted(make_agent):
-    envs = make_rollout_envs("CartPoleNoVel-v1", 4, "independent", workers=2)
+    envs = make_rollout_envs(_spec("CartPoleNoVel-v1", 4, 2))
     try:
         agent = _agent(make_agent, envs, steps=30)
         source = open_rollouts(agent, envs, 0, 1)
@@ -141,7 +145,7 @@ def test_worker_killed_between_rollouts_is_restarted(make_agent):
 
 def test_worker_killed_mid_rollout_is_restarted_and_the_rollout_completes(make_agent,
                                                                           monkeypatch):
-    envs = make_rollout_envs("PendulumNoVel-v1", 2, "independent", workers=2)
+    envs = make_rollout_envs(_spec("PendulumNoVel-v1", 2, 2))
     try:
         steps = 600
         agent = _agent(make_agent, envs, steps=steps)
@@ -170,7 +174,7 @@ def test_worker_killed_mid_rollout_is_restarted_and_the_rollout_completes(make_a
 
 
 def test_worker_that_keeps_dying_raises(make_agent, monkeypatch):
-    envs = make_rollout_envs("CartPoleNoVel-v1", 2, "independent", workers=1)
+    envs = make_rollout_envs(_spec("CartPoleNoVel-v1", 2, 1))
     agent = _agent(make_agent, envs, steps=20)
     source = open_rollouts(agent, envs, 0, 1)
     launch = ProcessEnvWorkers._launch

@@ -11,7 +11,7 @@ from evopop import inference
 from evopop.agents import Agent, evaluate
 from evopop.agents.checkpoint import AgentFileError, load_agent, save_agent
 from evopop.config import parse_config
-from evopop.envs import EnvError, make_env
+from evopop.envs import EnvError, EnvSpec, make_env
 from evopop.errors import UserError
 from evopop.inference import evaluate_agent_file
 from evopop.rundir import AGENT_FILE
@@ -59,7 +59,7 @@ def gif_frame_count(data: bytes) -> int:
 
 def test_report_equals_direct_evaluate_on_the_training_env(agent_file: Path) -> None:
     report = evaluate_agent_file(agent_file, episodes=4, seed=7)
-    env = make_env("CartPoleNoVel-v1", env_kwargs={"max_episode_steps": CAP})
+    env = make_env(EnvSpec(id="CartPoleNoVel-v1", kwargs={"max_episode_steps": CAP}))
     direct = evaluate(load_agent(agent_file), env, 4, seed=7)
     assert report.returns == tuple(direct.returns.tolist())
     assert report.lengths == tuple(direct.lengths.tolist())
@@ -76,7 +76,7 @@ def test_report_equals_direct_evaluate_on_the_training_env(agent_file: Path) -> 
 
 def test_stochastic_uses_a_generator_seeded_from_seed(agent_file: Path) -> None:
     report = evaluate_agent_file(agent_file, episodes=3, seed=2, stochastic=True)
-    env = make_env("CartPoleNoVel-v1", env_kwargs={"max_episode_steps": CAP})
+    env = make_env(EnvSpec(id="CartPoleNoVel-v1", kwargs={"max_episode_steps": CAP}))
     direct = evaluate(load_agent(agent_file), env, 3, seed=2, deterministic=False,
                       generator=torch_generator(2))
     assert report.returns == tuple(direct.returns.tolist()) and not report.deterministic

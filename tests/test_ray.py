@@ -17,11 +17,13 @@ from evopop.agents.independent import make_rollout_envs  # noqa: E402
 from evopop.agents.ppo import recompute_log_probs  # noqa: E402
 from evopop.agents.train import open_rollouts  # noqa: E402
 from evopop.config import parse_config  # noqa: E402
+from evopop.envs import EnvSpec  # noqa: E402
 from evopop.evolution import runner  # noqa: E402
 from evopop.evolution.ray_backend import RayBackend  # noqa: E402
-from evopop.ray_cluster import RayError, RayResources  # noqa: E402
+from evopop.execution import Placement  # noqa: E402
+from evopop.execution.cluster import RayError, RaySettings  # noqa: E402
 from evopop.rundir import METRICS_FILE, read_jsonl  # noqa: E402
-from evopop.sweep.run import SweepBackend, run_plan  # noqa: E402
+from evopop.sweep.run import run_plan  # noqa: E402
 from evopop.sweep.spec import plan_sweep  # noqa: E402
 
 TINY = {
@@ -78,8 +80,9 @@ def test_killed_actor_is_replaced_and_the_run_ends_the_same(tmp_path, monkeypatc
 
 
 def test_env_workers_as_ray_actors_collect_exact_rollouts_and_survive_a_kill(make_agent):
-    envs = make_rollout_envs("PendulumNoVel-v1", 2, "independent", workers=2,
-                             worker_backend="ray", ray=RayResources())
+    spec = EnvSpec(id="PendulumNoVel-v1", num_envs=2, vectorization="independent",
+                   env_workers=2, env_worker_backend="ray")
+    envs = make_rollout_envs(spec, RaySettings())
     try:
         agent = make_agent(envs, learn_step=260, max_seq_len=8, batch_size=64)
         source = open_rollouts(agent, envs, 0, 1)
@@ -100,7 +103,7 @@ def test_sweep_runs_as_ray_tasks_match_local_runs(tmp_path):
     spec = {"base": TINY, "grid": {"ppo.lr": [1e-3, 3e-4]}, "seeds": [0]}
     plan = plan_sweep(spec, tmp_path, "tiny")
     local = run_plan(plan, tmp_path / "local", workers=1, progress=False)
-    on_ray = run_plan(plan, tmp_path / "ray", progress=False, backend=SweepBackend.RAY)
+    on_ray = run_plan(plan, tmp_path / "ray", progress=False, backend=Placement.RAY)
     assert [r["best_fitness"] for r in on_ray] == [r["best_fitness"] for r in local]
     assert (tmp_path / "ray" / "summary.md").is_file()
 
@@ -118,5 +121,6 @@ def test_env_workers_that_cannot_be_placed_fail_with_a_message(monkeypatch):
 
     monkeypatch.setattr(ray_workers, "PLACEMENT_TIMEOUT_S", 2.0)
     with pytest.raises(RayError, match="could not be placed"):
-        make_rollout_envs("CartPoleNoVel-v1", 2, "independent", workers=2, worker_backend="ray",
-                          ray=RayResources(num_cpus_per_env_worker=1.5))
+        make_rollout_envs(EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization="independent",
+                                  env_workers=2, env_worker_backend="ray"),
+                          RaySettings(num_cpus_per_env_worker=1.5))

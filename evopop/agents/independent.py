@@ -24,7 +24,6 @@ import os
 import signal
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -38,16 +37,9 @@ from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.collect import Collector, EpisodeLog, collect
-from evopop.envs.make import (
-    EnvError,
-    EnvFactory,
-    EnvWorkerBackend,
-    Vectorization,
-    WrapperLike,
-    env_factory,
-    make_vec_env,
-    parse_vectorization,
-)
+from evopop.envs.make import EnvError, checked, make_vec_env
+from evopop.envs.spec import EnvSpec, Vectorization
+from evopop.execution.placement import Placement
 from evopop.seeding import derive_seed, torch_generator
 from evopop.wrappers.normalize import RunningMeanStd
 
@@ -121,7 +113,7 @@ class WorkerLoop:
     """What lives in a worker: its env copies (built on the first rollout, so a worker starts
     fast and a broken env is reported as a failure with its traceback) and its collector."""
 
-    def __init__(self, factory: EnvFactory, num_envs: int) -> None:
+    def __init__(self, factory: EnvSpec, num_envs: int) -> None:
         self.factory = factory
         self.num_envs = num_envs
         self.envs: SyncVectorEnv | None = None
@@ -150,7 +142,7 @@ class WorkerLoop:
                       _added(after[0], before[0]), _added(after[1], before[1]))
 
 
-def _worker_main(conn: Connection, factory: EnvFactory, num_envs: int) -> None:
+def _worker_main(conn: Connection, factory: EnvSpec, num_envs: int) -> None:
     """Serve rollouts until the learner says stop or goes away (EOF on the pipe)."""
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's; we stop on EOF
@@ -193,7 +185,7 @@ class IndependentEnvs(ABC):
     holds what does not depend on that: seeds, restarts and joining the shares.
     """
 
-    def __init__(self, factory: EnvFactory, num_envs: int, workers: int) -> None:
+    def __init__(self, factory: EnvSpec, num_envs: int, workers: int) -> None:
         self.num_envs = num_envs
         self.shares = split_envs(num_envs, workers)
         probe = factory()
@@ -304,7 +296,7 @@ class IndependentEnvs(ABC):
 class ProcessEnvWorkers(IndependentEnvs):
     """Workers are spawned local processes talking over pipes."""
 
-    def __init__(self, factory: EnvFactory, num_envs: int, workers: int) -> None:
+    def __init__(self, factory: EnvSpec, num_envs: int, workers: int) -> None:
         self._context = mp.get_context("spawn")
         self._procs: dict[int, BaseProcess] = {}
         self._conns: dict[int, Connection] = {}
@@ -372,30 +364,19 @@ class ProcessEnvWorkers(IndependentEnvs):
 RolloutEnvs = VectorEnv | IndependentEnvs
 
 
-def make_rollout_envs(
-    env_id: str,
-    num_envs: int,
-    vectorization: Vectorization | str = Vectorization.SYNC,
-    wrappers: Iterable[WrapperLike] | None = (),
-    seed: int | None = None,
-    env_kwargs: Mapping[str, Any] | None = None,
-    env_packages: Iterable[str] = (),
-    workers: int | None = None,
-    worker_backend: EnvWorkerBackend = EnvWorkerBackend.PROCESSES,
-    ray: Any = None,
-) -> RolloutEnvs:
+def make_rollout_envs(env: EnvSpec, ray: Any = None, seed: int | None = None) -> RolloutEnvs:
     """Envs for collecting training rollouts: a lockstep `VectorEnv` (see `make_vec_env`) or,
-    for `independent`, `workers` env workers (default: one per core, at most one per copy) as
-    local processes or as Ray actors (`ray`: a `RayResources`). `seed` only matters for
-    lockstep envs: `train_agent` reseeds both kinds anyway."""
-    if parse_vectorization(vectorization) is not Vectorization.INDEPENDENT:
-        return make_vec_env(env_id, num_envs, vectorization, wrappers, seed, env_kwargs,
-                            env_packages)
-    count = workers if workers is not None else min(num_envs, os.cpu_count() or 1)
-    split_envs(num_envs, count)  # a bad count fails before any env is built
-    factory = env_factory(env_id, wrappers, env_kwargs, env_packages)
-    if EnvWorkerBackend(worker_backend) is EnvWorkerBackend.RAY:
+    for `independent`, `env.env_workers` env workers (default: one per core, at most one per
+    copy) as local processes or as Ray actors (`ray`: the run's Ray settings). `seed` only
+    matters for lockstep envs: `train_agent` reseeds both kinds anyway."""
+    if env.vectorization is not Vectorization.INDEPENDENT:
+        return make_vec_env(env, seed=seed)
+    count = env.env_workers if env.env_workers is not None else min(env.num_envs,
+                                                                     os.cpu_count() or 1)
+    split_envs(env.num_envs, count)  # a bad count fails before any env is built
+    factory = checked(env)
+    if env.env_worker_backend is Placement.RAY:
         from evopop.agents.ray_workers import RayEnvWorkers
 
-        return RayEnvWorkers(factory, num_envs, count, ray)
-    return ProcessEnvWorkers(factory, num_envs, count)
+        return RayEnvWorkers(factory, env.num_envs, count, ray)
+    return ProcessEnvWorkers(factory, env.num_envs, count)

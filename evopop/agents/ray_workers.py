@@ -19,8 +19,8 @@ from evopop.agents.independent import (
     RolloutShare,
     WorkerLoop,
 )
-from evopop.envs.make import EnvFactory
-from evopop.ray_cluster import RayError, RayResources, connect, deaths, import_ray
+from evopop.envs.spec import EnvSpec
+from evopop.execution.cluster import RayError, RaySettings, connect, deaths, import_ray
 
 PLACEMENT_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 10.0
@@ -29,7 +29,7 @@ CLOSE_TIMEOUT_S = 10.0
 class _EnvWorkerActor:
     """One env worker: its env copies and collector live as long as the actor."""
 
-    def __init__(self, factory: EnvFactory, num_envs: int) -> None:
+    def __init__(self, factory: EnvSpec, num_envs: int) -> None:
         import torch
 
         torch.set_num_threads(1)
@@ -48,9 +48,9 @@ class _EnvWorkerActor:
 class RayEnvWorkers(IndependentEnvs):
     """Env workers as Ray actors (SPREAD placement: one per node before doubling up)."""
 
-    def __init__(self, factory: EnvFactory, num_envs: int, workers: int,
-                 resources: RayResources | None = None) -> None:
-        resources = resources or RayResources()
+    def __init__(self, factory: EnvSpec, num_envs: int, workers: int,
+                 resources: RaySettings | None = None) -> None:
+        resources = resources or RaySettings()
         self._ray = import_ray()
         self._owns_ray = connect(resources.address)
         self._actor_class = self._ray.remote(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -21,35 +19,13 @@ from gymnasium.error import DependencyNotInstalled
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from evopop.envs.novel import NOVEL_IDS, register_novel_envs
+from evopop.envs.spec import EnvSpec, Vectorization, as_spec
 from evopop.errors import UserError
 from evopop.wrappers import WrapperSpec, parse_wrappers
-
-WrapperLike = WrapperSpec | str | Mapping[str, Any]
 
 
 class EnvError(UserError):
     """A user-facing environment problem: unknown id, missing package or bad arguments."""
-
-
-class Vectorization(str, Enum):
-    """How env copies are stepped: all in this process, one worker process each in lockstep,
-    or split over worker processes that collect whole rollouts without waiting for each other
-    (`evopop.agents.independent`)."""
-
-    SYNC = "sync"
-    ASYNC = "async"
-    INDEPENDENT = "independent"
-
-    def lockstep(self) -> Vectorization:
-        """The lockstep mode for code that steps all copies together (evaluation)."""
-        return Vectorization.ASYNC if self is Vectorization.INDEPENDENT else self
-
-
-class EnvWorkerBackend(str, Enum):
-    """Where independent stepping runs its env workers: local processes or Ray actors."""
-
-    PROCESSES = "processes"
-    RAY = "ray"
 
 
 # Async workers are spawned, never forked: a fork copies whatever lock another thread of the
@@ -70,16 +46,7 @@ _VECTOR_BUILDERS: Mapping[Vectorization, Callable[[list[Callable[[], gym.Env]]],
 )
 
 
-def parse_vectorization(value: Vectorization | str) -> Vectorization:
-    """Accept the enum or its config string."""
-    try:
-        return Vectorization(value)
-    except ValueError:
-        valid = ", ".join(mode.value for mode in Vectorization)
-        raise EnvError(f"unknown vectorization {value!r} (valid: {valid})") from None
-
-
-def _wrapper_specs(wrappers: Iterable[WrapperLike] | None) -> tuple[WrapperSpec, ...]:
+def _wrapper_specs(wrappers: Iterable[str | Mapping[str, Any]]) -> tuple[WrapperSpec, ...]:
     """Parse config-style wrappers, reporting mistakes as `EnvError`."""
     try:
         return parse_wrappers(wrappers)
@@ -121,86 +88,55 @@ def _apply_wrappers(env: gym.Env, specs: Sequence[WrapperSpec]) -> gym.Env:
     return env
 
 
-def make_env(
-    env_id: str,
-    wrappers: Iterable[WrapperLike] | None = (),
-    env_kwargs: Mapping[str, Any] | None = None,
-    env_packages: Iterable[str] = (),
-    render_mode: str | None = None,
-) -> gym.Env:
+def make_env(env: EnvSpec | str, render_mode: str | None = None) -> gym.Env:
     """Make one env: import id-registering packages, `gym.make` the id, apply the wrappers.
 
-    `env_id` may use Gymnasium's "module:Env-v0" form; the module is imported like an
-    `env_packages` entry. `env_kwargs` may include `max_episode_steps` to override the limit.
+    The id may use Gymnasium's "module:Env-v0" form; the module is imported like a `packages`
+    entry. `kwargs` may include `max_episode_steps` to override the limit.
     """
-    specs = _wrapper_specs(wrappers)
-    module, _, name = env_id.rpartition(":")
-    _import_env_packages([*env_packages, module] if module else env_packages)
+    spec = as_spec(env)
+    wrappers = _wrapper_specs(spec.wrappers)
+    module, _, name = spec.id.rpartition(":")
+    _import_env_packages([*spec.packages, module] if module else spec.packages)
     register_novel_envs()
     _check_registered(name)
-    kwargs = dict(env_kwargs or {})
+    kwargs = dict(spec.kwargs)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     try:
-        env = gym.make(name, **kwargs)
+        made = gym.make(name, **kwargs)
     except TypeError as error:
-        raise EnvError(f"bad env_kwargs for {name!r}: {error}") from error
+        raise EnvError(f"bad env.kwargs for {name!r}: {error}") from error
     except DependencyNotInstalled as error:
         raise EnvError(f"cannot make {name!r}: {error}") from error
-    return _apply_wrappers(env, specs)
+    return _apply_wrappers(made, wrappers)
 
 
-@dataclass(frozen=True)
-class EnvFactory:
-    """Picklable zero-argument constructor, so worker processes can rebuild the env."""
-
-    env_id: str
-    wrappers: tuple[WrapperSpec, ...]
-    env_kwargs: Mapping[str, Any]
-    env_packages: tuple[str, ...]
-
-    def __call__(self) -> gym.Env:
-        """Make one copy of the env."""
-        return make_env(self.env_id, self.wrappers, self.env_kwargs, self.env_packages)
-
-
-def env_factory(
-    env_id: str,
-    wrappers: Iterable[WrapperLike] | None = (),
-    env_kwargs: Mapping[str, Any] | None = None,
-    env_packages: Iterable[str] = (),
-) -> EnvFactory:
-    """A picklable constructor for worker processes, checked by building (and closing) one env
-    here, so mistakes surface as an `EnvError` in this process rather than inside a worker."""
-    factory = EnvFactory(
-        env_id, _wrapper_specs(wrappers), dict(env_kwargs or {}), tuple(env_packages)
-    )
-    factory().close()
-    return factory
+def checked(env: EnvSpec | str) -> EnvSpec:
+    """The spec, checked by building (and closing) one env here, so mistakes surface as an
+    `EnvError` in this process rather than inside a worker that rebuilds it."""
+    spec = as_spec(env)
+    make_env(spec).close()
+    return spec
 
 
 def make_vec_env(
-    env_id: str,
-    num_envs: int,
-    vectorization: Vectorization | str = Vectorization.SYNC,
-    wrappers: Iterable[WrapperLike] | None = (),
-    seed: int | None = None,
-    env_kwargs: Mapping[str, Any] | None = None,
-    env_packages: Iterable[str] = (),
+    env: EnvSpec | str, num_envs: int | None = None, seed: int | None = None
 ) -> VectorEnv:
-    """Make `num_envs` copies of an env, vectorised with SAME_STEP autoreset.
+    """Make `num_envs` (default: the spec's) copies, vectorised with SAME_STEP autoreset.
 
-    `independent` stepping collects whole rollouts and is built by
-    `evopop.agents.independent.make_rollout_envs`; asked for here, it steps in lockstep (async).
+    `independent` stepping collects whole rollouts and is built by `evopop.rollouts`; asked
+    for here, it steps in lockstep (async).
 
     With a `seed`, the batched spaces are seeded and the envs are reset once with it (copy i
     gets seed + i), so later unseeded resets continue deterministic streams.
     """
-    mode = parse_vectorization(vectorization)
-    if num_envs < 1:
-        raise EnvError(f"num_envs must be >= 1, got {num_envs}")
-    factory = env_factory(env_id, wrappers, env_kwargs, env_packages)
-    envs = _VECTOR_BUILDERS[mode.lockstep()]([factory] * num_envs)
+    spec = as_spec(env)
+    count = spec.num_envs if num_envs is None else num_envs
+    if count < 1:
+        raise EnvError(f"num_envs must be >= 1, got {count}")
+    spec = checked(spec)
+    envs = _VECTOR_BUILDERS[spec.vectorization.lockstep()]([spec] * count)
     if seed is not None:
         envs.action_space.seed(seed)
         envs.observation_space.seed(seed)

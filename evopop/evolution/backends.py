@@ -14,22 +14,14 @@ import signal
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from enum import Enum
 from typing import Any, Protocol
 
 import torch
 
 from evopop.evolution.task import TaskResult, TrainTask, close_cached_envs, run_task
+from evopop.execution.placement import Placement
 
 _POLL_S = 1.0
-
-
-class BackendKind(str, Enum):
-    """Where members train: this process, local worker processes, or a Ray cluster."""
-
-    LOCAL = "local"
-    PROCESSES = "processes"
-    RAY = "ray"
 
 
 class WorkerError(RuntimeError):
@@ -144,17 +136,17 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def make_backend(kind: BackendKind, workers: int | None, ray: Any = None,
+def make_backend(kind: Placement, workers: int | None, ray: Any = None,
                  env_worker_cpus: float = 0.0) -> Backend:
-    """`ray` (a `RayResources`) and `env_worker_cpus` (what a member's env workers reserve on
+    """`ray` (a `RaySettings`) and `env_worker_cpus` (what a member's env workers reserve on
     Ray) are only read for the Ray backend, whose module (and ray itself) is imported only
     then."""
-    if kind is BackendKind.RAY:
+    if kind is Placement.RAY:
         from evopop.evolution.ray_backend import RayBackend
-        from evopop.ray_cluster import RayResources
+        from evopop.execution.cluster import RaySettings
 
-        return RayBackend(ray or RayResources(), workers, env_worker_cpus)
+        return RayBackend(ray or RaySettings(), workers, env_worker_cpus)
     workers = workers or default_workers()
-    if kind is BackendKind.LOCAL or workers == 1:
+    if kind is Placement.LOCAL or workers == 1:
         return LocalBackend()
     return ProcessBackend(workers)

@@ -19,11 +19,13 @@ import numpy as np
 
 from evopop.agents import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes, save_agent
+from evopop.envs.spec import EnvSpec
 from evopop.evolution.backends import Backend
 from evopop.evolution.mutation import MutationConfig, mutate
 from evopop.evolution.population import LoopState, Member
 from evopop.evolution.selection import elite_index, tournament_select
-from evopop.evolution.task import EnvSpec, TaskResult, TrainTask
+from evopop.evolution.task import TaskResult, TrainTask
+from evopop.execution.cluster import RaySettings
 from evopop.rundir import ELITE_FILE, LINEAGE_FILE, METRICS_FILE
 from evopop.seeding import derive_seed, torch_generator
 
@@ -53,6 +55,7 @@ class LoopSettings:
     seed: int
     env: EnvSpec
     eval_env: EnvSpec
+    ray: RaySettings
     evo_steps: int
     max_steps: int
     eval_loop: int
@@ -60,14 +63,13 @@ class LoopSettings:
     elitism: bool
     target: float | None
     mutation: MutationConfig
-    env_config: dict[str, Any]  # the run's `env` section, stored in elite files
 
 
 def _tasks(state: LoopState, s: LoopSettings) -> list[TrainTask]:
     g = state.generation
     eval_seed = derive_seed(s.seed, g, 0, Stream.EVAL)  # common to all members: a fair contest
     return [
-        TrainTask(agent_to_bytes(m.agent), s.env, s.eval_env, s.evo_steps,
+        TrainTask(agent_to_bytes(m.agent), s.env, s.eval_env, s.ray, s.evo_steps,
                   derive_seed(s.seed, g, slot, Stream.TRAIN), (m.env_steps, s.max_steps),
                   s.eval_loop, eval_seed)
         for slot, m in enumerate(state.members)
@@ -143,9 +145,10 @@ def _generation_record(
     return record
 
 
-def _save_elite(run_dir: Path, elite: Member, generation: int, env: dict[str, Any]) -> None:
+def _save_elite(run_dir: Path, elite: Member, generation: int, env: EnvSpec) -> None:
     save_agent(elite.agent, run_dir / ELITE_FILE, extra={
-        "env_id": env["id"], "env": env, "member_id": elite.id, "generation": generation,
+        "env_id": env.id, "env": env.model_dump(mode="json"), "member_id": elite.id,
+        "generation": generation,
         "fitness": json_number(elite.fitness[-1])})
 
 
@@ -172,7 +175,7 @@ def run_generations(
             state.target_reached = s.target is not None and elite.fitness[-1] >= s.target
             done_steps = all(m.env_steps >= s.max_steps for m in state.members)
             state.finished = state.target_reached or done_steps
-            _save_elite(run_dir, elite, state.generation, s.env_config)
+            _save_elite(run_dir, elite, state.generation, s.env)
             wall = time.perf_counter() - start
             state.wall_s += wall
             record = _generation_record(state, results, elite_slot, wall)

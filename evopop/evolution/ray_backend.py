@@ -17,7 +17,7 @@ from typing import Any
 
 from evopop.evolution.backends import WorkerError
 from evopop.evolution.task import TaskResult, TrainTask
-from evopop.ray_cluster import RayError, RayResources, connect, deaths, import_ray
+from evopop.execution.cluster import RayError, RaySettings, connect, deaths, import_ray
 
 CLOSE_TIMEOUT_S = 10.0
 MAX_ACTOR_DEATHS_PER_TASK = 3
@@ -49,7 +49,7 @@ class _MemberActor:
 class RayBackend:
     """A pool of member actors, as many as the cluster fits (or `workers`)."""
 
-    def __init__(self, resources: RayResources, workers: int | None = None,
+    def __init__(self, resources: RaySettings, workers: int | None = None,
                  env_worker_cpus: float = 0.0) -> None:
         self._ray = import_ray()
         self._owns_ray = connect(resources.address)

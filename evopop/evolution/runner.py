@@ -29,7 +29,6 @@ from evopop.evolution.loop import (
     run_generations,
 )
 from evopop.evolution.population import LoopState, load_state, save_state
-from evopop.evolution.task import EnvSpec
 from evopop.evolution.tracking import WandbLogger
 from evopop.rundir import (
     CHECKPOINT_FILE,
@@ -46,29 +45,23 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says how to continue it."""
 
 
-def _env_spec(config: RunConfig, num_envs: int) -> EnvSpec:
-    env = config.env
-    return EnvSpec(env.id, num_envs, env.vectorization, tuple(env.wrappers),
-                   tuple(sorted(env.kwargs.items())), tuple(env.packages), env.env_workers,
-                   env.env_worker_backend, config.ray.resources())
-
-
 def settings(config: RunConfig) -> LoopSettings:
     evo = config.evolution
     if evo is None:
         raise ValueError("the config has no evolution section")
     return LoopSettings(
-        seed=config.seed, env=_env_spec(config, config.env.num_envs),
-        eval_env=_env_spec(config, min(evo.eval_loop, 16)), evo_steps=evo.evo_steps,
+        seed=config.seed, env=config.env,
+        eval_env=config.env.with_copies(min(evo.eval_loop, 16)), ray=config.ray,
+        evo_steps=evo.evo_steps,
         max_steps=config.max_steps, eval_loop=evo.eval_loop,
         tournament_size=evo.tournament_size, elitism=evo.elitism, target=evo.target,
-        mutation=evo.mutation.build(), env_config=config.env.model_dump(mode="json"))
+        mutation=evo.mutation.build())
 
 
 def initial_state(config: RunConfig) -> LoopState:
     """Generation 0: `population_size` agents from the config's spec and hyperparameters."""
     evo = config.evolution
-    env = make_env(config.env.id, config.env.wrappers, config.env.kwargs, config.env.packages)
+    env = make_env(config.env)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     hp_rng = np.random.default_rng(derive_seed(config.seed, 0, 0, Stream.INIT_HP))
@@ -164,7 +157,7 @@ def run_evolution(
         if tracker is not None:
             tracker.log(record)
 
-    backend = make_backend(config.backend, workers or config.workers, config.ray.resources(),
+    backend = make_backend(config.backend, workers or config.workers, config.ray,
                            config.ray_env_worker_cpus())
     aborted = True
     try:

@@ -7,8 +7,6 @@ That is what makes parallel members, cloning and resume exact.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -19,35 +17,10 @@ from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluate import evaluate
 from evopop.agents.independent import RolloutEnvs, make_rollout_envs
 from evopop.agents.train import train_agent
-from evopop.envs import EnvWorkerBackend, Vectorization
 from evopop.envs.metrics import mean_metrics
+from evopop.envs.spec import EnvSpec
 
 _ENV_CACHE: dict[str, RolloutEnvs] = {}
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What a worker needs to build (or reuse) a vector env; plain JSON-able data."""
-
-    env_id: str
-    num_envs: int
-    vectorization: Vectorization = Vectorization.SYNC
-    wrappers: tuple[Any, ...] = ()
-    kwargs: tuple[tuple[str, Any], ...] = ()
-    packages: tuple[str, ...] = ()
-    workers: int | None = None  # env workers, for independent stepping
-    worker_backend: EnvWorkerBackend = EnvWorkerBackend.PROCESSES
-    ray: Any = None  # RayResources, for env workers on Ray
-
-    def key(self) -> str:
-        fields = [self.env_id, self.num_envs, self.vectorization.value, list(self.wrappers),
-                  list(self.kwargs), list(self.packages), self.workers,
-                  self.worker_backend.value, self.ray]
-        return json.dumps(fields, sort_keys=True, default=str)
-
-    def lockstep(self) -> EnvSpec:
-        """This spec for evaluation, which steps all copies together."""
-        return dataclasses.replace(self, vectorization=self.vectorization.lockstep())
 
 
 @dataclass(frozen=True)
@@ -55,6 +28,7 @@ class TrainTask:
     agent: bytes
     env: EnvSpec
     eval_env: EnvSpec
+    ray: Any  # the run's RaySettings, for env workers on Ray
     steps: int
     seed: int
     schedule: tuple[int, int]  # (env steps done before, total) for lr/clip annealing
@@ -75,15 +49,12 @@ class TaskResult:
     eval_metrics: dict[str, float | None]
 
 
-def cached_env(spec: EnvSpec) -> RolloutEnvs:
+def cached_env(spec: EnvSpec, ray: Any = None) -> RolloutEnvs:
     """Envs (and env workers) are built only when the spec changes; every task resets them
     with its own seed."""
-    key = spec.key()
+    key = f"{spec.key()}|{ray!r}"
     if key not in _ENV_CACHE or _ENV_CACHE[key].closed:  # closed: e.g. after a failed rollout
-        _ENV_CACHE[key] = make_rollout_envs(spec.env_id, spec.num_envs, spec.vectorization,
-                                            list(spec.wrappers), None, dict(spec.kwargs),
-                                            spec.packages, spec.workers, spec.worker_backend,
-                                            spec.ray)
+        _ENV_CACHE[key] = make_rollout_envs(spec, ray)
     return _ENV_CACHE[key]
 
 
@@ -104,14 +75,14 @@ def run_task(task: TrainTask) -> TaskResult:
     A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
     """
     agent = agent_from_bytes(task.agent)
-    result = train_agent(agent, cached_env(task.env), task.steps, task.seed,
+    result = train_agent(agent, cached_env(task.env, task.ray), task.steps, task.seed,
                          schedule=task.schedule)
     finite = result.finite and _weights_finite(agent.net)
     returns: tuple[float, ...] = ()
     fitness = -math.inf
     eval_metrics: dict[str, float | None] = {}
     if finite:
-        scores = evaluate(agent, cached_env(task.eval_env.lockstep()), task.eval_episodes,
+        scores = evaluate(agent, cached_env(task.eval_env.lockstep(), task.ray), task.eval_episodes,
                           task.eval_seed)
         returns, fitness = tuple(scores.returns.tolist()), scores.mean
         eval_metrics = mean_metrics(scores.metrics)

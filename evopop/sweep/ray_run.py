@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evopop.config import RunConfig
-from evopop.ray_cluster import connect, import_ray
+from evopop.execution.cluster import connect, import_ray
 from evopop.sweep.spec import PlannedRun
 
 OnDone = Callable[[PlannedRun, dict[str, Any]], None]

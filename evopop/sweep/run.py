@@ -24,6 +24,7 @@ from evopop.errors import UserError
 from evopop.evolution.backends import default_workers
 from evopop.evolution.runner import run_evolution
 from evopop.evolution.selection import PopulationDiverged
+from evopop.execution.placement import Placement
 from evopop.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, read_jsonl
 from evopop.sweep.report import run_row, write_reports
 from evopop.sweep.spec import PlannedRun, SweepPlan, load_sweep
@@ -149,7 +150,7 @@ def _check_envs(plan: SweepPlan) -> None:
         key = json.dumps([env.id, env.wrappers, env.kwargs, env.packages], default=str)
         if key not in seen:
             seen.add(key)
-            make_env(env.id, env.wrappers, env.kwargs, env.packages).close()
+            make_env(env).close()
 
 
 def _note(plan: SweepPlan) -> str:
@@ -162,15 +163,8 @@ def _note(plan: SweepPlan) -> str:
             f"seeds; steps to target average the seeds that reached it.")
 
 
-class SweepBackend(str, Enum):
-    """Where a sweep's runs execute: local worker processes, or Ray tasks over a cluster."""
-
-    PROCESSES = "processes"
-    RAY = "ray"
-
-
 def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume: bool = False,
-             progress: bool = True, backend: SweepBackend = SweepBackend.PROCESSES,
+             progress: bool = True, backend: Placement = Placement.PROCESSES,
              ray_address: str | None = None) -> list[dict[str, Any]]:
     """Runs (or continues) every run of `plan` into `out_dir`; returns one row per run, in plan
     order, as written to results.csv. With the Ray backend (a local Ray, or the cluster at
@@ -206,7 +200,7 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
             todo.append((run, status is RunStatus.STARTED))
     workers = min(workers or default_workers(), max(len(todo), 1))
     try:
-        if SweepBackend(backend) is SweepBackend.RAY:
+        if Placement(backend) is Placement.RAY:
             from evopop.sweep.ray_run import run_on_ray
 
             run_on_ray([(run, out_dir / RUNS_DIR / run.name) for run, _ in todo], ray_address,
@@ -230,7 +224,7 @@ def default_out_dir(sweep_path: Path) -> Path:
 
 def run_sweep(sweep_path: Path, out_dir: Path | None = None, workers: int | None = None,
               resume: bool = False, progress: bool = True,
-              backend: SweepBackend = SweepBackend.PROCESSES,
+              backend: Placement = Placement.PROCESSES,
               ray_address: str | None = None) -> list[dict[str, Any]]:
     """Plans the sweep file (every run's config validated first) and runs it; see `run_plan`."""
     plan = load_sweep(Path(sweep_path))

@@ -1,4 +1,4 @@
-"""Reaching a Ray cluster: the one place that imports ray, and only when asked.
+"""Reaching a Ray cluster: its settings, and the one place that imports ray (only when asked).
 
 The core never imports ray; `backend: ray` and `env.env_worker_backend: ray` come here.
 """
@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
 from types import ModuleType
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from evopop.errors import UserError
 
@@ -17,14 +18,18 @@ class RayError(UserError):
     """Ray is missing, or the cluster cannot be reached or cannot fit one member."""
 
 
-@dataclass(frozen=True)
-class RayResources:
-    """Where to find the cluster and what each member (and env worker) reserves on it."""
+class RaySettings(BaseModel):
+    """The config's `ray` section: where the cluster is and what each member (and env worker)
+    reserves on it (read when `backend: ray` or `env.env_worker_backend: ray`)."""
 
-    address: str | None = None  # None: start a local Ray; "auto" or host:port: connect
-    num_cpus_per_member: float = 1.0
-    num_gpus_per_member: float = 0.0
-    num_cpus_per_env_worker: float = 1.0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str | None = Field(
+        None, description="none: start a local Ray; 'auto' or host:port: join that cluster")
+    num_cpus_per_member: float = Field(1.0, gt=0, description="CPUs reserved per member actor")
+    num_gpus_per_member: float = Field(0.0, ge=0, description="GPUs per member (fractional ok)")
+    num_cpus_per_env_worker: float = Field(
+        1.0, gt=0, description="CPUs per env worker actor (independent stepping on Ray)")
 
 
 def import_ray() -> ModuleType:

@@ -1,0 +1,116 @@
+"""`EnvSpec`: the one description of an environment, from the config's `env` section to the
+worker process that rebuilds it.
+
+The same frozen, validated model is the config section, what vector-env creation, rollouts,
+env workers, evaluation and inference take, and what an agent file records: an environment is
+never passed around as loose arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evopop.execution.placement import Placement
+
+
+class Vectorization(str, Enum):
+    """How env copies are stepped: all in this process, one worker process each in lockstep,
+    or split over env workers that collect whole rollouts without waiting for each other
+    (`evopop.rollouts`)."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+    INDEPENDENT = "independent"
+
+    def lockstep(self) -> Vectorization:
+        """The lockstep mode for code that steps all copies together (evaluation)."""
+        return Vectorization.ASYNC if self is Vectorization.INDEPENDENT else self
+
+
+class EnvSpec(BaseModel):
+    """Which environment to train on and how to vectorise it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="any registered Gymnasium id, incl. evopop's NoVel ids")
+    num_envs: int = Field(8, ge=1, description="env copies stepped together per agent")
+    vectorization: Vectorization = Field(
+        Vectorization.SYNC,
+        description="sync (one process), async (a process per copy, lockstep) or independent "
+        "(env_workers processes that each step their copies with their own policy copy)",
+    )
+    env_workers: int | None = Field(
+        None, ge=1, description="worker processes for independent stepping "
+        "(default: one per core, at most num_envs)")
+    env_worker_backend: Placement = Field(
+        Placement.PROCESSES,
+        description="independent stepping's workers: local processes or Ray actors (see ray)")
+    wrappers: list[str | dict[str, dict[str, Any]]] = Field(
+        default_factory=list,
+        description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gym.make")
+    packages: list[str] = Field(default_factory=list, description="imported to register more ids")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settle_env_workers(cls, data: Any) -> Any:
+        """Independent stepping's default worker count is fixed here, once, and saved with the
+        run: the count shapes seeds and normalisation, so it must not change on resume or
+        depend on the node a member lands on."""
+        if isinstance(data, dict) and data.get("env_workers") is None and \
+                str(data.get("vectorization", "")).endswith("independent"):
+            num_envs = data.get("num_envs", 8)
+            if isinstance(num_envs, int) and num_envs >= 1:
+                data = {**data, "env_workers": min(num_envs, os.cpu_count() or 1)}
+        return data
+
+    @model_validator(mode="after")
+    def _valid(self) -> EnvSpec:
+        if self.env_workers is not None and self.env_workers > self.num_envs:
+            raise ValueError(f"env_workers ({self.env_workers}) is larger than num_envs "
+                             f"({self.num_envs}): each worker steps at least one copy")
+        if self.env_worker_backend is Placement.LOCAL:
+            raise ValueError("env_worker_backend must be processes or ray (env workers are "
+                             "separate processes by definition)")
+        return self
+
+    def with_copies(self, num_envs: int) -> EnvSpec:
+        """The same env with another number of copies (e.g. for evaluation)."""
+        workers = None if self.env_workers is None else min(self.env_workers, num_envs)
+        return self.model_copy(update={"num_envs": num_envs, "env_workers": workers})
+
+    def lockstep(self) -> EnvSpec:
+        """This env for code that steps all copies together (evaluation)."""
+        return self.model_copy(update={"vectorization": self.vectorization.lockstep()})
+
+    def key(self) -> str:
+        """A stable string identity (for caching built envs)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
+
+    def make(self, render_mode: str | None = None) -> Any:
+        """One copy of the env with its wrappers (see `evopop.envs.make.make_env`)."""
+        from evopop.envs.make import make_env
+
+        return make_env(self, render_mode)
+
+    def make_vec(self, num_envs: int | None = None, seed: int | None = None) -> Any:
+        """`num_envs` (default: the spec's) copies stepped in lockstep (see `make_vec_env`)."""
+        from evopop.envs.make import make_vec_env
+
+        return make_vec_env(self, num_envs, seed)
+
+    def __call__(self) -> Any:
+        """Zero-argument constructor: a spec is itself the picklable env factory that worker
+        processes rebuild their copies with."""
+        return self.make()
+
+
+def as_spec(env: EnvSpec | str) -> EnvSpec:
+    """A plain id as an `EnvSpec` with every other field at its default."""
+    return env if isinstance(env, EnvSpec) else EnvSpec(id=env)

@@ -30,7 +30,7 @@ import torch
 
 from evopop.agents import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
-from evopop.agents.evaluate import evaluate
+from evopop.agents.evaluation import evaluate
 from evopop.envs import EnvSpec, make_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, mean_metrics
 

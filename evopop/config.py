@@ -13,13 +13,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from evopop.agents.spec import Activation, NetSpec, PPOParams
+from evopop.agents.spec import NetSpec, PPOParams
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.errors import UserError
-from evopop.evolution.mutation import MutationConfig
-from evopop.evolution.space import HPSpace
+from evopop.evolution.settings import EvolutionConfig, MutationSettings
 from evopop.execution.cluster import RaySettings
 from evopop.execution.placement import Placement
+
+__all__ = ["ConfigError", "EvolutionConfig", "MutationSettings", "RunConfig", "load_config",
+           "parse_config"]
 
 
 class ConfigError(UserError):
@@ -28,65 +30,6 @@ class ConfigError(UserError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MutationSettings(_Strict):
-    """Relative probabilities of the mutation kinds (one kind per non-elite member and
-    generation) and the limits they respect."""
-
-    none: float = Field(0.4, ge=0.0, le=1.0, description="probability of no mutation")
-    architecture: float = Field(0.2, ge=0.0, le=1.0, description="head nodes / hidden size")
-    new_layer: float = Field(0.2, ge=0.0, le=1.0, description="add a head layer")
-    parameters: float = Field(0.2, ge=0.0, le=1.0, description="Gaussian weight noise")
-    activation: float = Field(0.0, ge=0.0, le=1.0, description="switch the activation")
-    hyperparameter: float = Field(0.2, ge=0.0, le=1.0, description="perturb one RL hp")
-    mutation_sd: float = Field(0.1, gt=0.0, description="relative std of weight noise")
-    activations: list[Activation] = Field(default_factory=lambda: list(Activation),
-                                          description="what an activation mutation picks from")
-    min_nodes: int = Field(8, ge=1, description="fewest nodes a head layer may shrink to")
-    max_nodes: int = Field(512, ge=1, description="most nodes a head layer may grow to")
-    max_layers: int = Field(4, ge=1, description="most head layers")
-    min_hidden: int = Field(8, ge=1, description="smallest recurrent hidden size")
-    max_hidden: int = Field(512, ge=1, description="largest recurrent hidden size")
-    node_steps: list[int] = Field(default_factory=lambda: [16, 32, 64],
-                                  description="sizes an architecture mutation adds or removes")
-    hp_space: dict[str, dict[str, Any]] | None = Field(
-        None, description="bounds per hyperparameter, e.g. {lr: {low: 1e-5, high: 1e-2, log: true}}"
-    )
-    hp_factor: float = Field(0.2, gt=0.0, description="relative size of an hp perturbation")
-
-    def build(self) -> MutationConfig:
-        data = self.model_dump(exclude={"hp_space"})
-        data.update(activations=tuple(self.activations), node_steps=tuple(self.node_steps))
-        if self.hp_space is not None:
-            data["hp_space"] = HPSpace.from_dict(self.hp_space)
-        return MutationConfig(**data)
-
-    @model_validator(mode="after")
-    def _valid(self) -> MutationSettings:
-        self.build()
-        return self
-
-
-class EvolutionConfig(_Strict):
-    """The population and its selection; absent for single-agent training."""
-
-    population_size: int = Field(4, ge=1, description="members")
-    tournament_size: int = Field(2, ge=1, description="members drawn per tournament")
-    elitism: bool = Field(True, description="the best member passes unchanged")
-    evo_steps: int = Field(10_000, ge=1, description="env steps per member per generation")
-    eval_loop: int = Field(3, ge=1, description="evaluation episodes per member per generation")
-    target: float | None = Field(None, description="stop when the elite's fitness reaches it")
-    random_init_hp: bool = Field(False, description="draw initial hps within the hp space")
-    mutation: MutationSettings = Field(default_factory=MutationSettings,
-                                       description="mutation kinds, probabilities and limits")
-
-    @model_validator(mode="after")
-    def _tournament_fits(self) -> EvolutionConfig:
-        if self.tournament_size > self.population_size:
-            raise ValueError(f"tournament_size ({self.tournament_size}) is larger than "
-                             f"population_size ({self.population_size})")
-        return self
 
 
 class RunConfig(_Strict):

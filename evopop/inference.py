@@ -1,7 +1,7 @@
 """Evaluating, and optionally recording, a saved agent file: what `evopop evaluate` runs.
 
 Episodes run one at a time on a single env and episode j is reset with seed `seed + j` (as in
-`evopop.agents.evaluate`), so a recorded evaluation gives exactly the numbers of an unrecorded
+`evopop.agents.evaluation`), so a recorded evaluation gives exactly the numbers of an unrecorded
 one, deterministic or stochastic: a vector env would batch the network and change the last bits
 of continuous actions. The env is rebuilt from the agent file's env section (wrappers, kwargs,
 packages), so the agent sees what it saw in training.
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
-from evopop.agents.evaluate import EvalResult, evaluate
+from evopop.agents.evaluation import EvalResult, evaluate
 from evopop.agents.spaces import space_to_dict
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.satellite_timeline import (

@@ -27,7 +27,8 @@ from evopop.agents.collect import Collector, collect
 from evopop.agents.ppo import ppo_update
 from evopop.envs import EnvSpec, make_vec_env
 from evopop.evolution.loop import Stream
-from evopop.evolution.mutation import MutationConfig, mutate
+from evopop.evolution.mutation import mutate
+from evopop.evolution.settings import MutationSettings
 from evopop.evolution.population import Member
 from evopop.evolution.selection import elite_index, tournament_select
 from evopop.seeding import derive_seed, torch_generator
@@ -36,8 +37,8 @@ ENV_ID = "PendulumNoVel-v1"
 TARGET = -200.0  # stop once the elite's mean evaluation return reaches this
 EVAL_EPISODES = 32  # the same episodes for every member: fewer let a lucky member "solve"
 SPEC = NetSpec(cell="lstm", hidden_size=64, head=(64,), activation="relu", sde=True)
-MUTATION = MutationConfig(none=0.5, architecture=0.0, new_layer=0.0, parameters=0.1,
-                          activation=0.0, hyperparameter=0.4)
+MUTATION = MutationSettings(none=0.5, architecture=0.0, new_layer=0.0, parameters=0.1,
+                            activation=0.0, hyperparameter=0.4)
 
 
 def parse_args() -> argparse.Namespace:

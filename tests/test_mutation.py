@@ -10,7 +10,8 @@ import torch
 
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.spec import Activation
-from evopop.evolution.mutation import MutationConfig, MutationEvent, MutationKind, mutate
+from evopop.evolution.mutation import MutationEvent, MutationKind, mutate
+from evopop.evolution.settings import MutationSettings
 from evopop.evolution.space import DEFAULT_HP_SPACE, HPRange, HPSpace
 from evopop.seeding import torch_generator
 
@@ -33,7 +34,7 @@ def make(spec: NetSpec, discrete: bool = False, seed: int = 0) -> Agent:
 
 
 def run(agent: Agent, kind: MutationKind, seed: int = 0, **config) -> MutationEvent:
-    cfg = MutationConfig(**{**ONLY[kind], **config})
+    cfg = MutationSettings(**{**ONLY[kind], **config})
     return mutate(agent, cfg, np.random.default_rng(seed), torch_generator(seed))
 
 
@@ -186,7 +187,7 @@ def test_impossible_mutation_is_recorded_as_none(kind, config, reason):
 
 def test_hyperparameter_mutations_stay_in_bounds():
     agent = make(SPECS[4])
-    config = MutationConfig(**ONLY[MutationKind.HYPERPARAMETER])
+    config = MutationSettings(**ONLY[MutationKind.HYPERPARAMETER])
     rng, gen = np.random.default_rng(0), torch_generator(0)
     for _ in range(200):
         event = mutate(agent, config, rng, gen)
@@ -198,7 +199,7 @@ def test_hyperparameter_mutations_stay_in_bounds():
 
 def history(discrete: bool, seed: int, steps: int = 30) -> tuple[list[MutationEvent], Agent]:
     agent = make(NetSpec(cell="gru", hidden_size=8, head=(8,)), discrete=discrete)
-    config = MutationConfig(none=0.1, architecture=0.3, new_layer=0.2, parameters=0.2,
+    config = MutationSettings(none=0.1, architecture=0.3, new_layer=0.2, parameters=0.2,
                             activation=0.1, hyperparameter=0.2, max_hidden=64, max_nodes=64)
     rng, gen = np.random.default_rng(seed), torch_generator(seed)
     return [mutate(agent, config, rng, gen) for _ in range(steps)], agent
@@ -228,7 +229,7 @@ def test_event_to_dict_is_plain_json():
 
 
 def test_probabilities_are_normalised_weights():
-    config = MutationConfig(none=1.0, architecture=0, new_layer=0, parameters=0,
+    config = MutationSettings(none=1.0, architecture=0, new_layer=0, parameters=0,
                             activation=0, hyperparameter=1.0)
     np.testing.assert_allclose(config.probabilities(), [0.5, 0, 0, 0, 0, 0.5])
     agent, rng, gen = make(SPECS[4]), np.random.default_rng(0), torch_generator(0)
@@ -238,9 +239,9 @@ def test_probabilities_are_normalised_weights():
 
 
 @pytest.mark.parametrize(("changes", "match"), [
-    ({"none": -0.1}, "'none'"),
-    ({"parameters": 1.5}, "'parameters'"),
-    ({"architecture": float("nan")}, "'architecture'"),
+    ({"none": -0.1}, "none"),
+    ({"parameters": 1.5}, "parameters"),
+    ({"architecture": float("nan")}, "architecture"),
     (dict.fromkeys((k.value for k in MutationKind), 0.0), "at least one"),
     ({"mutation_sd": 0.0}, "mutation_sd"),
     ({"activations": ()}, "activations"),
@@ -250,8 +251,9 @@ def test_probabilities_are_normalised_weights():
     ({"max_layers": 0}, "max_layers"),
     ({"node_steps": (16, 0)}, "node_steps"),
     ({"hp_space": HPSpace({})}, "hp_space"),
-    ({"hp_space": {"lr": HPRange(1e-4, 1e-3)}}, "HPSpace"),
+    ({"hp_space": {"lr": 3}}, "hp_space must map"),
+    ({"hp_space": {"gamma": {"low": 0.5, "high": 2.0}}}, "gamma"),
 ])
 def test_config_validation(changes, match):
     with pytest.raises(ValueError, match=match):
-        MutationConfig(**changes)
+        MutationSettings(**changes)

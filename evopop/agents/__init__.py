@@ -1,18 +1,30 @@
-"""Recurrent PPO: actor-critic from a spec, rollout buffer, BPTT update, evaluation, agent files."""
+"""Recurrent PPO: actor-critic from a spec, rollout buffer, BPTT update, evaluation, agent files.
 
-from evopop.agents.agent import Agent
-from evopop.agents.evaluate import EvalResult, evaluate
-from evopop.agents.spec import Activation, CellType, NetSpec, PPOParams
-from evopop.agents.train import TrainResult, train_agent
+Names are loaded on first use, so importing a light module of this package (e.g. the specs a
+config validates against) does not import torch.
+"""
 
-__all__ = [
-    "Activation",
-    "Agent",
-    "CellType",
-    "EvalResult",
-    "NetSpec",
-    "PPOParams",
-    "TrainResult",
-    "evaluate",
-    "train_agent",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Activation": "evopop.agents.spec",
+    "CellType": "evopop.agents.spec",
+    "NetSpec": "evopop.agents.spec",
+    "PPOParams": "evopop.agents.spec",
+    "Agent": "evopop.agents.agent",
+    "EvalResult": "evopop.agents.evaluation",
+    "evaluate": "evopop.agents.evaluation",
+    "TrainResult": "evopop.agents.train",
+    "train_agent": "evopop.agents.train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'evopop.agents' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

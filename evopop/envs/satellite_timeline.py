@@ -176,7 +176,7 @@ def record_timeline(
 ) -> Timeline:
     """Plays one episode reset with `seed`, carrying the recurrent state, and records it.
 
-    Stepping mirrors `evopop.agents.evaluate`, so the return equals that of evaluation episode
+    Stepping mirrors `evopop.agents.evaluation`, so the return equals that of evaluation episode
     `seed` with the same `deterministic` and a fresh `generator`. Eclipses are searched only
     after the episode, so the search cannot alter the episode itself.
     """

@@ -21,9 +21,10 @@ from evopop.agents import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes, save_agent
 from evopop.envs.spec import EnvSpec
 from evopop.evolution.backends import Backend
-from evopop.evolution.mutation import MutationConfig, mutate
+from evopop.evolution.mutation import mutate
 from evopop.evolution.population import LoopState, Member
 from evopop.evolution.selection import elite_index, tournament_select
+from evopop.evolution.settings import MutationSettings
 from evopop.evolution.task import TaskResult, TrainTask
 from evopop.execution.cluster import RaySettings
 from evopop.rundir import ELITE_FILE, LINEAGE_FILE, METRICS_FILE
@@ -62,7 +63,7 @@ class LoopSettings:
     tournament_size: int
     elitism: bool
     target: float | None
-    mutation: MutationConfig
+    mutation: MutationSettings
 
 
 def _tasks(state: LoopState, s: LoopSettings) -> list[TrainTask]:

@@ -18,21 +18,7 @@ import numpy as np
 import torch
 
 from evopop.agents.agent import Agent
-from evopop.agents.spec import Activation
-from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPSpace
-
-ALL_ACTIVATIONS: tuple[Activation, ...] = tuple(Activation)
-
-
-class MutationKind(str, Enum):
-    """What a mutation changed; NONE also records a mutation that found nothing to change."""
-
-    NONE = "none"
-    ARCHITECTURE = "architecture"
-    NEW_LAYER = "new_layer"
-    PARAMETERS = "parameters"
-    ACTIVATION = "activation"
-    HYPERPARAMETER = "hyperparameter"
+from evopop.evolution.settings import MutationKind, MutationSettings
 
 
 class ArchOp(str, Enum):
@@ -42,73 +28,6 @@ class ArchOp(str, Enum):
     REMOVE_NODES = "remove_nodes"
     GROW_HIDDEN = "grow_hidden"
     SHRINK_HIDDEN = "shrink_hidden"
-
-
-@dataclass(frozen=True)
-class MutationConfig:
-    """Mutation probabilities, noise scale, architecture limits and hyperparameter space.
-
-    The six probabilities are relative weights: they are normalised by their sum and exactly one
-    kind is drawn per member per generation (so `none=0.5, parameters=0.5` and `none=1,
-    parameters=1` behave alike). Activation switches default to 0: a new nonlinearity changes the
-    learned function wholesale, which rarely pays off in RL.
-    """
-
-    none: float = 0.4
-    architecture: float = 0.2
-    new_layer: float = 0.2
-    parameters: float = 0.2
-    activation: float = 0.0
-    hyperparameter: float = 0.2
-    mutation_sd: float = 0.1
-    activations: tuple[Activation, ...] = ALL_ACTIVATIONS
-    min_nodes: int = 8
-    max_nodes: int = 512
-    max_layers: int = 4
-    min_hidden: int = 8
-    max_hidden: int = 512
-    node_steps: tuple[int, ...] = (16, 32, 64)
-    hp_space: HPSpace = DEFAULT_HP_SPACE
-    hp_factor: float = DEFAULT_PERTURB_FACTOR
-
-    def __post_init__(self) -> None:
-        weights = [getattr(self, kind.value) for kind in MutationKind]
-        for kind, p in zip(MutationKind, weights, strict=True):
-            if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
-                raise ValueError(f"probability of {kind.value!r} must be in [0, 1], got {p!r}")
-        if sum(weights) <= 0:
-            raise ValueError("at least one mutation probability must be > 0")
-        for name in ("mutation_sd", "hp_factor"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
-        object.__setattr__(self, "activations", tuple(Activation(a) for a in self.activations))
-        object.__setattr__(self, "node_steps", tuple(self.node_steps))
-        if not self.activations:
-            raise ValueError("activations must list at least one Activation")
-        if not self.node_steps or any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.node_steps
-        ):
-            raise ValueError(f"node_steps must be positive integers, got {self.node_steps}")
-        self._check_limits()
-        if not isinstance(self.hp_space, HPSpace):
-            raise ValueError("hp_space must be an HPSpace (see HPSpace.from_dict)")
-        if self.hyperparameter > 0 and not self.hp_space:
-            raise ValueError("hyperparameter mutations are enabled but hp_space is empty")
-
-    def _check_limits(self) -> None:
-        if not 1 <= self.min_nodes <= self.max_nodes:
-            raise ValueError(f"need 1 <= min_nodes <= max_nodes, got "
-                             f"{self.min_nodes}..{self.max_nodes}")
-        if not 1 <= self.min_hidden <= self.max_hidden:
-            raise ValueError(f"need 1 <= min_hidden <= max_hidden, got "
-                             f"{self.min_hidden}..{self.max_hidden}")
-        if self.max_layers < 1:
-            raise ValueError(f"max_layers must be >= 1, got {self.max_layers}")
-
-    def probabilities(self) -> np.ndarray:
-        """Normalised probability of each `MutationKind`, in enum order."""
-        weights = np.array([getattr(self, kind.value) for kind in MutationKind], np.float64)
-        return weights / weights.sum()
 
 
 @dataclass(frozen=True)
@@ -138,7 +57,7 @@ def _plain(value: Any) -> Any:
 
 
 def mutate(
-    agent: Agent, config: MutationConfig, rng: np.random.Generator, torch_gen: torch.Generator
+    agent: Agent, config: MutationSettings, rng: np.random.Generator, torch_gen: torch.Generator
 ) -> MutationEvent:
     """Draws one mutation kind by `config`'s probabilities and applies it to `agent` in place."""
     kinds = list(MutationKind)
@@ -159,12 +78,12 @@ def _clip(value: int, low: int, high: int) -> int:
 
 
 def _no_mutation(
-    agent: Agent, config: MutationConfig, rng: np.random.Generator, torch_gen: torch.Generator
+    agent: Agent, config: MutationSettings, rng: np.random.Generator, torch_gen: torch.Generator
 ) -> MutationEvent:
     return MutationEvent(MutationKind.NONE, "none")
 
 
-def _feasible_ops(agent: Agent, config: MutationConfig) -> dict[ArchOp, list[int]]:
+def _feasible_ops(agent: Agent, config: MutationSettings) -> dict[ArchOp, list[int]]:
     """Each size change still possible within the limits -> the head layers it can apply to
     (`[-1]` stands for the recurrent hidden size)."""
     head = agent.spec.head
@@ -180,7 +99,7 @@ def _feasible_ops(agent: Agent, config: MutationConfig) -> dict[ArchOp, list[int
 
 
 def _mutate_architecture(
-    agent: Agent, config: MutationConfig, rng: np.random.Generator, torch_gen: torch.Generator
+    agent: Agent, config: MutationSettings, rng: np.random.Generator, torch_gen: torch.Generator
 ) -> MutationEvent:
     """Adds or removes nodes of one head layer, or grows or shrinks the recurrent hidden size."""
     ops = _feasible_ops(agent, config)
@@ -206,7 +125,7 @@ def _mutate_architecture(
 
 
 def _mutate_new_layer(
-    agent: Agent, config: MutationConfig, rng: np.random.Generator, torch_gen: torch.Generator
+    agent: Agent, config: MutationSettings, rng: np.random.Generator, torch_gen: torch.Generator
 ) -> MutationEvent:
     """Appends a head layer as wide as the one before it, which transfer starts as the identity
     (function-preserving for ReLU heads; see `evopop.agents.transfer`)."""
@@ -220,7 +139,7 @@ def _mutate_new_layer(
 
 
 def _mutate_parameters(
-    agent: Agent, config: MutationConfig, rng: np.random.Generator, torch_gen: torch.Generator
+    agent: Agent, config: MutationSettings, rng: np.random.Generator, torch_gen: torch.Generator
 ) -> MutationEvent:
     """Adds N(0, (mutation_sd x RMS(W))^2) noise to every weight matrix W, in place.
 
@@ -241,7 +160,7 @@ def _mutate_parameters(
 
 
 def _mutate_activation(
-    agent: Agent, config: MutationConfig, rng: np.random.Generator, torch_gen: torch.Generator
+    agent: Agent, config: MutationSettings, rng: np.random.Generator, torch_gen: torch.Generator
 ) -> MutationEvent:
     """Switches the head activation to another allowed one; all weights carry over unchanged."""
     old = agent.spec.activation
@@ -254,7 +173,7 @@ def _mutate_activation(
 
 
 def _mutate_hyperparameter(
-    agent: Agent, config: MutationConfig, rng: np.random.Generator, torch_gen: torch.Generator
+    agent: Agent, config: MutationSettings, rng: np.random.Generator, torch_gen: torch.Generator
 ) -> MutationEvent:
     """Perturbs one hyperparameter of the space; an lr change keeps Adam's moments."""
     params, name, old, new = config.hp_space.mutate_params(
@@ -263,7 +182,7 @@ def _mutate_hyperparameter(
     return MutationEvent(MutationKind.HYPERPARAMETER, name, old, new)
 
 
-_Mutation = Callable[[Agent, MutationConfig, np.random.Generator, torch.Generator], MutationEvent]
+_Mutation = Callable[[Agent, MutationSettings, np.random.Generator, torch.Generator], MutationEvent]
 
 _APPLY: dict[MutationKind, _Mutation] = {
     MutationKind.NONE: _no_mutation,

@@ -55,7 +55,7 @@ def settings(config: RunConfig) -> LoopSettings:
         evo_steps=evo.evo_steps,
         max_steps=config.max_steps, eval_loop=evo.eval_loop,
         tournament_size=evo.tournament_size, elitism=evo.elitism, target=evo.target,
-        mutation=evo.mutation.build())
+        mutation=evo.mutation)
 
 
 def initial_state(config: RunConfig) -> LoopState:
@@ -65,7 +65,7 @@ def initial_state(config: RunConfig) -> LoopState:
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     hp_rng = np.random.default_rng(derive_seed(config.seed, 0, 0, Stream.INIT_HP))
-    space = evo.mutation.build().hp_space
+    space = evo.mutation.hp_space
     agents = []
     for slot in range(evo.population_size):
         params = space.sample_params(config.ppo, hp_rng) if evo.random_init_hp else config.ppo

@@ -160,6 +160,11 @@ class HPSpace(Mapping[str, HPRange]):
     def __repr__(self) -> str:
         return f"HPSpace({self._ranges!r})"
 
+    def __str__(self) -> str:
+        """Compact form for docs: `lr 1e-05..0.01 log, ...`."""
+        return ", ".join(f"{name} {r.low:g}..{r.high:g}{' log' if r.log else ''}"
+                         for name, r in self._ranges.items())
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Mapping[str, Any]]) -> HPSpace:
         """From config: `{"lr": {"low": 1e-5, "high": 1e-2, "log": true}}`; `kind` ("int" or

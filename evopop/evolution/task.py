@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
-from evopop.agents.evaluate import evaluate
+from evopop.agents.evaluation import evaluate
 from evopop.agents.independent import RolloutEnvs, make_rollout_envs
 from evopop.agents.train import train_agent
 from evopop.envs.metrics import mean_metrics

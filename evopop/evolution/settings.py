@@ -1,0 +1,129 @@
+"""The evolution section of a config: population, selection and mutation settings.
+
+These frozen, validated models are the runtime types too: the generation loop and the mutation
+operators take them whole, so a setting is declared, checked and documented in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+
+from evopop.agents.spec import Activation
+from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
+
+
+class MutationKind(str, Enum):
+    """What a mutation changed; NONE also records a mutation that found nothing to change."""
+
+    NONE = "none"
+    ARCHITECTURE = "architecture"
+    NEW_LAYER = "new_layer"
+    PARAMETERS = "parameters"
+    ACTIVATION = "activation"
+    HYPERPARAMETER = "hyperparameter"
+
+
+def _to_space(value: Any) -> HPSpace:
+    """`null` is the default space; a mapping of ranges (config dicts or `HPRange`s) is
+    checked against the PPO hyperparameters it names."""
+    if value is None:
+        return DEFAULT_HP_SPACE
+    if isinstance(value, HPSpace):
+        return value
+    if isinstance(value, Mapping):
+        if all(isinstance(r, HPRange) for r in value.values()):
+            return HPSpace(value)
+        if all(isinstance(r, Mapping) for r in value.values()):
+            return HPSpace.from_dict(value)
+    raise ValueError("hp_space must map hyperparameter names to {low, high[, log, kind]}")
+
+
+SpaceField = Annotated[HPSpace, BeforeValidator(_to_space),
+                       PlainSerializer(lambda space: space.to_dict(), return_type=dict)]
+
+
+class MutationSettings(BaseModel):
+    """Relative probabilities of the mutation kinds and the limits they respect.
+
+    The six probabilities are relative weights: normalised by their sum, exactly one kind is
+    drawn per non-elite member and generation (so `none=0.5, parameters=0.5` and `none=1,
+    parameters=1` behave alike). Activation switches default to 0: a new nonlinearity changes
+    the learned function wholesale, which rarely pays off in RL.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    none: float = Field(0.4, ge=0.0, le=1.0, description="probability of no mutation")
+    architecture: float = Field(0.2, ge=0.0, le=1.0, description="head nodes / hidden size")
+    new_layer: float = Field(0.2, ge=0.0, le=1.0, description="add a head layer")
+    parameters: float = Field(0.2, ge=0.0, le=1.0, description="Gaussian weight noise")
+    activation: float = Field(0.0, ge=0.0, le=1.0, description="switch the activation")
+    hyperparameter: float = Field(0.2, ge=0.0, le=1.0, description="perturb one RL hp")
+    mutation_sd: float = Field(0.1, gt=0.0, allow_inf_nan=False,
+                               description="relative std of weight noise")
+    activations: tuple[Activation, ...] = Field(
+        tuple(Activation), min_length=1, description="what an activation mutation picks from")
+    min_nodes: int = Field(8, ge=1, description="fewest nodes a head layer may shrink to")
+    max_nodes: int = Field(512, ge=1, description="most nodes a head layer may grow to")
+    max_layers: int = Field(4, ge=1, description="most head layers")
+    min_hidden: int = Field(8, ge=1, description="smallest recurrent hidden size")
+    max_hidden: int = Field(512, ge=1, description="largest recurrent hidden size")
+    node_steps: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+        (16, 32, 64), min_length=1, description="sizes an architecture mutation adds or removes")
+    hp_space: SpaceField = Field(
+        DEFAULT_HP_SPACE,
+        description="bounds per hyperparameter, e.g. {lr: {low: 1e-5, high: 1e-2, log: true}}")
+    hp_factor: float = Field(DEFAULT_PERTURB_FACTOR, gt=0.0, allow_inf_nan=False,
+                             description="relative size of an hp perturbation")
+
+    @model_validator(mode="after")
+    def _valid(self) -> MutationSettings:
+        if sum(getattr(self, kind.value) for kind in MutationKind) <= 0:
+            raise ValueError("at least one mutation probability must be > 0")
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"need min_nodes <= max_nodes, got {self.min_nodes}..{self.max_nodes}")
+        if self.min_hidden > self.max_hidden:
+            raise ValueError(f"need min_hidden <= max_hidden, got "
+                             f"{self.min_hidden}..{self.max_hidden}")
+        if self.hyperparameter > 0 and not self.hp_space:
+            raise ValueError("hyperparameter mutations are enabled but hp_space is empty")
+        return self
+
+    def probabilities(self) -> np.ndarray:
+        """Normalised probability of each `MutationKind`, in enum order."""
+        weights = np.array([getattr(self, kind.value) for kind in MutationKind], np.float64)
+        return weights / weights.sum()
+
+
+NO_MUTATION = MutationSettings(**{kind.value: float(kind is MutationKind.NONE)
+                                  for kind in MutationKind})
+"""Members pass on unchanged (a population of one, or selection alone)."""
+
+
+class EvolutionConfig(BaseModel):
+    """The population and its selection; absent for single-agent training."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    population_size: int = Field(4, ge=1, description="members")
+    tournament_size: int = Field(2, ge=1, description="members drawn per tournament")
+    elitism: bool = Field(True, description="the best member passes unchanged")
+    evo_steps: int = Field(10_000, ge=1, description="env steps per member per generation")
+    eval_loop: int = Field(3, ge=1, description="evaluation episodes per member per generation")
+    target: float | None = Field(None, allow_inf_nan=False,
+                                 description="stop when the elite's fitness reaches it")
+    random_init_hp: bool = Field(False, description="draw initial hps within the hp space")
+    mutation: MutationSettings = Field(default_factory=MutationSettings,
+                                       description="mutation kinds, probabilities and limits")
+
+    @model_validator(mode="after")
+    def _tournament_fits(self) -> EvolutionConfig:
+        if self.tournament_size > self.population_size:
+            raise ValueError(f"tournament_size ({self.tournament_size}) is larger than "
+                             f"population_size ({self.population_size})")
+        return self

@@ -28,9 +28,9 @@ from evopop.agents.ppo import ppo_update
 from evopop.envs import EnvSpec, make_vec_env
 from evopop.evolution.loop import Stream
 from evopop.evolution.mutation import mutate
-from evopop.evolution.settings import MutationSettings
 from evopop.evolution.population import Member
 from evopop.evolution.selection import elite_index, tournament_select
+from evopop.evolution.settings import MutationSettings
 from evopop.seeding import derive_seed, torch_generator
 
 ENV_ID = "PendulumNoVel-v1"

@@ -28,7 +28,7 @@ def test_lr_change_keeps_adam_moments():
     agent = _stepped_agent()
     before = _moments(agent)
     agent.set_params(agent.params.replace(lr=3e-4, gamma=0.9))
-    assert agent.optimizer.param_groups[0]["lr"] == 3e-4
+    assert agent.apply_lr() == 3e-4 and agent.optimizer.param_groups[0]["lr"] == 3e-4
     assert all(torch.equal(a, b) for a, b in zip(before, _moments(agent), strict=True))
     assert agent.reward_scaler.gamma == 0.9
 
@@ -52,3 +52,16 @@ def test_stochastic_actions_need_an_explicit_generator():
     a, _ = agent.act(obs, agent.initial_state(2), deterministic=False, generator=torch_generator(3))
     b, _ = agent.act(obs, agent.initial_state(2), deterministic=False, generator=torch_generator(3))
     np.testing.assert_array_equal(a, b)
+
+
+def test_apply_lr_is_the_schedule_and_loading_leaves_no_stale_rate(tmp_path):
+    from evopop.agents.checkpoint import load_agent, save_agent
+
+    agent = _stepped_agent()
+    agent.set_params(agent.params.replace(lr=2e-3, anneal=True))
+    assert agent.apply_lr(0.25) == 2e-3 * 0.25
+    assert all(g["lr"] == 2e-3 * 0.25 for g in agent.optimizer.param_groups)
+    save_agent(agent, tmp_path / "a.safetensors")
+    loaded = load_agent(tmp_path / "a.safetensors")
+    assert loaded.optimizer.param_groups[0]["lr"] == 2e-3  # from params, not the annealed value
+    assert loaded.apply_lr(0.5) == 1e-3

@@ -12,7 +12,7 @@ from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.spec import Activation
 from evopop.evolution.mutation import MutationEvent, MutationKind, mutate
 from evopop.evolution.settings import MutationSettings
-from evopop.evolution.space import DEFAULT_HP_SPACE, HPRange, HPSpace
+from evopop.evolution.space import DEFAULT_HP_SPACE, HPSpace
 from evopop.seeding import torch_generator
 
 BOX_OBS = gym.spaces.Box(-1, 1, (3,))
@@ -134,6 +134,7 @@ def test_lr_mutation_keeps_adam_moments():
                 hp_space=HPSpace({"lr": DEFAULT_HP_SPACE["lr"]}))
     assert event.detail == "lr" and event.old == 1e-3 and event.new != 1e-3
     assert agent.optimizer is optimizer and agent.params.lr == event.new
+    agent.apply_lr()
     assert all(g["lr"] == event.new for g in agent.optimizer.param_groups)
     assert len(moments) == len(optimizer_params(agent))
     for p, state in agent.optimizer.state.items():

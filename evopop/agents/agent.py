@@ -52,12 +52,10 @@ class Agent:
     def set_params(self, params: PPOParams) -> None:
         """Applies new hyperparameters to the live agent.
 
-        A learning-rate change only sets each param group's `lr`: Adam's moments are kept (AgileRL
-        rebuilds the optimizer on every lr mutation and so throws them away).
+        The optimizer is kept, Adam's moments included (AgileRL rebuilds it on every lr mutation
+        and so throws them away); a new `lr` takes effect at the next update (`apply_lr`).
         """
         self.params = params
-        for group in self.optimizer.param_groups:
-            group["lr"] = params.lr
         if self.reward_scaler is not None:
             self.reward_scaler.gamma = params.gamma
 
@@ -77,6 +75,15 @@ class Agent:
         self.optimizer = self.make_optimizer()
         if same_shapes:  # e.g. an activation change: Adam's moments still fit every parameter
             self.optimizer.load_state_dict(old_state)
+
+    def apply_lr(self, remaining: float = 1.0) -> float:
+        """The one writer of the optimizer's learning rate: `params.lr`, scaled by the fraction
+        of the budget `remaining` when the params anneal. Every update calls it first, so a
+        mutation, a clone or a loaded file never leaves a stale rate behind."""
+        lr = self.params.lr * (remaining if self.params.anneal else 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
 
     def make_optimizer(self) -> torch.optim.Adam:
         """A fresh Adam over every parameter of the current network."""

@@ -57,7 +57,9 @@ def agent_metadata(agent: Agent, extra: dict[str, Any] | None = None) -> dict[st
         "params": agent.params.to_dict(),
         "observation_space": space_to_dict(agent.observation_space),
         "action_space": space_to_dict(agent.action_space),
-        "optimizer_groups": [{k: v for k, v in g.items() if k != "params"} for g in groups],
+        # lr is not saved: `Agent.apply_lr` derives it from params before every update
+        "optimizer_groups": [{k: v for k, v in g.items() if k not in ("params", "lr")}
+                             for g in groups],
         "extra": extra or {},
     }
 
@@ -176,5 +178,6 @@ def load_agent_tensors(
             slots.setdefault(int(idx), {})[slot] = value
     if slots:
         count = len(list(agent.net.parameters()))
-        groups = [dict(g, params=list(range(count))) for g in optimizer_groups]
+        lr = agent.optimizer.param_groups[0]["lr"]  # the fresh optimizer's: files carry none
+        groups = [dict(g, params=list(range(count)), lr=lr) for g in optimizer_groups]
         agent.optimizer.load_state_dict({"state": slots, "param_groups": groups})

@@ -143,10 +143,8 @@ def ppo_update(
     agent's params ask for annealing.
     """
     p = agent.params
-    scale = remaining if p.anneal else 1.0
-    for group in agent.optimizer.param_groups:
-        group["lr"] = p.lr * scale
-    clip = p.clip_coef * scale
+    agent.apply_lr(remaining)
+    clip = p.clip_coef * (remaining if p.anneal else 1.0)
     data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
     history: list[dict[str, float]] = []

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.agents.evaluation import EvalResult, evaluate
-from evopop.agents.spaces import space_to_dict
+from evopop.agents.spaces import batch_one, space_to_dict
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.satellite_timeline import (
     TimelineError,
@@ -66,6 +66,20 @@ def resolve_env(meta: dict[str, Any], env_id: str | None, source: str) -> EnvSpe
     if extra.get("env_id"):
         return EnvSpec(id=str(extra["env_id"]))
     raise UserError(f"{source} does not record the env it was trained on; pass --env ENV_ID")
+
+
+def policy_step(agent: Agent, deterministic: bool = True,
+                generator: torch.Generator | None = None) -> Callable[[Any], Any]:
+    """The agent as a one-env policy that carries its own recurrent state: observation in,
+    action out, stepping exactly as `evopop.agents.evaluation` does."""
+    state = agent.initial_state(1)
+
+    def step(obs: Any) -> Any:
+        nonlocal state
+        action, state = agent.act(batch_one(obs), state, None, deterministic, generator)
+        return action[0]
+
+    return step
 
 
 def _describe(space: gym.Space) -> str:
@@ -226,8 +240,8 @@ def evaluate_agent_file(
             result, recording = _record(agent, env, source.id, episodes, seed, generator,
                                         Path(record), fmt)
         if plot is not None:  # a fresh generator: the replay is exactly episode `seed`
-            timeline = record_timeline(agent, env, seed, not stochastic,
-                                       torch_generator(seed) if stochastic else None)
+            replay = torch_generator(seed) if stochastic else None
+            timeline = record_timeline(env, policy_step(agent, not stochastic, replay), seed)
     finally:
         env.close()
     plot_path = draw_timeline(timeline, Path(plot)) if timeline is not None else None

@@ -28,7 +28,7 @@ from evopop.envs.satellite_timeline import (
     merge_windows,
     record_timeline,
 )
-from evopop.inference import default_timeline_path
+from evopop.inference import default_timeline_path, policy_step
 from evopop.seeding import torch_generator
 
 SHORT = {"duration_orbits": 0.2}  # 1140 s of sim time: about a second per episode
@@ -103,7 +103,7 @@ def test_plot_on_a_cartpole_agent_is_one_line_with_exit_code_2(tmp_path, capsys)
 def test_record_timeline_refuses_a_non_satellite_env() -> None:
     env = make_env("CartPole-v1")
     with pytest.raises(TimelineError, match="CartPole-v1 is not the evopop/ScanningSatellite"):
-        record_timeline(Agent(env.observation_space, env.action_space), env)
+        record_timeline(env, policy_step(Agent(env.observation_space, env.action_space)))
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def agent(env: gym.Env) -> Agent:
 
 def test_recorded_episode_is_consistent_with_the_env(env: gym.Env, agent: Agent) -> None:
     first_obs, _ = env.reset(seed=BOTH_WINDOWS_SEED)
-    timeline = record_timeline(agent, env, seed=BOTH_WINDOWS_SEED)
+    timeline = record_timeline(env, policy_step(agent), seed=BOTH_WINDOWS_SEED)
     steps = len(timeline.actions)
     assert steps > 1 and timeline.time_s.shape == (steps + 1,)
     assert timeline.wheels.shape == (steps + 1, 3)
@@ -146,7 +146,7 @@ def test_recorded_episode_is_consistent_with_the_env(env: gym.Env, agent: Agent)
 
 def test_an_episode_starting_in_eclipse_has_a_window_from_zero(env, agent) -> None:
     first_obs, _ = env.reset(seed=STARTS_IN_ECLIPSE_SEED)
-    timeline = record_timeline(agent, env, seed=STARTS_IN_ECLIPSE_SEED)
+    timeline = record_timeline(env, policy_step(agent), seed=STARTS_IN_ECLIPSE_SEED)
     assert first_obs[10] < first_obs[9]  # the next eclipse end comes before the next start
     assert timeline.eclipses[0] == pytest.approx((0.0, first_obs[10] * ORBIT_S), abs=0.01)
 
@@ -156,14 +156,14 @@ def test_timeline_return_is_the_evaluation_return(env, agent, stochastic) -> Non
     def generator():
         return torch_generator(5) if stochastic else None
 
-    timeline = record_timeline(agent, env, 5, not stochastic, generator())
+    timeline = record_timeline(env, policy_step(agent, not stochastic, generator()), 5)
     result = evaluate(agent, env, 1, seed=5, deterministic=not stochastic, generator=generator())
     assert timeline.episode_return == result.returns[0]
     assert len(timeline.actions) == result.lengths[0]
 
 
 def test_draw_timeline_writes_a_png(env, agent, tmp_path) -> None:
-    timeline = record_timeline(agent, env, seed=BOTH_WINDOWS_SEED)
+    timeline = record_timeline(env, policy_step(agent), seed=BOTH_WINDOWS_SEED)
     path = draw_timeline(timeline, tmp_path / "sub" / "t.png")
     assert path == tmp_path / "sub" / "t.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

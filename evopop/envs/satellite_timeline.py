@@ -10,17 +10,14 @@ every step of the (possibly wrapped) env.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from evopop.agents.agent import Agent
-from evopop.agents.spaces import batch_one
 from evopop.envs.satellite import SATELLITE_ENV_ID, SatelliteAction
 from evopop.errors import UserError
 
@@ -167,27 +164,24 @@ def _satellite_env(env: gym.Env) -> Any:
     return unwrapped
 
 
-def record_timeline(
-    agent: Agent,
-    env: gym.Env,
-    seed: int = 0,
-    deterministic: bool = True,
-    generator: torch.Generator | None = None,
-) -> Timeline:
-    """Plays one episode reset with `seed`, carrying the recurrent state, and records it.
+Policy = Callable[[Any], Any]
+"""One step of a (stateful) policy: an observation in, an action out; it carries its own
+recurrent state, so this module needs to know nothing of agents."""
 
-    Stepping mirrors `evopop.agents.evaluation`, so the return equals that of evaluation episode
-    `seed` with the same `deterministic` and a fresh `generator`. Eclipses are searched only
-    after the episode, so the search cannot alter the episode itself.
+
+def record_timeline(env: gym.Env, policy: Policy, seed: int = 0) -> Timeline:
+    """Plays one episode reset with `seed` with a fresh `policy`, and records it.
+
+    With `evopop.inference.policy_step` the return equals that of evaluation episode `seed`.
+    Eclipses are searched only after the episode, so the search cannot alter the episode itself.
     """
     sat_env = _satellite_env(env)
     obs, _ = env.reset(seed=seed)
-    state = agent.initial_state(1)
     samples, actions, total, done = [Sample.read(sat_env)], [], 0.0, False
     while not done:
-        action, state = agent.act(batch_one(obs), state, None, deterministic, generator)
-        obs, reward, terminated, truncated, _ = env.step(action[0])
-        actions.append(int(action[0]))
+        action = policy(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        actions.append(int(action))
         samples.append(Sample.read(sat_env))
         total += float(reward)
         done = bool(terminated or truncated)

@@ -127,10 +127,6 @@ def _object(data: Any, what: str) -> Mapping[str, Any]:
     return data
 
 
-def _metrics_items(metrics: Json | None) -> Json:
-    return {} if metrics is None else metrics
-
-
 @dataclass(frozen=True)
 class MemberRecord:
     """One member in one generation's metrics line (not a record of its own: no version)."""
@@ -156,8 +152,8 @@ class MemberRecord:
                 "finite": self.finite, "env_steps": self.env_steps, "hparams": self.hparams,
                 "spec": self.spec, "mutation": self.mutation}
         if self.train_metrics is not None or self.eval_metrics is not None:
-            data["train_metrics"] = _metrics_items(self.train_metrics)
-            data["eval_metrics"] = _metrics_items(self.eval_metrics)
+            data["train_metrics"] = self.train_metrics or {}
+            data["eval_metrics"] = self.eval_metrics or {}
         return data
 
     @classmethod

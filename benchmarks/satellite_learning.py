@@ -44,7 +44,7 @@ def train(config_path: Path, run_dir: Path) -> dict[str, object]:
 
     config = load_config(config_path)
     start = time.perf_counter()
-    summary = run_evolution(config, run_dir, progress=True, overwrite=True)
+    summary = run_evolution(config, run_dir, progress=True, overwrite=True).to_json()
     summary["measured_wall_s"] = round(time.perf_counter() - start, 1)
     return summary
 

@@ -2,10 +2,11 @@
 
 Usage: python benchmarks/single_agent.py --env PendulumNoVel-v1 --steps 100000 --seed 0
 
-Settings come from the env's bundled config in configs/single/ (or --config). Wall time covers
-collection and updates only (not env construction or the final evaluation); the return is the
-mean over 10 deterministic evaluation episodes with frozen normaliser statistics, on env seeds
-disjoint from training. The last line printed is one JSON object.
+Settings come from the env's bundled config in configs/single/ (or --config); the agent trains as
+a population of one (`evopop train` on a config without an evolution section). Wall time is the
+generation loop's: collection, updates and the evaluation after each generation (not env
+construction). The return is the last generation's: the mean over the config's deterministic
+evaluation episodes with frozen normaliser statistics. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import platform
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from evopop.config import load_config
-from evopop.training import train_single
+from evopop.evolution.runner import run_evolution
+from evopop.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -40,16 +43,17 @@ def main() -> None:
     config = load_config(args.config or ROOT / CONFIGS[args.env],
                          {"max_steps": args.steps, "seed": args.seed, "env.id": args.env})
     with tempfile.TemporaryDirectory() as run_dir:
-        summary = train_single(config, Path(run_dir), progress=False)
+        summary = run_evolution(config, Path(run_dir), progress=False)
+        returns = RunDir(Path(run_dir)).generations()[-1].members[0].eval_returns
     print(json.dumps({
         "env": args.env,
-        "steps": summary["env_steps"],
+        "steps": summary.total_env_steps,
         "seed": args.seed,
-        "wall_s": summary["wall_s"],
-        "env_steps_per_s": summary["env_steps_per_s"],
-        "mean_return": round(summary["mean_return"], 2),
-        "std_return": round(summary["std_return"], 2),
-        "eval_episodes": summary["eval_episodes"],
+        "wall_s": summary.wall_s,
+        "env_steps_per_s": round(summary.total_env_steps / summary.wall_s, 1),
+        "mean_return": round(summary.elite_fitness, 2),
+        "std_return": round(float(np.std(returns)), 2),
+        "eval_episodes": len(returns),
         "torch_threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {torch.get_num_threads()} thread, no GPU",
     }))

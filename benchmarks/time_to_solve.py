@@ -28,7 +28,7 @@ from evopop.agents.checkpoint import load_agent
 from evopop.config import load_config
 from evopop.envs import make_vec_env
 from evopop.evolution.runner import run_evolution
-from evopop.rundir import ELITE_FILE
+from evopop.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT_SEED = 10_000
@@ -40,13 +40,13 @@ def solve(seed: int, workers: int, config_path: Path) -> dict:
         start = time.perf_counter()
         summary = run_evolution(config, Path(run_dir), progress=False, workers=workers)
         end_to_end = time.perf_counter() - start
-        elite = load_agent(Path(run_dir) / ELITE_FILE)
+        elite = load_agent(RunDir(Path(run_dir)).elite)
     envs = make_vec_env(config.env.id, 10, seed=HOLDOUT_SEED)
     holdout = evaluate(elite, envs, 50, seed=HOLDOUT_SEED)
     envs.close()
-    row = {"seed": seed, "solved": summary["target_reached"], "wall_s": summary["wall_s"],
-           "end_to_end_s": round(end_to_end, 1), "env_steps": summary["total_env_steps"],
-           "generations": summary["generations"], "elite_fitness": summary["elite_fitness"],
+    row = {"seed": seed, "solved": summary.target_reached, "wall_s": summary.wall_s,
+           "end_to_end_s": round(end_to_end, 1), "env_steps": summary.total_env_steps,
+           "generations": summary.generations, "elite_fitness": summary.elite_fitness,
            "holdout_mean": round(holdout.mean, 1), "holdout_std": round(holdout.std, 1)}
     print(json.dumps(row), flush=True)
     return row

@@ -26,7 +26,7 @@ import torch
 
 from evopop.config import load_config
 from evopop.evolution.runner import run_evolution
-from evopop.rundir import METRICS_FILE, read_jsonl
+from evopop.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 AGILERL_STEPS_PER_S = 4600
@@ -47,25 +47,25 @@ def main() -> None:
         start = time.perf_counter()
         summary = run_evolution(config, Path(run_dir), progress=False, workers=args.workers)
         end_to_end = time.perf_counter() - start
-        lines = read_jsonl(Path(run_dir) / METRICS_FILE)
-    steps = summary["total_env_steps"]
-    loop_rate = steps / summary["wall_s"]
+        lines = RunDir(Path(run_dir)).generations()
+    steps = summary.total_env_steps
+    loop_rate = steps / summary.wall_s
     first, last = lines[0], lines[-1]  # steady state: generations 2..N, after every start-up
-    steady = ((last["total_env_steps"] - first["total_env_steps"])
-              / (last["wall_s"] - first["wall_s"])) if len(lines) > 1 else None
+    steady = ((last.total_env_steps - first.total_env_steps)
+              / (last.wall_s - first.wall_s)) if len(lines) > 1 else None
     print(json.dumps({
         "workload": "W1 agilerl_tutorial PendulumNoVel-v1",
-        "generations": summary["generations"],
+        "generations": summary.generations,
         "workers": args.workers,
         "backend": args.backend,
         "total_env_steps": steps,
-        "loop_wall_s": summary["wall_s"],
+        "loop_wall_s": summary.wall_s,
         "end_to_end_wall_s": round(end_to_end, 2),
         "loop_env_steps_per_s": round(loop_rate),
         "end_to_end_env_steps_per_s": round(steps / end_to_end),
         "steady_env_steps_per_s": round(steady) if steady else None,
         "x_agilerl": round(loop_rate / AGILERL_STEPS_PER_S, 2),
-        "elite_fitness": summary["elite_fitness"],
+        "elite_fitness": summary.elite_fitness,
     }))
 
 

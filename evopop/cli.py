@@ -14,6 +14,7 @@ import yaml
 
 from evopop.errors import UserError
 from evopop.evolution.selection import PopulationDiverged
+from evopop.rundir import RunDir, default_run_dir
 
 EXIT_USAGE = 2
 
@@ -57,11 +58,12 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
                 or args.run_dir or args.overwrite):
             raise CliError("--resume continues a run with its saved config.yaml in RUN_DIR; "
                            "drop CONFIG, --set, --seed, --steps, --run-dir and --overwrite")
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise CliError(f"nothing to resume: {run_dir} holds no evopop run (no config.yaml)")
+        run_dir = RunDir(Path(args.resume))
+        if not run_dir.config.is_file():
+            raise CliError(f"nothing to resume: {run_dir.path} holds no evopop run "
+                           "(no config.yaml)")
         # where members train does not change the result, so a run may resume elsewhere
-        return load_config(run_dir / "config.yaml", _placement(args)), run_dir
+        return load_config(run_dir.config, _placement(args)), run_dir.path
     if not args.config:
         raise CliError("train needs a CONFIG file (or --resume RUN_DIR)")
     overrides = {**_parse_sets(args.set), **_placement(args)}
@@ -69,8 +71,6 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
         overrides["seed"] = args.seed
     if args.steps is not None:
         overrides["max_steps"] = args.steps
-    from evopop.rundir import default_run_dir
-
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
     return load_config(args.config, overrides), run_dir
 
@@ -78,24 +78,14 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from evopop.evolution.runner import run_evolution
+
     config, run_dir = _train_config(args)
     torch.set_num_threads(1)
-    if config.evolution is None:
-        if args.resume or args.wandb:
-            raise CliError("--resume and --wandb apply to evolutionary runs "
-                           "(the config has no evolution section)")
-        from evopop.training import train_single
-
-        summary = train_single(config, run_dir, progress=not args.quiet,
-                               overwrite=args.overwrite)
-    else:
-        from evopop.evolution.runner import run_evolution
-
-        summary = run_evolution(config, run_dir, resume=bool(args.resume),
-                                progress=not args.quiet, workers=args.workers, wandb=args.wandb,
-                                overwrite=args.overwrite)
+    summary = run_evolution(config, run_dir, resume=bool(args.resume), progress=not args.quiet,
+                            workers=args.workers, wandb=args.wandb, overwrite=args.overwrite)
     _plot_after_run(run_dir, args.quiet)
-    print(json.dumps(summary))
+    print(json.dumps(summary.to_json()))
     return 0
 
 
@@ -130,12 +120,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from evopop.execution import Placement
     from evopop.sweep import run_sweep
+    from evopop.sweep.report import Column
 
     if args.ray_address and args.backend != "ray":
         raise CliError("--ray-address needs --backend ray")
     rows = run_sweep(Path(args.sweep), Path(args.out) if args.out else None, args.workers,
                      args.resume, not args.quiet, Placement(args.backend), args.ray_address)
-    solved = sum(bool(r["target_reached"]) for r in rows)
+    solved = sum(bool(r[Column.TARGET_REACHED.value]) for r in rows)
     print(json.dumps({"runs": len(rows), "solved": solved}))
     return 0
 
@@ -197,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="evaluate (and record) an agent file")
-    evaluate.add_argument("agent", help="agent file (elite.safetensors / agent.safetensors)")
+    evaluate.add_argument("agent", help="agent file (a run's elite.safetensors)")
     evaluate.add_argument("--env", help="env id (default: the env the agent was trained on)")
     evaluate.add_argument("--episodes", type=_positive, default=10)
     evaluate.add_argument("--seed", type=int, default=0, help="episode j uses seed + j")

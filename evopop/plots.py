@@ -1,14 +1,13 @@
 """`evopop plot`: PNG pictures of how a run went, drawn from its logs alone (no agent is loaded).
 
-An evolutionary run gets fitness.png, hparams.png and lineage.png; a single agent gets
-learning_curve.png. Logs of a killed run end in a torn line, which is skipped.
+Every run, evolutionary or a single agent (a population of one), gets fitness.png (for a
+single agent: its learning curve), hparams.png and lineage.png. Logs of a killed run end in a
+torn line, which is skipped.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -18,7 +17,8 @@ import yaml
 
 from evopop.errors import UserError
 from evopop.evolution.selection import elite_index
-from evopop.rundir import CONFIG_FILE, LINEAGE_FILE, METRICS_FILE, SUMMARY_FILE, read_jsonl
+from evopop.records import GenerationRecord, LineageRecord, MemberRecord
+from evopop.rundir import METRICS_FILE, RunDir
 
 Slot = tuple[int, int]  # (generation, slot): where a member sits in the lineage picture
 LOG_AXES = frozenset({"lr"})  # spans decades
@@ -31,7 +31,6 @@ class PlotFile(str, Enum):
     FITNESS = "fitness.png"
     HPARAMS = "hparams.png"
     LINEAGE = "lineage.png"
-    LEARNING_CURVE = "learning_curve.png"
 
 
 class Change(str, Enum):
@@ -91,53 +90,31 @@ class Lineage:
         return [n for n in names if len({node.values.get(n) for node in self.nodes}) > 1]
 
 
-def _read_mapping(path: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
-    """A YAML/JSON mapping, or {} if missing or unreadable: config and summary only add detail."""
-    try:
-        data = parse(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    return _number(value) and math.isfinite(value)
-
-
 def read_target(run_dir: Path) -> float | None:
-    """`evolution.target` of the run's config.yaml, if it set one."""
-    config = _read_mapping(run_dir / CONFIG_FILE, yaml.safe_load)
-    target = (config.get("evolution") or {}).get("target")
-    return float(target) if _finite(target) else None
+    """`evolution.target` of the run's config.yaml, if it set one (and the file reads)."""
+    try:
+        config = yaml.safe_load(RunDir(run_dir).config.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    evolution = config.get("evolution") if isinstance(config, dict) else None
+    target = evolution.get("target") if isinstance(evolution, dict) else None
+    finite = isinstance(target, (int, float)) and not isinstance(target, bool)
+    return float(target) if finite and math.isfinite(target) else None
 
 
-def _is_generation(record: dict[str, Any]) -> bool:
-    members = record.get("members")
-    return (isinstance(record.get("generation"), int) and _number(record.get("total_env_steps"))
-            and isinstance(members, list) and bool(members)
-            and all(isinstance(m, dict) for m in members))
-
-
-def load_metrics(run_dir: Path) -> tuple[bool, list[dict[str, Any]]]:
-    """(is_evolution, usable metrics lines); generation lines sorted, the last copy of each kept."""
+def load_metrics(run_dir: Path) -> list[GenerationRecord]:
+    """The run's generation records sorted by generation, the last copy of each kept."""
     if not run_dir.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
+    run = RunDir(run_dir)
+    if not run.metrics.is_file():
         raise UserError(f"{run_dir} has no {METRICS_FILE}: not an evopop run directory, "
                         "or the run has not logged anything yet")
-    records = read_jsonl(path)
-    generations = {r["generation"]: r for r in records if _is_generation(r)}
-    if generations:
-        return True, [generations[g] for g in sorted(generations)]
-    updates = [r for r in records if _number(r.get("env_steps")) and "generation" not in r]
-    if updates:
-        return False, updates
-    raise UserError(f"{path} holds no readable metrics lines (empty, or not written by evopop)")
+    generations = {r.generation: r for r in run.generations()}
+    if not generations:
+        raise UserError(f"{run.metrics} holds no readable metrics lines (empty, or not written "
+                        "by evopop)")
+    return [generations[g] for g in sorted(generations)]
 
 
 def mutation_label(mutation: dict[str, Any] | None) -> tuple[Change, str]:
@@ -151,10 +128,14 @@ def mutation_label(mutation: dict[str, Any] | None) -> tuple[Change, str]:
     return change, kind if change is Change.OTHER else STYLE[change][0]
 
 
-def _values(member: dict[str, Any]) -> dict[str, float]:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _values(member: MemberRecord) -> dict[str, float]:
     """Numeric hyperparameters plus architecture sizes of one metrics member."""
-    values = {k: float(v) for k, v in (member.get("hparams") or {}).items() if _number(v)}
-    spec = member.get("spec") or {}
+    values = {k: float(v) for k, v in member.hparams.items() if _number(v)}
+    spec = member.spec
     if _number(spec.get("hidden_size")):
         values["hidden_size"] = float(spec["hidden_size"])
     if isinstance(spec.get("head"), list):
@@ -162,38 +143,42 @@ def _values(member: dict[str, Any]) -> dict[str, float]:
     return values
 
 
-def _elite_slot(members: list[dict[str, Any]]) -> int | None:
+def _elite_slot(members: tuple[MemberRecord, ...]) -> int | None:
     """The elite as the loop picks it (fittest, first on ties); None if every member diverged."""
-    fits = [m.get("fitness") if _finite(m.get("fitness")) else -math.inf for m in members]
+    fits = [m.fitness for m in members]
     return elite_index(fits) if any(math.isfinite(f) for f in fits) else None
 
 
-def build_lineage(records: list[dict[str, Any]], lineage: list[dict[str, Any]]) -> Lineage:
+def _fitness(member: MemberRecord) -> float | None:
+    return member.fitness if math.isfinite(member.fitness) else None
+
+
+def build_lineage(records: list[GenerationRecord], lineage: list[LineageRecord]) -> Lineage:
     """The lineage tree from metrics generation lines (sorted) and lineage.jsonl lines.
 
     A member whose id was in the previous generation is the elite kept unchanged; otherwise its
     parent there is its predecessor and its mutation (lineage.jsonl, else metrics) labels the edge.
     """
-    mutations = {r.get("id"): r.get("mutation") for r in lineage}
-    founder: dict[Any, Any] = {}
+    mutations = {r.id: r.mutation for r in lineage}
+    founder: dict[int, int] = {}
     nodes: list[Node] = []
     edges: list[Edge] = []
-    previous: dict[Any, Slot] = {}
+    previous: dict[int, Slot] = {}
     for record in records:
-        g, current = record["generation"], {}
+        g, current = record.generation, {}
         if any(at[0] != g - 1 for at in previous.values()):
             previous = {}  # a generation is missing: no edges across the gap
-        elite = _elite_slot(record["members"])
-        for slot, member in enumerate(record["members"]):
-            mid, parent = member.get("id"), member.get("parent_id")
-            founder.setdefault(mid, founder.get(parent, mid))
-            fitness = member["fitness"] if _finite(member.get("fitness")) else None
-            nodes.append(Node(g, slot, mid, founder[mid], fitness, slot == elite, _values(member)))
+        elite = _elite_slot(record.members)
+        for slot, member in enumerate(record.members):
+            mid, parent = member.id, member.parent_id
+            founder.setdefault(mid, founder.get(parent, mid) if parent is not None else mid)
+            nodes.append(Node(g, slot, mid, founder[mid], _fitness(member), slot == elite,
+                              _values(member)))
             current[mid] = (g, slot)
             if mid in previous:
                 edges.append(Edge(previous[mid], (g, slot), Change.KEPT, STYLE[Change.KEPT][0]))
             elif parent in previous:
-                change, label = mutation_label(mutations.get(mid, member.get("mutation")))
+                change, label = mutation_label(mutations.get(mid, member.mutation))
                 edges.append(Edge(previous[parent], (g, slot), change, label))
         previous = current
     return Lineage(nodes, edges)
@@ -223,20 +208,20 @@ def _founder_colours(lineage: Lineage) -> dict[Any, Any]:
     return {f: cmap(i % cmap.N) for i, f in enumerate(founders)}
 
 
-def plot_fitness(records: list[dict[str, Any]], lineage: Lineage, target: float | None,
+def plot_fitness(records: list[GenerationRecord], lineage: Lineage, target: float | None,
                  path: Path, title: str) -> None:
     """Each member's fitness (colour = founder) and the elite's against env steps; a diverged
     member has no fitness to place it by, so it is a red triangle on the x-axis."""
     fig, ax = _axes((9, 5), "env steps (all members)", "fitness (mean evaluation return)",
                     f"fitness — {title}")
-    steps = {r["generation"]: r["total_env_steps"] for r in records}
+    steps = {r.generation: r.total_env_steps for r in records}
     colours = _founder_colours(lineage)
     alive = [n for n in lineage.nodes if n.fitness is not None]
     ax.scatter([], [], s=16, color="gray", label="member (colour = founder)")
     ax.scatter([steps[n.generation] for n in alive], [n.fitness for n in alive], s=16, alpha=0.7,
                c=[colours[n.founder] for n in alive])
-    elite = [(r["total_env_steps"], r["elite_fitness"]) for r in records
-             if _finite(r.get("elite_fitness"))]
+    elite = [(r.total_env_steps, r.elite_fitness) for r in records
+             if math.isfinite(r.elite_fitness)]
     ax.plot([x for x, _ in elite], [y for _, y in elite], "k.-", lw=1.8, label="elite")
     dead = [steps[n.generation] for n in lineage.nodes if n.fitness is None]
     if dead:
@@ -338,39 +323,17 @@ def plot_lineage(lineage: Lineage, path: Path, title: str) -> None:
     fig.savefig(path)
 
 
-def plot_learning_curve(records: list[dict[str, Any]], summary: dict[str, Any], path: Path,
-                        title: str) -> None:
-    """A single agent: mean return of its last 20 training episodes against env steps, and the
-    final evaluation from summary.json."""
-    fig, ax = _axes((8, 4.5), "env steps", "episode return", f"learning curve — {title}")
-    points = [(r["env_steps"], r["mean_return_20"]) for r in records
-              if _finite(r.get("mean_return_20"))]
-    ax.plot([x for x, _ in points], [y for _, y in points], color="C0",
-            label="mean return of the last 20 training episodes")
-    if _finite(summary.get("mean_return")) and _finite(summary.get("std_return")):
-        ax.errorbar([records[-1]["env_steps"]], [summary["mean_return"]], fmt="o", capsize=4,
-                    yerr=[summary["std_return"]], color="C3", label="final evaluation (± sd)")
-    ax.legend(loc="best", fontsize=8)
-    fig.savefig(path)
-
-
 def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     """Writes the run's PNGs into `out_dir` (default run_dir/plots) and returns their paths."""
     run_dir = Path(run_dir)
-    evolution, records = load_metrics(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / "plots"
+    records = load_metrics(run_dir)
+    out = Path(out_dir) if out_dir is not None else RunDir(run_dir).plots
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the plot directory {out}: {err.strerror}") from None
     title = run_dir.resolve().name
-    if not evolution:
-        path = out / PlotFile.LEARNING_CURVE.value
-        summary = _read_mapping(run_dir / SUMMARY_FILE, json.loads)
-        plot_learning_curve(records, summary, path, title)
-        return [path]
-    lineage_file = run_dir / LINEAGE_FILE
-    lineage = build_lineage(records, read_jsonl(lineage_file))
+    lineage = build_lineage(records, RunDir(run_dir).lineage_records())
     paths = [out / f.value for f in (PlotFile.FITNESS, PlotFile.HPARAMS, PlotFile.LINEAGE)]
     plot_fitness(records, lineage, read_target(run_dir), paths[0], title)
     plot_hparams(lineage, paths[1], title)

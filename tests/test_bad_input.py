@@ -143,7 +143,7 @@ def test_a_used_run_dir_is_refused_and_overwrite_clears_the_old_plots(tmp_path: 
     cfg.write_text(yaml.safe_dump(single))
     assert main([*argv, "--overwrite"]) == 0
     plots = sorted(p.name for p in (tmp_path / "run" / "plots").iterdir())
-    assert plots == ["learning_curve.png"]
+    assert plots == ["fitness.png", "hparams.png", "lineage.png"]  # the single agent's own
     (tmp_path / "file").write_text("x")
     code, err = _run_cli(capsys, ["train", str(cfg), "--run-dir", str(tmp_path / "file")])
     _assert_one_line_error(code, err, "is a file")
@@ -164,13 +164,13 @@ def test_malformed_set_value_and_binary_config(tmp_path: Path, capsys):
 def agent_file(tmp_path_factory) -> Path:
     """A real agent file from a tiny single-agent run on CartPoleNoVel."""
     from evopop.config import parse_config
-    from evopop.training import train_single
+    from evopop.evolution.runner import run_evolution
 
     run_dir = tmp_path_factory.mktemp("agent")
     config = {**BASE, "max_steps": 64}
     config.pop("evolution")
-    train_single(parse_config(config), run_dir / "run", progress=False)
-    return run_dir / "run" / "agent.safetensors"
+    run_evolution(parse_config(config), run_dir / "run", progress=False)
+    return run_dir / "run" / "elite.safetensors"
 
 
 def _evaluate_cases(agent: Path, tmp: Path) -> list[tuple[str, list[str], str]]:

@@ -8,6 +8,7 @@ import pytest
 
 from evopop.agents.checkpoint import load_agent
 from evopop.cli import main
+from evopop.rundir import RunDir
 
 TINY = """
 env: {id: CartPoleNoVel-v1, num_envs: 2}
@@ -23,14 +24,41 @@ def test_train_writes_a_run_directory(tmp_path, capsys):
     cfg.write_text(TINY)
     run = tmp_path / "run"
     assert main(["train", str(cfg), "--run-dir", str(run), "--quiet", "--seed", "3"]) == 0
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["env_steps"] == 128 and summary["seed"] == 3
+    summary = RunDir(run).read_summary()
+    assert summary.total_env_steps == 128 and summary.generations == 2  # one rollout each
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert "seed: 3" in (run / "config.yaml").read_text()
-    assert (run / "plots" / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"  # plotted after
-    agent = load_agent(run / "agent.safetensors")
+    assert (run / "plots" / "fitness.png").read_bytes()[:4] == b"\x89PNG"  # plotted after
+    agent = load_agent(run / "elite.safetensors")
     assert agent.spec.cell.value == "gru"
-    assert json.loads(capsys.readouterr().out)["weights_sha256"] == summary["weights_sha256"]
+    assert json.loads(capsys.readouterr().out) == summary.to_json()
+
+
+def test_a_single_agent_run_resumes_and_logs_to_wandb(tmp_path, capsys, monkeypatch):
+    runs = []
+    stub = type(sys)("wandb")
+    stub.init = lambda **kwargs: runs.append(_WandbRun()) or runs[-1]
+    monkeypatch.setitem(sys.modules, "wandb", stub)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "--run-dir", str(run), "--quiet", "--wandb"]) == 0
+    (run / "summary.json").unlink()
+    assert main(["train", "--resume", str(run), "--quiet", "--wandb"]) == 0
+    assert [step for _, step in runs[0].points] == [64, 128] and runs[1].points == []
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert RunDir(run).read_summary().total_env_steps == 128
+
+
+class _WandbRun:
+    def __init__(self) -> None:
+        self.points: list = []
+
+    def log(self, point, step):
+        self.points.append((point, step))
+
+    def finish(self):
+        pass
 
 
 @pytest.mark.parametrize(("content", "args", "fragment"), [

@@ -18,6 +18,7 @@ from evopop.config import load_config, parse_config
 from evopop.errors import UserError
 from evopop.evolution.loop import _next_generation
 from evopop.evolution.population import load_state
+from evopop.rundir import RunDir
 
 TINY = {
     "env": {"id": "CartPoleNoVel-v1", "num_envs": 4},
@@ -35,7 +36,8 @@ VOLATILE = {"wall_s", "steps_per_s"}
 def _run(tmp_path: Path, name: str, workers: int = 1, **changes) -> tuple[dict, Path]:
     config = parse_config({**TINY, **changes})
     run_dir = tmp_path / name
-    return runner.run_evolution(config, run_dir, progress=False, workers=workers), run_dir
+    summary = runner.run_evolution(config, run_dir, progress=False, workers=workers)
+    return summary.to_json(), run_dir
 
 
 def _stop_after_generation(monkeypatch, generation: int, before_stop=None) -> None:
@@ -104,8 +106,9 @@ def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):
     for slot, member in enumerate(state.members):
         member.fitness.append(float(slot))  # member 3 is the elite
     before = {m.id: agent_to_bytes(m.agent) for m in state.members}
-    with (tmp_path / "lineage.jsonl").open("w") as lineage:
-        _next_generation(state, runner.settings(config), lineage)
+    born = _next_generation(state, runner.settings(config))
+    assert [(r.id, r.parent_id, r.generation) for r in born] == \
+        [(m.id, m.parent_id, 1) for m in state.members[1:]]
     elite, children = state.members[0], state.members[1:]
     assert elite.id == 3 and agent_to_bytes(elite.agent) == before[3]
     assert all(c.id >= 4 and c.parent_id in before for c in children)
@@ -126,7 +129,7 @@ def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
     assert load_state(run_dir / "checkpoint.safetensors").generation == 2
     resumed = runner.run_evolution(load_config(run_dir / "config.yaml"), run_dir, resume=True,
                                    progress=False)
-    assert _stable(resumed) == _stable(straight)
+    assert _stable(resumed.to_json()) == _stable(straight)
     assert _metrics(run_dir) == _metrics(straight_dir)
 
 
@@ -168,7 +171,7 @@ def test_evolution_solves_cartpole_novel(tmp_path):
     """End to end on the bundled config: the elite reaches the 475 target."""
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "cartpole_novel.yaml")
     summary = runner.run_evolution(config, tmp_path, progress=False, workers=2)
-    assert summary["target_reached"] and summary["elite_fitness"] >= 475
+    assert summary.target_reached and summary.elite_fitness >= 475
 
 
 def test_ctrl_c_exits_cleanly_and_the_run_resumes_to_the_same_result(tmp_path):
@@ -223,7 +226,7 @@ def test_resuming_a_finished_run_keeps_every_log_line(tmp_path):
     summary, run_dir = _run(tmp_path, "done")
     metrics = _metrics(run_dir)
     again = runner.run_evolution(parse_config(TINY), run_dir, resume=True, progress=False)
-    assert _stable(again) == _stable(summary) and _metrics(run_dir) == metrics
+    assert _stable(again.to_json()) == _stable(summary) and _metrics(run_dir) == metrics
 
 
 def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
@@ -238,7 +241,7 @@ def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
     straight, straight_dir = _run(tmp_path, "straight")
     resumed = runner.run_evolution(parse_config(TINY), tmp_path / "torn", resume=True,
                                    progress=False)
-    assert _stable(resumed) == _stable(straight)
+    assert _stable(resumed.to_json()) == _stable(straight)
     lineage = (tmp_path / "torn" / "lineage.jsonl").read_text()
     assert lineage == (straight_dir / "lineage.jsonl").read_text()
 
@@ -249,7 +252,7 @@ def test_a_used_run_dir_is_refused_unless_overwritten(tmp_path):
         runner.run_evolution(parse_config(TINY), run_dir, progress=False)
     summary = runner.run_evolution(parse_config({**TINY, "max_steps": 256}), run_dir,
                                    progress=False, overwrite=True)
-    assert summary["generations"] == 1
+    assert summary.generations == 1
     assert len(_metrics(run_dir)) == 1
 
 
@@ -259,3 +262,34 @@ def test_async_envs_work_inside_worker_processes(tmp_path):
     sync, _ = _run(tmp_path, "sync", workers=1, env={**env, "vectorization": "sync"},
                    max_steps=256)
     assert summary["elite_sha256"] == sync["elite_sha256"]
+
+
+SINGLE = {k: v for k, v in TINY.items() if k != "evolution"} | {"eval_episodes": 2}
+
+
+def test_single_agent_generation_length_is_whole_rollouts_about_a_twentieth():
+    rollout = 4 * 32
+    assert runner.single_agent_evo_steps(parse_config({**SINGLE, "max_steps": 1024})) == rollout
+    assert runner.single_agent_evo_steps(parse_config({**SINGLE, "max_steps": 40 * rollout})) \
+        == 2 * rollout
+    evo = runner.evolution_of(parse_config(SINGLE))
+    assert (evo.population_size, evo.tournament_size, evo.elitism, evo.target) == (1, 1, True, None)
+    assert evo.eval_loop == 2 and evo.mutation.none == 1.0
+
+
+def test_a_single_agent_is_a_population_of_one_and_resumes_exactly(tmp_path, monkeypatch):
+    straight, straight_dir = _run(tmp_path, "straight", **{"evolution": None, "eval_episodes": 2})
+    metrics = _metrics(straight_dir)
+    assert straight["generations"] == len(metrics) == 8 and straight["total_env_steps"] == 1024
+    assert all(len(m["members"]) == 1 and m["members"][0]["id"] == 0 for m in metrics)
+    assert len(RunDir(straight_dir).lineage_records()) == 1  # the founder, never mutated
+    assert load_agent(straight_dir / "elite.safetensors").spec.cell.value == "lstm"
+    _stop_after_generation(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "resumed", **{"evolution": None, "eval_episodes": 2})
+    monkeypatch.undo()
+    run_dir = tmp_path / "resumed"
+    resumed = runner.run_evolution(load_config(run_dir / "config.yaml"), run_dir, resume=True,
+                                   progress=False)
+    assert _stable(resumed.to_json()) == _stable(straight)
+    assert _metrics(run_dir) == metrics

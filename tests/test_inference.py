@@ -13,10 +13,10 @@ from evopop.agents.checkpoint import AgentFileError, load_agent, save_agent
 from evopop.config import parse_config
 from evopop.envs import EnvError, EnvSpec, make_env
 from evopop.errors import UserError
+from evopop.evolution.runner import run_evolution
 from evopop.inference import evaluate_agent_file
-from evopop.rundir import AGENT_FILE
+from evopop.rundir import RunDir
 from evopop.seeding import torch_generator
-from evopop.training import train_single
 
 CAP = 20  # max_episode_steps of the training env: short episodes keep recordings small
 
@@ -30,8 +30,8 @@ def agent_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "max_steps": 256, "eval_episodes": 2, "seed": 3,
     })
     run_dir = tmp_path_factory.mktemp("run")
-    train_single(config, run_dir, progress=False)
-    return run_dir / AGENT_FILE
+    run_evolution(config, run_dir, progress=False)
+    return RunDir(run_dir).elite
 
 
 def gif_frame_count(data: bytes) -> int:
@@ -68,7 +68,8 @@ def test_report_equals_direct_evaluate_on_the_training_env(agent_file: Path) -> 
     assert max(report.lengths) <= CAP  # the file's env kwargs were applied
     assert report.env_id == "CartPoleNoVel-v1" and report.deterministic
     lines = report.lines()
-    assert lines[1].startswith(f"return  {report.mean:.1f} ± {report.std:.1f}  (min ")
+    std = f"{report.std:.1f}" if report.std >= 1 or report.std == 0 else f"{report.std:.3g}"
+    assert lines[1].startswith(f"return  {report.mean:.1f} ± {std}  (min ")
     assert lines[1].endswith("over 4 episodes")
     assert lines[2] == f"length  {report.mean_length:.1f} ± {report.std_length:.1f}"
     assert json.loads(json.dumps(report.to_dict()))["returns"] == list(report.returns)

@@ -13,6 +13,7 @@ from evopop.agents.evaluation import evaluate
 from evopop.envs import make_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, final_metrics, mean_metrics
 from evopop.evolution.tracking import WandbLogger
+from evopop.records import GenerationRecord, MemberRecord
 from evopop.seeding import torch_generator
 
 
@@ -88,9 +89,12 @@ def test_wandb_gets_the_elites_episode_metrics_without_nones(tmp_path, monkeypat
     stub = type(sys)("wandb")
     stub.init = lambda **kwargs: Run()
     monkeypatch.setitem(sys.modules, "wandb", stub)
-    record = {"elite_fitness": 1.0, "best_fitness": 1.0, "steps_per_s": 5.0,
-              "total_env_steps": 10, "members": [{"fitness": 1.0, "hparams": {"lr": 0.1}}],
-              "elite_metrics": {"alive": 1.0, "failed_orbits_completed": None}}
+    member = MemberRecord(id=0, parent_id=None, fitness=1.0, eval_returns=(1.0,),
+                          train_return=None, finite=True, env_steps=10, hparams={"lr": 0.1},
+                          spec={}, mutation=None)
+    record = GenerationRecord(generation=0, total_env_steps=10, wall_s=2.0, steps_per_s=5.0,
+                              best_fitness=1.0, elite_fitness=1.0, members=(member,),
+                              elite_metrics={"alive": 1.0, "failed_orbits_completed": None})
     WandbLogger(tmp_path, {}, "run").log(record)
     (point, step), = points
     assert step == 10 and point["elite/alive"] == 1.0

@@ -21,8 +21,8 @@ from evopop.plots import (
     plot_run,
     read_target,
 )
-from evopop.rundir import read_jsonl
-from evopop.training import train_single
+from evopop.records import GenerationRecord, LineageRecord, RecordError
+from evopop.rundir import RunDir
 
 TINY = {
     "env": {"id": "CartPoleNoVel-v1", "num_envs": 2},
@@ -38,9 +38,17 @@ EVOLUTION = {"population_size": 3, "tournament_size": 2, "evo_steps": 64, "eval_
 
 def _member(mid, parent, fitness, lr=1e-3, hidden=16, head=(16,), mutation=None):
     return {"id": mid, "parent_id": parent, "fitness": fitness, "env_steps": 64,
+            "eval_returns": [] if fitness is None else [fitness], "train_return": None,
+            "finite": fitness is not None,
             "hparams": {"lr": lr, "batch_size": 64, "anneal": False, "vf_clip": None},
             "spec": {"cell": "lstm", "hidden_size": hidden, "head": list(head)},
             "mutation": mutation}
+
+
+def _generation(g, elite, members):
+    return {"generation": g, "total_env_steps": 192 * (g + 1), "wall_s": 1.0 + g,
+            "steps_per_s": 100.0, "best_fitness": elite, "elite_fitness": elite,
+            "members": members}
 
 
 HP_LR = {"kind": "hyperparameter", "detail": "lr", "old": 1e-3, "new": 2e-3}
@@ -48,16 +56,14 @@ ARCH = {"kind": "architecture", "detail": "grow_hidden hidden_size", "old": 16, 
 SKIPPED = {"kind": "none", "detail": "new_layer skipped: head already has 1 layers"}
 LAYER = {"kind": "new_layer", "detail": "head", "old": [16], "new": [16, 16]}
 # three generations of three members: founders 0-2; the elite (id 1, then id 3) passes on in slot 0
+# (JSON as a run before schema versions wrote it: no schema_version, which reads as version 1)
 RECORDS = [
-    {"generation": 0, "total_env_steps": 192, "elite_fitness": 5.0, "members": [
-        _member(0, None, 1.0), _member(1, None, 5.0), _member(2, None, None)]},
-    {"generation": 1, "total_env_steps": 384, "elite_fitness": 7.0, "members": [
-        _member(1, None, 5.0), _member(3, 1, 7.0, lr=2e-3, mutation=HP_LR),
-        _member(4, 0, 2.0, hidden=32, mutation=ARCH)]},
-    {"generation": 2, "total_env_steps": 576, "elite_fitness": 9.0, "members": [
-        _member(3, 1, 9.0, lr=2e-3, mutation=HP_LR),
-        _member(5, 3, 9.0, lr=2e-3, mutation=SKIPPED),
-        _member(6, 4, 1.0, hidden=32, head=(16, 16), mutation=LAYER)]},
+    _generation(0, 5.0, [_member(0, None, 1.0), _member(1, None, 5.0), _member(2, None, None)]),
+    _generation(1, 7.0, [_member(1, None, 5.0), _member(3, 1, 7.0, lr=2e-3, mutation=HP_LR),
+                         _member(4, 0, 2.0, hidden=32, mutation=ARCH)]),
+    _generation(2, 9.0, [_member(3, 1, 9.0, lr=2e-3, mutation=HP_LR),
+                         _member(5, 3, 9.0, lr=2e-3, mutation=SKIPPED),
+                         _member(6, 4, 1.0, hidden=32, head=(16, 16), mutation=LAYER)]),
 ]
 LINEAGE = [{"generation": 0, "id": i, "parent_id": None, "born": 0, "mutation": None}
            for i in range(3)] + [
@@ -66,6 +72,8 @@ LINEAGE = [{"generation": 0, "id": i, "parent_id": None, "born": 0, "mutation": 
     {"generation": 2, "id": 5, "parent_id": 3, "born": 2, "mutation": SKIPPED},
     {"generation": 2, "id": 6, "parent_id": 4, "born": 2, "mutation": LAYER},
 ]
+GENERATIONS = [GenerationRecord.from_json(r) for r in RECORDS]
+LINEAGE_RECORDS = [LineageRecord.from_json(r) for r in LINEAGE]
 EXPECTED_EDGES = [
     Edge((0, 1), (1, 0), Change.KEPT, "elite"),
     Edge((0, 1), (1, 1), Change.HYPERPARAMETER, "hp:lr"),
@@ -92,7 +100,7 @@ def _assert_png(path: Path, min_width: int = 600, min_height: int = 300) -> None
 
 
 def test_lineage_edges_founders_and_elites_from_handcrafted_logs():
-    lineage = build_lineage(RECORDS, LINEAGE)
+    lineage = build_lineage(GENERATIONS, LINEAGE_RECORDS)
     assert lineage.edges == EXPECTED_EDGES
     by_id = {(n.generation, n.id): n for n in lineage.nodes}
     assert [by_id[(2, i)].founder for i in (3, 5, 6)] == [1, 1, 0]
@@ -101,7 +109,7 @@ def test_lineage_edges_founders_and_elites_from_handcrafted_logs():
 
 
 def test_trajectories_follow_only_values_that_vary():
-    lineage = build_lineage(RECORDS, LINEAGE)
+    lineage = build_lineage(GENERATIONS, LINEAGE_RECORDS)
     # batch_size is constant, booleans and nulls are not plotted
     assert lineage.varying() == ["lr", "hidden_size", "head_nodes", "head_layers"]
     child = next(n for n in lineage.nodes if n.id == 6)
@@ -110,10 +118,10 @@ def test_trajectories_follow_only_values_that_vary():
 
 
 def test_labels_come_from_metrics_without_lineage_file_and_stop_at_a_gap():
-    assert build_lineage(RECORDS, []).edges == EXPECTED_EDGES
-    gapped = build_lineage([RECORDS[0], RECORDS[2]], LINEAGE)
+    assert build_lineage(GENERATIONS, []).edges == EXPECTED_EDGES
+    gapped = build_lineage([GENERATIONS[0], GENERATIONS[2]], LINEAGE_RECORDS)
     assert gapped.edges == []  # generation 1 is missing: nothing to connect generation 2 to
-    assert build_lineage(RECORDS[1:], LINEAGE).edges == EXPECTED_EDGES[3:]
+    assert build_lineage(GENERATIONS[1:], LINEAGE_RECORDS).edges == EXPECTED_EDGES[3:]
 
 
 def test_every_mutation_kind_has_a_short_label():
@@ -127,8 +135,7 @@ def test_every_mutation_kind_has_a_short_label():
 
 def test_torn_last_line_is_skipped_and_plots_are_written(tmp_path):
     run_dir = _write_run(tmp_path / "run", RECORDS, tail='{"generation": 3, "total_env_st')
-    evolution, records = load_metrics(run_dir)
-    assert evolution and [r["generation"] for r in records] == [0, 1, 2]
+    assert [r.generation for r in load_metrics(run_dir)] == [0, 1, 2]
     assert read_target(run_dir) == 475.0
     paths = plot_run(run_dir)
     assert [p.name for p in paths] == ["fitness.png", "hparams.png", "lineage.png"]
@@ -140,17 +147,22 @@ def test_torn_last_line_is_skipped_and_plots_are_written(tmp_path):
 def test_nothing_varied_still_gives_an_hparams_picture(tmp_path):
     same = [{**r, "members": [{**m, "hparams": {"lr": 1e-3}, "spec": {"hidden_size": 16}}
                               for m in r["members"]]} for r in RECORDS]
-    assert build_lineage(same, LINEAGE).varying() == []
+    typed = [GenerationRecord.from_json(r) for r in same]
+    assert build_lineage(typed, LINEAGE_RECORDS).varying() == []
     paths = plot_run(_write_run(tmp_path / "run", same), tmp_path / "out")
     assert read_target(tmp_path / "nowhere") is None
     _assert_png(paths[1])
 
 
-@pytest.mark.parametrize("content", ["", "\n\n", "not json\n{\"generation\": 0, \"tot",
-                                     '{"foo": 1}\n'])
-def test_unreadable_metrics_is_one_line_user_error(tmp_path, content):
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "no readable metrics lines"), ("\n\n", "no readable metrics lines"),
+    ("not json\n{\"generation\": 0, \"tot", "no readable metrics lines"),
+    ('{"foo": 1}\n', "line 1: not a generation record: 'generation' is missing"),
+    ('{"env_steps": 64, "loss": 0.5}\n', "not a generation record"),  # a foreign log
+])
+def test_unreadable_metrics_is_one_line_user_error(tmp_path, content, message):
     (tmp_path / "metrics.jsonl").write_text(content)
-    with pytest.raises(UserError, match="no readable metrics lines") as err:
+    with pytest.raises(UserError, match=message) as err:
         plot_run(tmp_path)
     assert "\n" not in str(err.value)
 
@@ -166,10 +178,14 @@ def test_missing_run_dir_or_metrics_is_user_error(tmp_path):
         plot_run(run_dir, tmp_path / "file")
 
 
-def test_read_jsonl_skips_torn_and_foreign_lines(tmp_path):
-    path = tmp_path / "log.jsonl"
-    path.write_text('{"a": 1}\n[1, 2]\n{"b": \n\n{"c": 3}\n')
-    assert read_jsonl(path) == [{"a": 1}, {"c": 3}]
+def test_reading_logs_skips_torn_lines_and_refuses_foreign_ones(tmp_path):
+    run = RunDir(tmp_path)
+    lines = [json.dumps(RECORDS[0]), "[1, 2]", '{"generation": 1, "tot', "", json.dumps(RECORDS[1])]
+    run.metrics.write_text("\n".join(lines) + "\n")
+    assert run.generations() == GENERATIONS[:2]
+    run.metrics.write_text(json.dumps(RECORDS[0]) + '\n{"members": []}\n')
+    with pytest.raises(RecordError, match=r"metrics\.jsonl line 2: not a generation record"):
+        run.generations()
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +197,8 @@ def evolution_run(tmp_path_factory) -> Path:
 
 
 def test_real_evolution_run(evolution_run, tmp_path):
-    _, records = load_metrics(evolution_run)
-    lineage = build_lineage(records, read_jsonl(evolution_run / "lineage.jsonl"))
+    records = load_metrics(evolution_run)
+    lineage = build_lineage(records, RunDir(evolution_run).lineage_records())
     generations = len(records)
     assert generations == 3 and len(lineage.nodes) == 3 * generations
     # every later member has exactly one predecessor; with elitism one of them is the kept elite,
@@ -199,10 +215,13 @@ def test_real_evolution_run(evolution_run, tmp_path):
         _assert_png(path)
 
 
-def test_real_single_agent_run(tmp_path):
+def test_real_single_agent_run_gets_the_same_pictures(tmp_path):
+    """A single agent is a population of one: its fitness picture is its learning curve."""
     run_dir = tmp_path / "single"
-    train_single(parse_config({**TINY, "eval_episodes": 2}), run_dir, progress=False)
-    assert not load_metrics(run_dir)[0]
+    run_evolution(parse_config({**TINY, "eval_episodes": 2}), run_dir, progress=False)
+    records = load_metrics(run_dir)
+    assert [len(r.members) for r in records] == [1] * len(records) and len(records) > 1
     paths = plot_run(run_dir)
-    assert paths == [run_dir / "plots" / "learning_curve.png"]
-    _assert_png(paths[0])
+    assert paths == [run_dir / "plots" / f for f in ("fitness.png", "hparams.png", "lineage.png")]
+    for path in paths:
+        _assert_png(path, min_height=280)

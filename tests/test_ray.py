@@ -22,7 +22,7 @@ from evopop.evolution import runner  # noqa: E402
 from evopop.evolution.ray_backend import RayBackend  # noqa: E402
 from evopop.execution import Placement  # noqa: E402
 from evopop.execution.cluster import RayError, RaySettings  # noqa: E402
-from evopop.rundir import METRICS_FILE, read_jsonl  # noqa: E402
+from evopop.rundir import RunDir  # noqa: E402
 from evopop.sweep.run import run_plan  # noqa: E402
 from evopop.sweep.spec import plan_sweep  # noqa: E402
 
@@ -46,7 +46,7 @@ def local_ray():
 def _run(tmp_path: Path, name: str, **changes) -> dict:
     config = parse_config({**TINY, **changes})
     return runner.run_evolution(config, tmp_path / name, progress=False, workers=1
-                                if changes.get("backend") == "local" else None)
+                                if changes.get("backend") == "local" else None).to_json()
 
 
 def test_ray_backend_gives_the_local_elite_and_metrics(tmp_path):
@@ -54,8 +54,8 @@ def test_ray_backend_gives_the_local_elite_and_metrics(tmp_path):
     on_ray = _run(tmp_path, "ray", backend="ray")
     assert on_ray["elite_sha256"] == local["elite_sha256"]
     assert on_ray["best_fitness"] == local["best_fitness"]
-    logs = [read_jsonl(tmp_path / name / METRICS_FILE) for name in ("local", "ray")]
-    results = [[[(m["id"], m["fitness"], m["eval_returns"], m["hparams"]) for m in line["members"]]
+    logs = [RunDir(tmp_path / name).generations() for name in ("local", "ray")]
+    results = [[[(m.id, m.fitness, m.eval_returns, m.hparams) for m in line.members]
                 for line in log] for log in logs]
     assert len(results[0]) > 1 and results[0] == results[1]  # every member, every generation
 

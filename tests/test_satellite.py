@@ -23,7 +23,7 @@ from evopop.envs.satellite import (
     register_satellite_env,
 )
 from evopop.evolution.runner import run_evolution
-from evopop.rundir import METRICS_FILE, read_jsonl
+from evopop.rundir import RunDir
 
 SHORT = {"duration_orbits": 0.2}  # ~1140 s of sim time: a whole episode in about a second
 
@@ -134,14 +134,14 @@ def test_short_evolutionary_run_logs_the_satellite_metrics(satellite_ready: Path
                       "eval_loop": 2},
     })
     summary = run_evolution(config, tmp_path / "run", progress=False)
-    assert summary["generations"] == 2 and summary["total_env_steps"] == 256
-    lines = read_jsonl(tmp_path / "run" / METRICS_FILE)
+    assert summary.generations == 2 and summary.total_env_steps == 256
+    lines = RunDir(tmp_path / "run").generations()
     expected = {f.name for f in dataclasses.fields(EpisodeMetrics)}
     for line in lines:
-        assert set(line["elite_metrics"]) == expected
-        assert 0.0 <= line["elite_metrics"]["alive"] <= 1.0
-        assert line["elite_metrics"]["orbits_completed"] <= SHORT["duration_orbits"] + 1e-6
-        for member in line["members"]:
-            assert set(member["eval_metrics"]) == expected
+        assert set(line.elite_metrics) == expected
+        assert 0.0 <= line.elite_metrics["alive"] <= 1.0
+        assert line.elite_metrics["orbits_completed"] <= SHORT["duration_orbits"] + 1e-6
+        for member in line.members:
+            assert set(member.eval_metrics) == expected
     # 64 steps of ~100-180 s actions on 1140 s episodes: training episodes ended and were logged
-    assert any(m["train_metrics"] for line in lines for m in line["members"])
+    assert any(m.train_metrics for line in lines for m in line.members)

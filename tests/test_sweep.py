@@ -13,7 +13,8 @@ import yaml
 
 import evopop.sweep.run as sweep_run
 from evopop.errors import UserError
-from evopop.rundir import read_jsonl
+from evopop.records import GenerationRecord, MemberRecord
+from evopop.rundir import RunDir
 from evopop.sweep import load_sweep, plan_sweep, rank_settings, run_sweep, steps_to_target
 from evopop.sweep.spec import setting_slugs
 
@@ -131,14 +132,21 @@ def test_a_bad_env_id_fails_before_any_run(tmp_path):
     assert not (tmp_path / "out" / "runs").exists()
 
 
+def _generation(g: int, elite: float, steps: int) -> GenerationRecord:
+    member = MemberRecord(id=0, parent_id=None, fitness=elite, eval_returns=(), train_return=None,
+                          finite=math.isfinite(elite), env_steps=steps, hparams={}, spec={},
+                          mutation=None)
+    return GenerationRecord(generation=g, total_env_steps=steps, wall_s=1.5, steps_per_s=None,
+                            best_fitness=elite, elite_fitness=elite, members=(member,))
+
+
 def test_steps_to_target_from_a_handcrafted_metrics_file(tmp_path):
-    lines = [{"generation": 0, "elite_fitness": 100.0, "total_env_steps": 1000},
-             {"generation": 1, "elite_fitness": None, "total_env_steps": 2000},
-             {"generation": 2, "elite_fitness": 480.0, "total_env_steps": 3000},
-             {"generation": 3, "elite_fitness": 500.0, "total_env_steps": 4000}]
-    path = tmp_path / "metrics.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"generation": 4, "eli')
-    metrics = read_jsonl(path)
+    lines = [_generation(0, 100.0, 1000), _generation(1, -math.inf, 2000),
+             _generation(2, 480.0, 3000), _generation(3, 500.0, 4000)]
+    run = RunDir(tmp_path)
+    run.metrics.write_text("".join(json.dumps(x.to_json()) + "\n" for x in lines)
+                           + '{"generation": 4, "eli')
+    metrics = run.generations()
     assert metrics == lines  # the torn last line is skipped
     assert steps_to_target(metrics, 475) == 3000
     assert steps_to_target(metrics, 500) == 4000  # reaching the target exactly counts
@@ -185,7 +193,7 @@ def test_results_csv_summary_and_plot(finished):
         summary = json.loads((run_dir / "summary.json").read_text())
         assert float(line["best_fitness"]) == row["best_fitness"] == summary["best_fitness"]
         assert int(line["total_env_steps"]) == summary["total_env_steps"]
-        expected = steps_to_target(read_jsonl(run_dir / "metrics.jsonl"), 30)
+        expected = steps_to_target(RunDir(run_dir).generations(), 30)
         assert line["env_steps_to_target"] == ("" if expected is None else str(expected))
         assert (line["target_reached"] == "true") == summary["target_reached"]
     md = (out / "summary.md").read_text().splitlines()
@@ -267,12 +275,13 @@ def test_a_diverged_run_is_recorded_as_finished_and_unsolved(tmp_path, monkeypat
 
     def diverging(config, run_dir, **kwargs):
         run_dir.mkdir(parents=True)
-        (run_dir / "metrics.jsonl").write_text(json.dumps(
-            {"generation": 0, "total_env_steps": 64, "wall_s": 1.5, "elite_fitness": None}) + "\n")
+        RunDir(run_dir).append_generation(_generation(0, -math.inf, 64))
         raise PopulationDiverged("every member's loss or weights became non-finite")
 
     monkeypatch.setattr(sweep_run, "run_evolution", diverging)
     summary = sweep_run.execute_run(None, tmp_path / "run", resume=False)
-    assert summary["diverged"] and summary["best_fitness"] is None
-    assert (summary["generations"], summary["total_env_steps"]) == (1, 64)
+    assert summary.diverged and summary.best_fitness == -math.inf and summary.elite_sha256 is None
+    assert (summary.generations, summary.total_env_steps, summary.wall_s) == (1, 64, 1.5)
+    assert RunDir(tmp_path / "run").read_summary() == summary
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["best_fitness"] is None
     assert sweep_run.run_status(tmp_path / "run") is sweep_run.RunStatus.FINISHED

@@ -6,14 +6,10 @@ its config alone: the same seed gives the same elite on any backend and after an
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
-from typing import IO, Any
 
 import numpy as np
 
@@ -27,7 +23,8 @@ from evopop.evolution.selection import elite_index, tournament_select
 from evopop.evolution.settings import MutationSettings
 from evopop.evolution.task import TaskResult, TrainTask
 from evopop.execution.cluster import RaySettings
-from evopop.rundir import ELITE_FILE, LINEAGE_FILE, METRICS_FILE
+from evopop.records import GenerationRecord, LineageRecord, MemberRecord, json_number
+from evopop.rundir import RunDir
 from evopop.seeding import derive_seed, torch_generator
 
 
@@ -41,12 +38,6 @@ class Stream(IntEnum):
     MUTATE_TORCH = 4
     INIT_HP = 5
     INIT_WEIGHTS = 6
-
-
-def json_number(value: float) -> float | None:
-    """Non-finite fitness (a diverged member) is written as null: strict JSON readers reject
-    -Infinity."""
-    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -85,13 +76,15 @@ def _absorb(state: LoopState, results: list[TaskResult]) -> None:
         state.total_env_steps += result.env_steps
 
 
-def _next_generation(state: LoopState, s: LoopSettings, lineage: IO[str]) -> None:
-    """Selection, cloning and mutation; the elite (slot 0 with elitism) passes unchanged."""
+def _next_generation(state: LoopState, s: LoopSettings) -> list[LineageRecord]:
+    """Selection, cloning and mutation; the elite (slot 0 with elitism) passes unchanged.
+    Returns the lineage records of the children."""
     g = state.generation
     fitness = [m.fitness[-1] for m in state.members]
     select_rng = np.random.default_rng(derive_seed(s.seed, g, 0, Stream.SELECT))
     parents = tournament_select(fitness, s.tournament_size, s.elitism, select_rng)
     nxt: list[Member] = []
+    born: list[LineageRecord] = []
     for slot, parent in enumerate(parents):
         if s.elitism and slot == 0:
             nxt.append(state.members[parent])
@@ -101,53 +94,46 @@ def _next_generation(state: LoopState, s: LoopSettings, lineage: IO[str]) -> Non
         mutate_rng = np.random.default_rng(derive_seed(s.seed, g, slot, Stream.MUTATE))
         torch_gen = torch_generator(derive_seed(s.seed, g, slot, Stream.MUTATE_TORCH))
         child.mutation = mutate(child.agent, s.mutation, mutate_rng, torch_gen).to_dict()
-        lineage.write(json.dumps(lineage_line(child, g + 1)) + "\n")
+        born.append(lineage_record(child, g + 1))
         nxt.append(child)
-    lineage.flush()
     state.members = nxt
+    return born
 
 
-def lineage_line(member: Member, generation: int) -> dict[str, Any]:
-    return {"generation": generation, "id": member.id, "parent_id": member.parent_id,
-            "born": member.born, "mutation": member.mutation}
+def lineage_record(member: Member, generation: int) -> LineageRecord:
+    return LineageRecord(generation, member.id, member.parent_id, member.born, member.mutation)
 
 
-def _member_record(member: Member, result: TaskResult) -> dict[str, Any]:
-    record = {
-        "id": member.id, "parent_id": member.parent_id, "fitness": json_number(result.fitness),
-        "eval_returns": list(result.eval_returns), "train_return": result.train_return,
-        "finite": result.finite, "env_steps": member.env_steps,
-        "hparams": member.agent.params.to_dict(), "spec": member.agent.spec.to_dict(),
-        "mutation": member.mutation,
-    }
-    if result.train_metrics or result.eval_metrics:  # only envs that report episode metrics
-        record["train_metrics"] = result.train_metrics
-        record["eval_metrics"] = result.eval_metrics
-    return record
+def _member_record(member: Member, result: TaskResult) -> MemberRecord:
+    metrics = bool(result.train_metrics or result.eval_metrics)  # only envs that report them
+    return MemberRecord(
+        id=member.id, parent_id=member.parent_id, fitness=result.fitness,
+        eval_returns=result.eval_returns, train_return=result.train_return,
+        finite=result.finite, env_steps=member.env_steps,
+        hparams=member.agent.params.to_dict(), spec=member.agent.spec.to_dict(),
+        mutation=member.mutation,
+        train_metrics=result.train_metrics if metrics else None,
+        eval_metrics=result.eval_metrics if metrics else None)
 
 
 def _generation_record(
     state: LoopState, results: list[TaskResult], elite: int, wall: float
-) -> dict[str, Any]:
+) -> GenerationRecord:
     """One metrics.jsonl line; `elite_metrics` are the elite's evaluation-episode metrics."""
     steps = sum(r.env_steps for r in results)
-    members = [_member_record(m, r) for m, r in zip(state.members, results, strict=True)]
-    record = {
-        "generation": state.generation,
-        "total_env_steps": state.total_env_steps,
-        "wall_s": round(state.wall_s, 3),
-        "steps_per_s": round(steps / wall, 1) if wall > 0 else None,
-        "best_fitness": json_number(state.best_fitness),
-        "elite_fitness": json_number(state.elite_history[-1]),
-        "members": members,
-    }
-    if results[elite].eval_metrics:
-        record["elite_metrics"] = results[elite].eval_metrics
-    return record
+    return GenerationRecord(
+        generation=state.generation,
+        total_env_steps=state.total_env_steps,
+        wall_s=round(state.wall_s, 3),
+        steps_per_s=round(steps / wall, 1) if wall > 0 else None,
+        best_fitness=state.best_fitness,
+        elite_fitness=state.elite_history[-1],
+        members=tuple(_member_record(m, r) for m, r in zip(state.members, results, strict=True)),
+        elite_metrics=results[elite].eval_metrics or None)
 
 
-def _save_elite(run_dir: Path, elite: Member, generation: int, env: EnvSpec) -> None:
-    save_agent(elite.agent, run_dir / ELITE_FILE, extra={
+def _save_elite(run_dir: RunDir, elite: Member, generation: int, env: EnvSpec) -> None:
+    save_agent(elite.agent, run_dir.elite, extra={
         "env_id": env.id, "env": env.model_dump(mode="json"), "member_id": elite.id,
         "generation": generation,
         "fitness": json_number(elite.fitness[-1])})
@@ -157,38 +143,40 @@ def run_generations(
     state: LoopState,
     s: LoopSettings,
     backend: Backend,
-    run_dir: Path,
+    run_dir: RunDir,
     checkpoint: Callable[[LoopState], None],
-    on_generation: Callable[[LoopState, dict[str, Any]], None] | None = None,
+    on_generation: Callable[[LoopState, GenerationRecord], None] | None = None,
 ) -> LoopState:
     """Runs generations until the target fitness or `max_steps` per member is reached."""
-    with (run_dir / METRICS_FILE).open("a") as metrics, \
-            (run_dir / LINEAGE_FILE).open("a") as lineage:
-        while not state.finished:
-            start = time.perf_counter()
-            results = backend.map(_tasks(state, s))
-            _absorb(state, results)
-            fitness = [m.fitness[-1] for m in state.members]
-            elite_slot = elite_index(fitness)
-            elite = state.members[elite_slot]
-            state.elite_history.append(elite.fitness[-1])
-            state.best_fitness = max(state.best_fitness, elite.fitness[-1])
-            state.target_reached = s.target is not None and elite.fitness[-1] >= s.target
-            done_steps = all(m.env_steps >= s.max_steps for m in state.members)
-            state.finished = state.target_reached or done_steps
-            _save_elite(run_dir, elite, state.generation, s.env)
-            wall = time.perf_counter() - start
-            state.wall_s += wall
-            record = _generation_record(state, results, elite_slot, wall)
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-            if on_generation is not None:
-                on_generation(state, record)
-            if not state.finished:
-                _next_generation(state, s, lineage)
-                state.generation += 1
-            checkpoint(state)
+    while not state.finished:
+        start = time.perf_counter()
+        results = backend.map(_tasks(state, s))
+        _absorb(state, results)
+        elite_slot = _score(state, s)
+        _save_elite(run_dir, state.members[elite_slot], state.generation, s.env)
+        wall = time.perf_counter() - start
+        state.wall_s += wall
+        record = _generation_record(state, results, elite_slot, wall)
+        run_dir.append_generation(record)
+        if on_generation is not None:
+            on_generation(state, record)
+        if not state.finished:
+            run_dir.append_lineage(_next_generation(state, s))
+            state.generation += 1
+        checkpoint(state)
     return state
+
+
+def _score(state: LoopState, s: LoopSettings) -> int:
+    """Picks this generation's elite and updates the counters that decide whether to stop."""
+    elite_slot = elite_index([m.fitness[-1] for m in state.members])
+    fitness = state.members[elite_slot].fitness[-1]
+    state.elite_history.append(fitness)
+    state.best_fitness = max(state.best_fitness, fitness)
+    state.target_reached = s.target is not None and fitness >= s.target
+    done_steps = all(m.env_steps >= s.max_steps for m in state.members)
+    state.finished = state.target_reached or done_steps
+    return elite_slot
 
 
 def initial_members(agents: list[Agent]) -> list[Member]:

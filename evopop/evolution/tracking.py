@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from evopop.errors import UserError
+from evopop.records import GenerationRecord, json_number
 
 _WANDB_HOST = "api.wandb.ai"
 
@@ -43,21 +44,22 @@ class WandbLogger:
         self._run = self._wandb.init(project="evopop", name=name, config=config,
                                      dir=str(run_dir), mode=wandb_mode())
 
-    def log(self, record: dict[str, Any]) -> None:
-        fitness = np.array([m["fitness"] for m in record["members"]], np.float64)
+    def log(self, record: GenerationRecord) -> None:
+        fitness = np.array([m.fitness for m in record.members], np.float64)
         finite = fitness[np.isfinite(fitness)]
+        charted = np.where(np.isfinite(fitness), fitness, np.nan)  # a gap, not a -inf spike
         point = {
-            "elite_fitness": record["elite_fitness"],
-            "best_fitness": record["best_fitness"],
+            "elite_fitness": json_number(record.elite_fitness),
+            "best_fitness": json_number(record.best_fitness),
             "mean_fitness": float(finite.mean()) if finite.size else None,
-            "steps_per_s": record["steps_per_s"],
+            "steps_per_s": record.steps_per_s,
             "diverged_members": int((~np.isfinite(fitness)).sum()),
-            **{f"member_{i}/fitness": float(f) for i, f in enumerate(fitness)},
-            **{f"member_{i}/lr": m["hparams"]["lr"] for i, m in enumerate(record["members"])},
-            **{f"elite/{name}": value for name, value in record.get("elite_metrics", {}).items()
+            **{f"member_{i}/fitness": float(f) for i, f in enumerate(charted)},
+            **{f"member_{i}/lr": m.hparams["lr"] for i, m in enumerate(record.members)},
+            **{f"elite/{name}": value for name, value in (record.elite_metrics or {}).items()
                if value is not None},
         }
-        self._run.log(point, step=record["total_env_steps"])
+        self._run.log(point, step=record.total_env_steps)
 
     def close(self) -> None:
         self._run.finish()

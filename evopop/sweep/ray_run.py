@@ -9,7 +9,6 @@ from the last checkpoint.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,13 @@ def _run_task(config: RunConfig, run_dir: str) -> dict[str, Any]:
     checkpointed (it continues the run) rather than starting over."""
     import torch
 
-    from evopop.rundir import SUMMARY_FILE
+    from evopop.rundir import RunDir
     from evopop.sweep.run import RunStatus, execute_run, run_status
 
     torch.set_num_threads(1)
     status = run_status(Path(run_dir))
     if status is RunStatus.FINISHED:
-        return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+        return RunDir(Path(run_dir)).read_summary()
     return execute_run(config, Path(run_dir), status is RunStatus.STARTED)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evopop.atomic import atomic_write_bytes
+from evopop.records import GenerationRecord, RunSummary, json_number
 
 
 class Column(str, Enum):
@@ -37,28 +38,25 @@ SUMMARY_MD = "summary.md"
 SUMMARY_PNG = "summary.png"
 
 
-def steps_to_target(metrics: Iterable[Mapping[str, Any]], target: float | None) -> int | None:
+def steps_to_target(metrics: Iterable[GenerationRecord], target: float | None) -> int | None:
     """The run's `total_env_steps` at the first generation whose elite reached `target`."""
     if target is None:
         return None
-    for record in metrics:
-        elite = record.get("elite_fitness")
-        if elite is not None and elite >= target:
-            return int(record["total_env_steps"])
-    return None
+    return next((r.total_env_steps for r in metrics if r.elite_fitness >= target), None)
 
 
-def run_row(grid: Mapping[str, Any], seed: int, summary: Mapping[str, Any],
-            metrics: Iterable[Mapping[str, Any]], target: float | None,
+def run_row(grid: Mapping[str, Any], seed: int, summary: RunSummary,
+            metrics: Iterable[GenerationRecord], target: float | None,
             run_dir: str) -> dict[str, Any]:
-    """One results.csv row: the run's grid values, seed and outcome."""
+    """One results.csv row: the run's grid values, seed and outcome (a diverged run's best
+    fitness is an empty cell)."""
     return {**grid, Column.SEED.value: seed,
-            Column.TARGET_REACHED.value: bool(summary["target_reached"]),
-            Column.BEST_FITNESS.value: summary["best_fitness"],
+            Column.TARGET_REACHED.value: summary.target_reached,
+            Column.BEST_FITNESS.value: json_number(summary.best_fitness),
             Column.STEPS_TO_TARGET.value: steps_to_target(metrics, target),
-            Column.WALL_S.value: summary["wall_s"],
-            Column.GENERATIONS.value: summary["generations"],
-            Column.TOTAL_ENV_STEPS.value: summary["total_env_steps"],
+            Column.WALL_S.value: summary.wall_s,
+            Column.GENERATIONS.value: summary.generations,
+            Column.TOTAL_ENV_STEPS.value: summary.total_env_steps,
             Column.RUN_DIR.value: run_dir}
 
 

@@ -4,6 +4,7 @@ worker processes, finished runs skipped on resume, reports rewritten at the end.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import signal
 import sys
@@ -25,13 +26,14 @@ from evopop.evolution.backends import default_workers
 from evopop.evolution.runner import run_evolution
 from evopop.evolution.selection import PopulationDiverged
 from evopop.execution.placement import Placement
-from evopop.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, read_jsonl
+from evopop.records import RunSummary
+from evopop.rundir import CONFIG_FILE, RunDir
 from evopop.sweep.report import run_row, write_reports
 from evopop.sweep.spec import PlannedRun, SweepPlan, load_sweep
 
 RUNS_DIR = "runs"
 SWEEP_RECORD = "sweep.yaml"
-OnDone = Callable[[PlannedRun, dict[str, Any]], None]
+OnDone = Callable[[PlannedRun, RunSummary], None]
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -47,14 +49,15 @@ class RunStatus(str, Enum):
 
 
 def run_status(run_dir: Path) -> RunStatus:
-    if (run_dir / SUMMARY_FILE).is_file():
+    run = RunDir(run_dir)
+    if run.summary.is_file():
         return RunStatus.FINISHED
-    if (run_dir / CHECKPOINT_FILE).is_file():
+    if run.checkpoint.is_file():
         return RunStatus.STARTED
     return RunStatus.NEW
 
 
-def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any]:
+def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> RunSummary:
     """One evolutionary run, members one at a time (the sweep parallelises across runs).
 
     A run whose whole population diverges is a result, not a sweep failure: it is recorded as
@@ -64,12 +67,15 @@ def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any
         return run_evolution(config, run_dir, resume=resume, progress=False, workers=1,
                              overwrite=not resume)
     except PopulationDiverged:
-        metrics = read_jsonl(run_dir / METRICS_FILE)
-        summary = {"target_reached": False, "best_fitness": None, "elite_fitness": None,
-                   "generations": len(metrics), "wall_s": metrics[-1]["wall_s"] if metrics else 0,
-                   "total_env_steps": metrics[-1]["total_env_steps"] if metrics else 0,
-                   "diverged": True}
-        atomic_write_bytes(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        run = RunDir(run_dir)
+        metrics = run.generations()
+        last = metrics[-1] if metrics else None
+        summary = RunSummary(target_reached=False, best_fitness=-math.inf,
+                             elite_fitness=-math.inf, generations=len(metrics),
+                             total_env_steps=last.total_env_steps if last else 0,
+                             wall_s=last.wall_s if last else 0.0, elite_sha256=None,
+                             diverged=True)
+        run.write_summary(summary)
         return summary
 
 
@@ -179,23 +185,23 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
     atomic_write_bytes(out_dir / SWEEP_RECORD, yaml.safe_dump(plan.spec, sort_keys=False).encode())
     rows: dict[str, dict[str, Any]] = {}
 
-    def done(run: PlannedRun, summary: dict[str, Any], how: str = "") -> None:
-        run_dir = out_dir / RUNS_DIR / run.name
+    def done(run: PlannedRun, summary: RunSummary, how: str = "") -> None:
+        run_dir = RunDir(out_dir / RUNS_DIR / run.name)
         rows[run.name] = run_row(dict(zip(plan.keys, run.setting, strict=True)), run.seed,
-                                 summary, read_jsonl(run_dir / METRICS_FILE),
+                                 summary, run_dir.generations(),
                                  run.config.evolution.target, f"{RUNS_DIR}/{run.name}")
         if progress:
-            best = summary["best_fitness"]
+            best = summary.best_fitness
             print(f"[{len(rows)}/{len(plan.runs)}] {plan.label(run.setting)} seed {run.seed}: "
-                  f"best {'diverged' if best is None else f'{best:.1f}'}, "
-                  f"{summary['wall_s']:.1f} s{how}", file=sys.stderr, flush=True)
+                  f"best {f'{best:.1f}' if math.isfinite(best) else 'diverged'}, "
+                  f"{summary.wall_s:.1f} s{how}", file=sys.stderr, flush=True)
 
     todo = []
     for run in plan.runs:
         run_dir = out_dir / RUNS_DIR / run.name
         status = run_status(run_dir)
         if status is RunStatus.FINISHED:
-            done(run, json.loads((run_dir / SUMMARY_FILE).read_text()), " (already finished)")
+            done(run, RunDir(run_dir).read_summary(), " (already finished)")
         else:
             todo.append((run, status is RunStatus.STARTED))
     workers = min(workers or default_workers(), max(len(todo), 1))

@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 from evopop.agents import Agent, TrainResult, evaluate, train_agent
 from evopop.agents.checkpoint import atomic_write_bytes, save_agent, weights_sha256
-from evopop.agents.independent import RolloutEnvs, make_rollout_envs
 from evopop.config import RunConfig, dump_config
 from evopop.envs import make_vec_env
 from evopop.envs.metrics import mean_metrics
+from evopop.rollouts import Rollouts as RolloutEnvs
+from evopop.rollouts import make_rollout_envs
 from evopop.rundir import AGENT_FILE, METRICS_FILE, SUMMARY_FILE, prepare_fresh
 from evopop.seeding import spawn_seeds
 

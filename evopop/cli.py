@@ -76,10 +76,10 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
+    from evopop.execution.worker import set_one_thread
 
     config, run_dir = _train_config(args)
-    torch.set_num_threads(1)
+    set_one_thread()
     if config.evolution is None:
         if args.resume or args.wandb:
             raise CliError("--resume and --wandb apply to evolutionary runs "
@@ -114,11 +114,10 @@ def _plot_after_run(run_dir: Path, quiet: bool) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
+    from evopop.execution.worker import set_one_thread
     from evopop.inference import default_timeline_path, evaluate_agent_file
 
-    torch.set_num_threads(1)
+    set_one_thread()
     record = Path(args.record) if args.record else None
     plot = None if args.plot is None else Path(args.plot or default_timeline_path(args.agent))
     report = evaluate_agent_file(Path(args.agent), args.env, args.episodes, args.seed,

@@ -88,7 +88,7 @@ def test_an_aborting_close_kills_busy_workers(pool):
 
 @pytest.mark.parametrize("pool", [_fail], indirect=True)
 def test_an_exception_in_a_task_comes_back_with_its_traceback(pool):
-    with pytest.raises(WorkerError, match="member [01] failed in worker [01]:") as raised:
+    with pytest.raises(WorkerError, match=r"member [01] failed in worker [01]:") as raised:
         map_tasks(pool, [5, 7], "member")
     assert "Traceback" in str(raised.value) and "ValueError: bad value" in str(raised.value)
 

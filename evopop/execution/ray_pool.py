@@ -89,18 +89,19 @@ class RayPool:
         self.restarts += 1
         self._start(worker)
 
-    def pids(self) -> list[int]:
+    def _start_all(self) -> None:
         for worker in range(self.size):
             if worker not in self._actors:
                 self._start(worker)
+
+    def pids(self) -> list[int]:
+        self._start_all()
         return self._ray.get([self._actors[w].pid.remote() for w in range(self.size)])
 
     def unplaced(self, timeout_s: float) -> int:
         """Starts every actor; how many Ray could not place within `timeout_s` (e.g. the
         cluster's CPUs are all reserved)."""
-        for worker in range(self.size):
-            if worker not in self._actors:
-                self._start(worker)
+        self._start_all()
         probes = [actor.pid.remote() for actor in self._actors.values()]
         _, missing = self._ray.wait(probes, num_returns=len(probes), timeout=timeout_s)
         return len(missing)

@@ -1,7 +1,7 @@
 """Env-steps/s of independent stepping against Gymnasium's async (lockstep) vectorization.
 
 Both modes collect training rollouts through the same code path `train_agent` uses
-(`open_rollouts(...).collect`), with the same untrained recurrent policy, on the bsk-rl scanning
+(`make_rollout_envs(...).collect`), with the same untrained recurrent policy, on the bsk-rl scanning
 satellite (steps of a few ms that vary with the action, ~0.1 s resets). For W workers both get W
 env copies: async runs one process per copy and the learner does inference between lockstep
 steps; independent runs W processes that each step one copy with their own policy copy.
@@ -23,10 +23,9 @@ import time
 import torch
 
 from evopop.agents import Agent, NetSpec, PPOParams
-from evopop.agents.independent import make_rollout_envs
-from evopop.agents.train import open_rollouts
 from evopop.envs import EnvSpec, Vectorization
 from evopop.envs.satellite import SATELLITE_ENV_ID, register_satellite_env
+from evopop.rollouts import make_rollout_envs
 
 
 def steps_per_second(mode: Vectorization, copies: int, steps: int, rollouts: int) -> float:
@@ -38,11 +37,11 @@ def steps_per_second(mode: Vectorization, copies: int, steps: int, rollouts: int
     try:
         agent = Agent(envs.single_observation_space, envs.single_action_space,
                       NetSpec(hidden_size=64, head=(64,)), PPOParams(learn_step=steps))
-        source = open_rollouts(agent, envs, env_seed=0, sample_seed=1)
-        source.collect(agent, steps)  # warm-up: worker imports, first resets
+        envs.start(env_seed=0, sample_seed=1)
+        envs.collect(agent, steps)  # warm-up: worker imports, first resets
         start = time.perf_counter()
         for _ in range(rollouts):
-            source.collect(agent, steps)
+            envs.collect(agent, steps)
         return rollouts * steps * copies / (time.perf_counter() - start)
     finally:
         envs.close()

@@ -76,12 +76,11 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
     from evopop.evolution.runner import run_evolution
+    from evopop.execution.worker import set_one_thread
 
     config, run_dir = _train_config(args)
-    torch.set_num_threads(1)
+    set_one_thread()
     summary = run_evolution(config, run_dir, resume=bool(args.resume), progress=not args.quiet,
                             workers=args.workers, wandb=args.wandb, overwrite=args.overwrite)
     _plot_after_run(run_dir, args.quiet)
@@ -104,11 +103,10 @@ def _plot_after_run(run_dir: Path, quiet: bool) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
+    from evopop.execution.worker import set_one_thread
     from evopop.inference import default_timeline_path, evaluate_agent_file
 
-    torch.set_num_threads(1)
+    set_one_thread()
     record = Path(args.record) if args.record else None
     plot = None if args.plot is None else Path(args.plot or default_timeline_path(args.agent))
     report = evaluate_agent_file(Path(args.agent), args.env, args.episodes, args.seed,

@@ -23,7 +23,6 @@ from gymnasium.vector import VectorEnv
 
 from evopop.agents import Agent, NetSpec, PPOParams, evaluate
 from evopop.agents.checkpoint import save_agent
-from evopop.agents.collect import Collector, collect
 from evopop.agents.ppo import ppo_update
 from evopop.envs import EnvSpec, make_vec_env
 from evopop.evolution.loop import Stream
@@ -31,6 +30,7 @@ from evopop.evolution.mutation import mutate
 from evopop.evolution.population import Member
 from evopop.evolution.selection import elite_index, tournament_select
 from evopop.evolution.settings import MutationSettings
+from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import derive_seed, torch_generator
 
 ENV_ID = "PendulumNoVel-v1"

@@ -10,9 +10,9 @@ import torch
 
 from evopop.agents import NetSpec
 from evopop.agents.checkpoint import AgentFileError, load_agent, read_metadata, save_agent
-from evopop.agents.collect import Collector, collect
 from evopop.agents.ppo import ppo_update
 from evopop.envs import make_vec_env
+from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import torch_generator
 
 

@@ -10,16 +10,13 @@ import torch
 
 from evopop.agents import NetSpec
 from evopop.agents.buffer import split_sequences
-from evopop.agents.collect import EpisodeLog
-from evopop.agents.independent import (
-    EnvWorkerError,
-    ProcessEnvWorkers,
-    make_rollout_envs,
-    split_envs,
-)
+from evopop.agents.episodes import EpisodeLog
 from evopop.agents.ppo import recompute_log_probs
-from evopop.agents.train import open_rollouts, train_agent
+from evopop.agents.train import train_agent
 from evopop.envs import EnvSpec
+from evopop.execution.pool import WorkerError
+from evopop.execution.processes import ProcessPool
+from evopop.rollouts import make_rollout_envs, split_envs
 
 SPECS = [
     NetSpec(cell="lstm", hidden_size=16, head=(16,)),
@@ -65,8 +62,8 @@ def test_bad_worker_count_is_a_user_error():
 @pytest.mark.parametrize("spec", SPECS, ids=["lstm", "gru-shared", "lstm-sde"])
 def test_recomputed_log_probs_equal_stored(make_agent, pendulum_envs, spec):
     agent = _agent(make_agent, pendulum_envs, spec, steps=260)
-    source = open_rollouts(agent, pendulum_envs, 0, 1)
-    buf = source.collect(agent, 260)  # Pendulum truncates at 200: a bootstrap in every env
+    pendulum_envs.start(0, 1)
+    buf = pendulum_envs.collect(agent, 260)  # Pendulum truncates at 200: a bootstrap in every env
     assert buf.obs.shape[:2] == (260, 3)
     assert buf.truncated.sum() == 3 and buf.episode_start[1:].any()
     assert split_sequences(buf.episode_start, 8).count > buf.episode_start.sum() + 3
@@ -78,8 +75,8 @@ def test_recomputed_log_probs_equal_stored(make_agent, pendulum_envs, spec):
 def test_hidden_state_is_carried_across_rollouts_and_reset_at_episode_starts(
         make_agent, cartpole_envs):
     agent = _agent(make_agent, cartpole_envs, steps=40)
-    source = open_rollouts(agent, cartpole_envs, 0, 1)
-    bufs = [source.collect(agent, 40) for _ in range(2)]
+    cartpole_envs.start(0, 1)
+    bufs = [cartpole_envs.collect(agent, 40) for _ in range(2)]
     states = torch.cat([b.states for b in bufs])
     obs = np.concatenate([b.obs for b in bufs])
     starts = np.concatenate([b.episode_start for b in bufs])
@@ -98,8 +95,8 @@ def test_normaliser_statistics_count_every_step_once(make_agent, cartpole_envs):
     agent = _agent(make_agent, cartpole_envs, steps=50, normalize_obs=True,
                    normalize_rewards=True)
     before = agent.obs_norm.rms.count
-    source = open_rollouts(agent, cartpole_envs, 0, 1)
-    source.collect(agent, 50)
+    cartpole_envs.start(0, 1)
+    cartpole_envs.collect(agent, 50)
     assert agent.obs_norm.rms.count == pytest.approx(before + 50 * 4)
     assert agent.reward_scaler.rms.count == pytest.approx(before + 50 * 4)
     assert np.all(agent.obs_norm.rms.var != 1.0)
@@ -129,11 +126,11 @@ def test_worker_killed_between_rollouts_is_restarted(make_agent):
     envs = make_rollout_envs(_spec("CartPoleNoVel-v1", 4, 2))
     try:
         agent = _agent(make_agent, envs, steps=30)
-        source = open_rollouts(agent, envs, 0, 1)
-        source.collect(agent, 30)
+        envs.start(0, 1)
+        envs.collect(agent, 30)
         victim = envs.worker_pids()[1]
         _kill(victim)
-        buf = source.collect(agent, 30)
+        buf = envs.collect(agent, 30)
         assert envs.restarts == 1
         assert envs.worker_pids()[1] != victim
         assert buf.obs.shape[:2] == (30, 4)
@@ -149,18 +146,18 @@ def test_worker_killed_mid_rollout_is_restarted_and_the_rollout_completes(make_a
     try:
         steps = 600
         agent = _agent(make_agent, envs, steps=steps)
-        source = open_rollouts(agent, envs, 0, 1)
-        source.collect(agent, 10)  # workers up, 10 steps into their episodes
-        submit, killed = ProcessEnvWorkers._submit, []
+        envs.start(0, 1)
+        envs.collect(agent, 10)  # workers up, 10 steps into their episodes
+        submit, killed = ProcessPool.submit, []
 
-        def submit_then_kill(self, index, message):
-            submit(self, index, message)
-            if index == 0 and not killed:  # worker 0 has the request: kill it at work
-                killed.append(self.worker_pids()[0])
+        def submit_then_kill(self, worker, *args):
+            submit(self, worker, *args)
+            if worker == 0 and not killed:  # worker 0 has the request: kill it at work
+                killed.append(self.pids()[0])
                 _kill(killed[0])
 
-        monkeypatch.setattr(ProcessEnvWorkers, "_submit", submit_then_kill)
-        buf = source.collect(agent, steps)
+        monkeypatch.setattr(ProcessPool, "submit", submit_then_kill)
+        buf = envs.collect(agent, steps)
         assert envs.restarts == 1 and envs.worker_pids()[0] != killed[0]
         assert buf.obs.shape[:2] == (steps, 2)
         # the replacement starts fresh episodes: truncations at 199, 399, 599 for env 0;
@@ -176,18 +173,18 @@ def test_worker_killed_mid_rollout_is_restarted_and_the_rollout_completes(make_a
 def test_worker_that_keeps_dying_raises(make_agent, monkeypatch):
     envs = make_rollout_envs(_spec("CartPoleNoVel-v1", 2, 1))
     agent = _agent(make_agent, envs, steps=20)
-    source = open_rollouts(agent, envs, 0, 1)
-    launch = ProcessEnvWorkers._launch
+    envs.start(0, 1)
+    restart = ProcessPool.restart
 
-    def doomed(self, index):
-        launch(self, index)
-        _kill(self.worker_pids()[index])
+    def doomed(self, worker):
+        restart(self, worker)
+        _kill(self.pids()[worker])
 
     try:
-        monkeypatch.setattr(ProcessEnvWorkers, "_launch", doomed)
+        monkeypatch.setattr(ProcessPool, "restart", doomed)
         _kill(envs.worker_pids()[0])
-        with pytest.raises(EnvWorkerError, match="died 4 times"):
-            source.collect(agent, 20)
+        with pytest.raises(WorkerError, match="died 4 times"):
+            envs.collect(agent, 20)
     finally:
         monkeypatch.undo()
         envs.close()
@@ -195,10 +192,10 @@ def test_worker_that_keeps_dying_raises(make_agent, monkeypatch):
 
 def test_episodes_of_all_workers_are_logged_in_the_order_they_ended(make_agent, cartpole_envs):
     agent = _agent(make_agent, cartpole_envs, steps=60)
-    source = open_rollouts(agent, cartpole_envs, 0, 1)
+    cartpole_envs.start(0, 1)
     for _ in range(2):
-        source.collect(agent, 60)
-    log = source.pop_episodes()
+        cartpole_envs.collect(agent, 60)
+    log = cartpole_envs.pop_episodes()
     assert len(log.returns) == len(log.lengths) == len(log.ends) > 4
     assert log.ends == sorted(log.ends) and log.ends[-1] <= 120
 

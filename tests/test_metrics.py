@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from evopop.agents.collect import Collector, collect
 from evopop.agents.evaluation import evaluate
 from evopop.envs import make_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, final_metrics, mean_metrics
 from evopop.evolution.tracking import WandbLogger
 from evopop.records import GenerationRecord, MemberRecord
+from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import torch_generator
 
 

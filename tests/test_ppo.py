@@ -6,9 +6,9 @@ import torch
 
 from evopop.agents import NetSpec
 from evopop.agents.buffer import split_sequences
-from evopop.agents.collect import Collector, collect
 from evopop.agents.ppo import FlatBatch, _minibatch_loss, ppo_update, recompute_log_probs
 from evopop.envs import make_vec_env
+from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import torch_generator
 
 SPECS = [

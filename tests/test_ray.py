@@ -13,15 +13,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from evopop.agents.independent import make_rollout_envs  # noqa: E402
 from evopop.agents.ppo import recompute_log_probs  # noqa: E402
-from evopop.agents.train import open_rollouts  # noqa: E402
 from evopop.config import parse_config  # noqa: E402
 from evopop.envs import EnvSpec  # noqa: E402
 from evopop.evolution import runner  # noqa: E402
-from evopop.evolution.ray_backend import RayBackend  # noqa: E402
 from evopop.execution import Placement  # noqa: E402
 from evopop.execution.cluster import RayError, RaySettings  # noqa: E402
+from evopop.execution.ray_pool import RayPool  # noqa: E402
+from evopop.rollouts import make_rollout_envs  # noqa: E402
 from evopop.rundir import RunDir  # noqa: E402
 from evopop.sweep.run import run_plan  # noqa: E402
 from evopop.sweep.spec import plan_sweep  # noqa: E402
@@ -63,19 +62,17 @@ def test_ray_backend_gives_the_local_elite_and_metrics(tmp_path):
 def test_killed_actor_is_replaced_and_the_run_ends_the_same(tmp_path, monkeypatch):
     slow = {"max_steps": 4096, "evolution": {**TINY["evolution"], "evo_steps": 2048}}
     reference = _run(tmp_path, "local", backend="local", **slow)
-    real_map, replaced = RayBackend.map, []
+    real_submit, pools = RayPool.submit, []
 
-    def map_with_a_kill(self, tasks):
-        if not replaced:  # first generation: kill an actor half a second into training
-            pid = self.actor_pids(len(tasks))[1]
-            threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
-        results = real_map(self, tasks)
-        replaced.append(self.replaced)
-        return results
+    def submit_with_a_kill(self, worker, *args):
+        if not pools:  # first generation: kill an actor half a second into training
+            pools.append(self)
+            threading.Timer(0.5, os.kill, (self.pids()[1], signal.SIGKILL)).start()
+        real_submit(self, worker, *args)
 
-    monkeypatch.setattr(RayBackend, "map", map_with_a_kill)
+    monkeypatch.setattr(RayPool, "submit", submit_with_a_kill)
     summary = _run(tmp_path, "ray", backend="ray", **slow)
-    assert replaced[-1] == 1  # the dead actor was replaced once, its member re-trained
+    assert pools[0].restarts == 1  # the dead actor was replaced once, its member re-trained
     assert summary["elite_sha256"] == reference["elite_sha256"]
 
 
@@ -85,14 +82,14 @@ def test_env_workers_as_ray_actors_collect_exact_rollouts_and_survive_a_kill(mak
     envs = make_rollout_envs(spec, RaySettings())
     try:
         agent = make_agent(envs, learn_step=260, max_seq_len=8, batch_size=64)
-        source = open_rollouts(agent, envs, 0, 1)
-        buf = source.collect(agent, 260)
+        envs.start(0, 1)
+        buf = envs.collect(agent, 260)
         assert buf.obs.shape[:2] == (260, 2) and buf.truncated.sum() == 2
         ratio = np.exp(recompute_log_probs(agent, buf) - buf.log_probs)
         assert np.abs(ratio - 1.0).max() < 1e-5
         victim = envs.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
-        buf = source.collect(agent, 50)
+        buf = envs.collect(agent, 50)
         assert envs.restarts == 1 and envs.worker_pids()[0] != victim
         assert buf.obs.shape[:2] == (50, 2) and buf.episode_start[0, 0]
     finally:
@@ -110,16 +107,16 @@ def test_sweep_runs_as_ray_tasks_match_local_runs(tmp_path):
 
 def test_core_never_imports_ray():
     code = ("import sys, evopop.cli, evopop.evolution.runner, evopop.sweep, "
-            "evopop.agents.independent; print('ray' in sys.modules)")
+            "evopop.rollouts, evopop.execution.tasks; print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_env_workers_that_cannot_be_placed_fail_with_a_message(monkeypatch):
-    from evopop.agents import ray_workers
+    from evopop.rollouts import make
 
-    monkeypatch.setattr(ray_workers, "PLACEMENT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(make, "PLACEMENT_TIMEOUT_S", 2.0)
     with pytest.raises(RayError, match="could not be placed"):
         make_rollout_envs(EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization="independent",
                                   env_workers=2, env_worker_backend="ray"),

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from evopop.agents.agent import Agent
-from evopop.agents.collect import EpisodeLog
+from evopop.agents.episodes import EpisodeLog
 from evopop.agents.spaces import batch_one
 from evopop.envs.metrics import EPISODE_METRICS_KEY, EpisodeMetrics, final_metrics
 from evopop.seeding import torch_generator

@@ -1,7 +1,7 @@
 """Training one agent for a number of env steps: collect, update, repeat.
 
-`train_agent` is a function of (agent, envs, steps, seed): the same inputs give the same weights,
-which is what parallel workers, cloning and resume in the evolutionary loop rely on.
+`train_agent` is a function of (agent, rollout source, steps, seed): the same inputs give the
+same weights, which is what parallel workers, cloning and resume in the evolutionary loop rely on.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
-from evopop.agents.collect import Collector, EpisodeLog, collect
-from evopop.agents.independent import IndependentEnvs, RolloutEnvs
+from evopop.agents.episodes import EpisodeLog
 from evopop.agents.ppo import UpdateStats, ppo_update
-from evopop.seeding import spawn_seeds, torch_generator
+from evopop.seeding import spawn_seeds
 
 
 @dataclass
@@ -35,39 +33,25 @@ class TrainResult:
 
 
 class RolloutSource(Protocol):
-    """Where rollouts come from: this process's vector env, or independent env workers."""
+    """Where rollouts come from: in-process vector envs or independent env workers (both in
+    `evopop.rollouts`); the learner cannot tell them apart."""
 
-    def collect(self, agent: Agent, steps: int) -> RolloutBuffer: ...
-
-    def pop_episodes(self) -> EpisodeLog: ...
-
-
-@dataclass
-class LocalRollouts:
-    """Rollouts collected in this process on a (sync or async) vector env."""
-
-    collector: Collector
-    sampler: torch.Generator
+    def start(self, env_seed: int, sample_seed: int) -> None:
+        """The next rollout starts new episodes: seeded env resets and action sampling."""
+        ...
 
     def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
-        return collect(agent, self.collector, steps, self.sampler)
+        """`steps` steps on every env copy with the agent's current stochastic policy."""
+        ...
 
     def pop_episodes(self) -> EpisodeLog:
-        return self.collector.pop_episodes()
-
-
-def open_rollouts(agent: Agent, envs: RolloutEnvs, env_seed: int, sample_seed: int
-                  ) -> RolloutSource:
-    """Start new episodes on every env copy, with seeded env resets and action sampling."""
-    if isinstance(envs, IndependentEnvs):
-        envs.begin(env_seed, sample_seed)
-        return envs
-    return LocalRollouts(Collector.start(agent, envs, seed=env_seed), torch_generator(sample_seed))
+        """The episodes finished since the last call."""
+        ...
 
 
 def train_agent(
     agent: Agent,
-    envs: RolloutEnvs,
+    source: RolloutSource,
     total_steps: int,
     seed: int,
     on_update: Callable[[TrainResult], None] | None = None,
@@ -75,14 +59,15 @@ def train_agent(
 ) -> TrainResult:
     """Trains until at least `total_steps` env steps (whole rollouts) have been collected.
 
-    The envs are reset with a seed derived from `seed`, so a run depends on nothing but its inputs.
+    The source's envs are reset with a seed derived from `seed`, so a run depends on nothing
+    but its inputs.
     `schedule` = (steps done before, steps in the whole schedule) places this call on a longer
     annealing schedule (an evolutionary run calls this once per generation).
     """
     done_before, schedule_total = schedule or (0, total_steps)
     env_seed, sample_seed, shuffle_seed = spawn_seeds(seed, 3)
     shuffler = np.random.default_rng(shuffle_seed)
-    source = open_rollouts(agent, envs, env_seed % (2**31), sample_seed)
+    source.start(env_seed % (2**31), sample_seed)
     result = TrainResult()
     start = time.perf_counter()
     while result.env_steps < total_steps:

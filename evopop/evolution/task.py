@@ -8,19 +8,22 @@ That is what makes parallel members, cloning and resume exact.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from gymnasium.vector import VectorEnv
 
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluation import evaluate
-from evopop.agents.independent import RolloutEnvs, make_rollout_envs
 from evopop.agents.train import train_agent
+from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec
+from evopop.rollouts import Rollouts, make_rollout_envs
 
-_ENV_CACHE: dict[str, RolloutEnvs] = {}
+_ENV_CACHE: dict[str, Rollouts | VectorEnv] = {}
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,23 @@ class TaskResult:
     eval_metrics: dict[str, float | None]
 
 
-def cached_env(spec: EnvSpec, ray: Any = None) -> RolloutEnvs:
+_Cached = TypeVar("_Cached", Rollouts, VectorEnv)
+
+
+def _cached(key: str, build: Callable[[], _Cached]) -> _Cached:
     """Envs (and env workers) are built only when the spec changes; every task resets them
     with its own seed."""
-    key = f"{spec.key()}|{ray!r}"
     if key not in _ENV_CACHE or _ENV_CACHE[key].closed:  # closed: e.g. after a failed rollout
-        _ENV_CACHE[key] = make_rollout_envs(spec, ray)
-    return _ENV_CACHE[key]
+        _ENV_CACHE[key] = build()
+    return _ENV_CACHE[key]  # type: ignore[return-value]
+
+
+def cached_rollouts(spec: EnvSpec, ray: Any = None) -> Rollouts:
+    return _cached(f"train|{spec.key()}|{ray!r}", lambda: make_rollout_envs(spec, ray))
+
+
+def cached_eval_envs(spec: EnvSpec) -> VectorEnv:
+    return _cached(f"eval|{spec.key()}", lambda: make_vec_env(spec))
 
 
 def close_cached_envs() -> None:
@@ -75,14 +88,14 @@ def run_task(task: TrainTask) -> TaskResult:
     A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
     """
     agent = agent_from_bytes(task.agent)
-    result = train_agent(agent, cached_env(task.env, task.ray), task.steps, task.seed,
+    result = train_agent(agent, cached_rollouts(task.env, task.ray), task.steps, task.seed,
                          schedule=task.schedule)
     finite = result.finite and _weights_finite(agent.net)
     returns: tuple[float, ...] = ()
     fitness = -math.inf
     eval_metrics: dict[str, float | None] = {}
     if finite:
-        scores = evaluate(agent, cached_env(task.eval_env.lockstep(), task.ray), task.eval_episodes,
+        scores = evaluate(agent, cached_eval_envs(task.eval_env.lockstep()), task.eval_episodes,
                           task.eval_seed)
         returns, fitness = tuple(scores.returns.tolist()), scores.mean
         eval_metrics = mean_metrics(scores.metrics)

@@ -57,6 +57,16 @@ def connect(address: str | None) -> bool:
     return True
 
 
+def totals() -> tuple[float, float]:
+    """The connected cluster's CPUs and GPUs."""
+    total = import_ray().cluster_resources()
+    return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
+
+
+def free_cpus() -> float:
+    return float(import_ray().available_resources().get("CPU", 0.0))
+
+
 def deaths(ray: ModuleType) -> tuple[type[Exception], ...]:
     """Errors meaning "the worker (or its node, or the result) is gone", beyond RayActorError:
     the work is redone elsewhere rather than failing the run."""

@@ -5,27 +5,27 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
-import signal
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from enum import Enum
-from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from evopop.atomic import atomic_write_bytes
 from evopop.config import RunConfig, dump_config
 from evopop.envs import make_env
 from evopop.errors import UserError
-from evopop.evolution.backends import default_workers
 from evopop.evolution.runner import run_evolution
 from evopop.evolution.selection import PopulationDiverged
+from evopop.execution.cluster import connect
+from evopop.execution.inline import InlinePool
 from evopop.execution.placement import Placement
+from evopop.execution.pool import WorkerPool, default_workers
+from evopop.execution.processes import ProcessPool
+from evopop.execution.tasks import map_tasks
+from evopop.execution.worker import stateless
 from evopop.records import RunSummary
 from evopop.rundir import CONFIG_FILE, RunDir
 from evopop.sweep.report import run_row, write_reports
@@ -79,57 +79,44 @@ def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> RunSummary:
         return summary
 
 
-_stop: Event | None = None  # in a worker: the pool's stop event (set on Ctrl-C or an error)
+def _pool_run(task: tuple[RunConfig, Path]) -> RunSummary:
+    """One (config, run dir) in a pool worker. A run re-sent after its worker died finds it
+    finished (the summary is returned) or checkpointed (the run continues), not started over."""
+    config, run_dir = task
+    status = run_status(run_dir)
+    if status is RunStatus.FINISHED:
+        return RunDir(run_dir).read_summary()
+    return execute_run(config, run_dir, status is RunStatus.STARTED)
 
 
-def _init_worker(stop: Event) -> None:
-    """One torch thread per worker; Ctrl-C ignored while idle (it is the parent's to handle)."""
-    global _stop
-    _stop = stop
-    torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _sweep_pool(todo: Sequence[PlannedRun], workers: int, backend: Placement,
+                ray_address: str | None) -> WorkerPool:
+    """In this process (one worker), spawned non-daemonic processes (so a run may use
+    subprocess `async` envs), or one Ray actor per run reserving what its config's `ray`
+    section says (Ray decides how many run at once)."""
+    if backend is Placement.RAY:
+        from evopop.execution.ray_pool import RayPool, Reservation
+
+        owns = connect(ray_address)
+        reservations = [Reservation(cpus=run.config.ray.num_cpus_per_member
+                                    + run.config.ray_env_worker_cpus(),
+                                    gpus=run.config.ray.num_gpus_per_member)
+                        for run in todo]
+        return RayPool([stateless(_pool_run)] * len(todo), reservations, owns)
+    if workers == 1:
+        return InlinePool([stateless(_pool_run)])
+    return ProcessPool([stateless(_pool_run)] * workers, name="evopop-sweep")
 
 
-def _pool_run(config: RunConfig, run_dir: Path, resume: bool) -> dict[str, Any] | None:
-    """`execute_run` in a worker, where Ctrl-C stops the run at its last finished generation.
-    A run still queued when the sweep stops is not started (None)."""
-    if _stop is None or _stop.is_set():
-        return None
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return execute_run(config, run_dir, resume)
-    except KeyboardInterrupt:
-        if _stop is not None:
-            _stop.set()  # before this worker takes the next queued run
-        raise
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _run_inline(todo: Sequence[tuple[PlannedRun, bool]], out_dir: Path, on_done: OnDone) -> None:
-    for run, resume in todo:
-        on_done(run, execute_run(run.config, out_dir / RUNS_DIR / run.name, resume))
-
-
-def _run_pool(todo: Sequence[tuple[PlannedRun, bool]], out_dir: Path, workers: int,
+def _run_pool(todo: Sequence[PlannedRun], out_dir: Path, pool: WorkerPool,
               on_done: OnDone) -> None:
-    """Runs in spawned, non-daemonic workers, so a run may use subprocess (`async`) envs."""
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(stop,))
-    futures = {pool.submit(_pool_run, run.config, out_dir / RUNS_DIR / run.name, resume): run
-               for run, resume in todo}
+    """Every run on `pool`; on Ctrl-C or a failed run the pool is killed, which stops the
+    other runs at their last checkpoint (what `--resume` continues from)."""
+    tasks = [(run.config, (out_dir / RUNS_DIR / run.name).resolve()) for run in todo]
     try:
-        for future in as_completed(futures):
-            result = future.result()
-            if result is not None:  # None: a queued run the stopping sweep did not start
-                on_done(futures[future], result)
-    except BaseException:
-        stop.set()  # runs already handed to a worker's queue must not start
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown()
+        map_tasks(pool, tasks, "sweep run", lambda i, summary: on_done(todo[i], summary))
+    finally:
+        pool.close()
 
 
 def _check_out_dir(out_dir: Path, resume: bool) -> None:
@@ -203,18 +190,11 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
         if status is RunStatus.FINISHED:
             done(run, RunDir(run_dir).read_summary(), " (already finished)")
         else:
-            todo.append((run, status is RunStatus.STARTED))
+            todo.append(run)  # a started run continues from its checkpoint (`_pool_run`)
     workers = min(workers or default_workers(), max(len(todo), 1))
     try:
-        if Placement(backend) is Placement.RAY:
-            from evopop.sweep.ray_run import run_on_ray
-
-            run_on_ray([(run, out_dir / RUNS_DIR / run.name) for run, _ in todo], ray_address,
-                       done)
-        elif workers == 1:
-            _run_inline(todo, out_dir, done)
-        else:
-            _run_pool(todo, out_dir, workers, done)
+        _run_pool(todo, out_dir, _sweep_pool(todo, workers, Placement(backend), ray_address),
+                  done)
     except KeyboardInterrupt:
         raise SweepInterrupted(f"interrupted; finished runs and the last generation of the "
                                f"others are kept: continue with --resume ({out_dir})") from None

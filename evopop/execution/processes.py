@@ -1,0 +1,153 @@
+"""The pool as spawned local processes talking over pipes.
+
+Spawn keeps workers free of the parent's thread pools and open envs. A worker serves messages
+until told to stop or until the parent goes away (EOF on its pipe, e.g. after a kill -9).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import signal
+import traceback
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from evopop.execution.pool import CLOSE_TIMEOUT_S, Death, Failure, Outcome, Reply, WorkerError
+from evopop.execution.worker import HandlerFactory, Host, set_one_thread
+
+_GONE = (BrokenPipeError, ConnectionResetError, EOFError, OSError)
+
+
+@dataclass(frozen=True)
+class _Ok:
+    value: Any
+
+
+@dataclass(frozen=True)
+class _Raised:
+    traceback: str
+
+
+def _serve(conn: Connection, factory: HandlerFactory) -> None:
+    """A worker's life: Ctrl-C is the parent's to handle, so it is ignored here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_one_thread()
+    host = Host(factory)
+    try:
+        while True:
+            try:
+                args = conn.recv()
+            except EOFError:
+                return
+            if args is None:
+                return
+            try:
+                reply: _Ok | _Raised = _Ok(host.handle(*args))
+            except Exception:
+                reply = _Raised(traceback.format_exc())
+            try:
+                conn.send(reply)
+            except _GONE:
+                return
+    finally:
+        host.close()
+
+
+class ProcessPool:
+    """Workers are spawned processes. `daemon=False` lets a worker start processes of its own
+    (subprocess envs, env workers); daemonic workers die with an exiting parent."""
+
+    def __init__(self, factories: Sequence[HandlerFactory], daemon: bool = False,
+                 name: str = "evopop-worker") -> None:
+        self.size = len(factories)
+        self.restarts = 0
+        self.closed = False
+        self._factories = list(factories)
+        self._daemon = daemon
+        self._name = name
+        self._context = mp.get_context("spawn")
+        self._procs: dict[int, BaseProcess] = {}
+        self._conns: dict[int, Connection] = {}
+
+    def _start(self, worker: int) -> None:
+        if self.closed:
+            raise WorkerError("this worker pool was closed (after a failure or Ctrl-C)")
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(target=_serve, args=(theirs, self._factories[worker]),
+                                        name=f"{self._name}-{worker}", daemon=self._daemon)
+        process.start()
+        theirs.close()
+        self._procs[worker], self._conns[worker] = process, ours
+
+    def put(self, value: Any) -> Any:
+        return value
+
+    def submit(self, worker: int, *args: Any) -> None:
+        """A worker that is dead already is reported by `wait`, not here."""
+        if worker not in self._procs:
+            self._start(worker)
+        with contextlib.suppress(*_GONE):
+            self._conns[worker].send(args)
+
+    def _receive(self, worker: int) -> Outcome | None:
+        """The worker's reply, its death, or None while it is still at work."""
+        try:
+            if self._conns[worker].poll():
+                reply = self._conns[worker].recv()
+                if isinstance(reply, _Raised):
+                    return Failure(worker, reply.traceback)
+                return Reply(worker, reply.value)
+        except _GONE:
+            pass
+        process = self._procs[worker]
+        if process.is_alive():
+            return None
+        process.join()
+        return Death(worker, f"exit code {process.exitcode}")
+
+    def wait(self, pending: Collection[int]) -> list[Outcome]:
+        handles: list[Any] = [self._conns[w] for w in pending]
+        wait(handles + [self._procs[w].sentinel for w in pending])
+        outcomes = [self._receive(worker) for worker in sorted(pending)]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _discard(self, worker: int) -> None:
+        process = self._procs.pop(worker)
+        if process.is_alive():
+            process.kill()
+        process.join()
+        self._conns.pop(worker).close()
+
+    def restart(self, worker: int) -> None:
+        self._discard(worker)
+        self.restarts += 1
+        self._start(worker)
+
+    def pids(self) -> list[int]:
+        for worker in range(self.size):
+            if worker not in self._procs:
+                self._start(worker)
+        return [self._procs[w].pid or 0 for w in range(self.size)]
+
+    def close(self, abort: bool = False) -> None:
+        """Lets workers close their handlers (for up to `CLOSE_TIMEOUT_S`), or kills them at
+        once when aborting; either way none is left running."""
+        self.closed = True
+        for worker, conn in self._conns.items():
+            if abort:
+                self._procs[worker].kill()
+            else:
+                with contextlib.suppress(*_GONE):
+                    conn.send(None)
+        for process in self._procs.values():
+            process.join(timeout=CLOSE_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for conn in self._conns.values():
+            conn.close()
+        self._procs, self._conns = {}, {}

@@ -40,11 +40,11 @@ Metrics = list[dict[str, float]]
 def train(config_path: Path, run_dir: Path) -> dict[str, object]:
     """Runs the evolution of `config_path` into `run_dir` (from scratch); returns its summary."""
     from evopop.config import load_config
-    from evopop.evolution.runner import run_evolution
+    from evopop.training import run_training
 
     config = load_config(config_path)
     start = time.perf_counter()
-    summary = run_evolution(config, run_dir, progress=True, overwrite=True).to_json()
+    summary = run_training(config, run_dir, progress=True, overwrite=True).to_json()
     summary["measured_wall_s"] = round(time.perf_counter() - start, 1)
     return summary
 

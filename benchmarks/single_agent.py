@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from evopop.config import load_config
-from evopop.evolution.runner import run_evolution
 from evopop.rundir import RunDir
+from evopop.training import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -43,7 +43,7 @@ def main() -> None:
     config = load_config(args.config or ROOT / CONFIGS[args.env],
                          {"max_steps": args.steps, "seed": args.seed, "env.id": args.env})
     with tempfile.TemporaryDirectory() as run_dir:
-        summary = run_evolution(config, Path(run_dir), progress=False)
+        summary = run_training(config, Path(run_dir), progress=False)
         returns = RunDir(Path(run_dir)).generations()[-1].members[0].eval_returns
     print(json.dumps({
         "env": args.env,

@@ -27,8 +27,8 @@ from evopop.agents import evaluate
 from evopop.agents.checkpoint import load_agent
 from evopop.config import load_config
 from evopop.envs import make_vec_env
-from evopop.evolution.runner import run_evolution
 from evopop.rundir import RunDir
+from evopop.training import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT_SEED = 10_000
@@ -38,7 +38,7 @@ def solve(seed: int, workers: int, config_path: Path) -> dict:
     config = load_config(config_path, {"seed": seed})
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        summary = run_evolution(config, Path(run_dir), progress=False, workers=workers)
+        summary = run_training(config, Path(run_dir), progress=False, workers=workers)
         end_to_end = time.perf_counter() - start
         elite = load_agent(RunDir(Path(run_dir)).elite)
     envs = make_vec_env(config.env.id, 10, seed=HOLDOUT_SEED)

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from evopop.config import load_config
-from evopop.evolution.runner import run_evolution
 from evopop.rundir import RunDir
+from evopop.training import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 AGILERL_STEPS_PER_S = 4600
@@ -45,7 +45,7 @@ def main() -> None:
         "max_steps": args.generations * rollout, "seed": args.seed, "backend": args.backend})
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        summary = run_evolution(config, Path(run_dir), progress=False, workers=args.workers)
+        summary = run_training(config, Path(run_dir), progress=False, workers=args.workers)
         end_to_end = time.perf_counter() - start
         lines = RunDir(Path(run_dir)).generations()
     steps = summary.total_env_steps

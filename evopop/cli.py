@@ -76,12 +76,12 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from evopop.evolution.runner import run_evolution
     from evopop.execution.worker import set_one_thread
+    from evopop.training import run_training
 
     config, run_dir = _train_config(args)
     set_one_thread()
-    summary = run_evolution(config, run_dir, resume=bool(args.resume), progress=not args.quiet,
+    summary = run_training(config, run_dir, resume=bool(args.resume), progress=not args.quiet,
                             workers=args.workers, wandb=args.wandb, overwrite=args.overwrite)
     _plot_after_run(run_dir, args.quiet)
     print(json.dumps(summary.to_json()))

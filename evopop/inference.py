@@ -25,6 +25,7 @@ from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.agents.evaluation import EvalResult, evaluate
 from evopop.agents.spaces import batch_one, space_to_dict
+from evopop.envs import EnvSpec, make_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.satellite_timeline import (
     TimelineError,
@@ -33,7 +34,6 @@ from evopop.envs.satellite_timeline import (
     is_satellite_env,
     record_timeline,
 )
-from evopop.envs.spec import EnvSpec
 from evopop.errors import UserError
 from evopop.seeding import torch_generator
 
@@ -229,7 +229,7 @@ def evaluate_agent_file(
     source = resolve_env(read_metadata(path), env_id, str(path))
     if plot is not None:
         check_timeline_target(source.id, Path(plot))
-    env = source.make(render_mode="rgb_array" if fmt is not None else None)
+    env = make_env(source, render_mode="rgb_array" if fmt is not None else None)
     try:
         check_spaces(agent, source.id, env.observation_space, env.action_space)
         generator = torch_generator(seed) if stochastic else None

@@ -20,6 +20,7 @@ from gymnasium.vector import VectorEnv
 
 from evopop.agents import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
+from evopop.envs import make_vec_env
 from evopop.errors import UserError
 from evopop.inference import check_spaces, evaluate_agent_file, resolve_env, video_format
 
@@ -66,7 +67,7 @@ def main() -> int:
             video_format(args.record)  # a bad suffix fails now, not after the episodes
         agent = load_agent(args.path)
         source = resolve_env(read_metadata(args.path), args.env, str(args.path))
-        envs = source.make_vec(args.num_envs)
+        envs = make_vec_env(source, args.num_envs)
         check_spaces(agent, source.id, envs.single_observation_space, envs.single_action_space)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

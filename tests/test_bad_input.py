@@ -164,12 +164,12 @@ def test_malformed_set_value_and_binary_config(tmp_path: Path, capsys):
 def agent_file(tmp_path_factory) -> Path:
     """A real agent file from a tiny single-agent run on CartPoleNoVel."""
     from evopop.config import parse_config
-    from evopop.evolution.runner import run_evolution
+    from evopop.training import run_training
 
     run_dir = tmp_path_factory.mktemp("agent")
     config = {**BASE, "max_steps": 64}
     config.pop("evolution")
-    run_evolution(parse_config(config), run_dir / "run", progress=False)
+    run_training(parse_config(config), run_dir / "run", progress=False)
     return run_dir / "run" / "elite.safetensors"
 
 

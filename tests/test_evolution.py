@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import evopop.evolution.runner as runner
+import evopop.training as runner
 from evopop.agents.checkpoint import agent_to_bytes, load_agent
 from evopop.config import load_config, parse_config
 from evopop.errors import UserError
@@ -36,7 +36,7 @@ VOLATILE = {"wall_s", "steps_per_s"}
 def _run(tmp_path: Path, name: str, workers: int = 1, **changes) -> tuple[dict, Path]:
     config = parse_config({**TINY, **changes})
     run_dir = tmp_path / name
-    summary = runner.run_evolution(config, run_dir, progress=False, workers=workers)
+    summary = runner.run_training(config, run_dir, progress=False, workers=workers)
     return summary.to_json(), run_dir
 
 
@@ -127,7 +127,7 @@ def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
     monkeypatch.undo()
     run_dir = tmp_path / "resumed"
     assert load_state(run_dir / "checkpoint.safetensors").generation == 2
-    resumed = runner.run_evolution(load_config(run_dir / "config.yaml"), run_dir, resume=True,
+    resumed = runner.run_training(load_config(run_dir / "config.yaml"), run_dir, resume=True,
                                    progress=False)
     assert _stable(resumed.to_json()) == _stable(straight)
     assert _metrics(run_dir) == _metrics(straight_dir)
@@ -170,7 +170,7 @@ def test_a_diverged_member_gets_minus_inf_and_the_run_goes_on(tmp_path, monkeypa
 def test_evolution_solves_cartpole_novel(tmp_path):
     """End to end on the bundled config: the elite reaches the 475 target."""
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "cartpole_novel.yaml")
-    summary = runner.run_evolution(config, tmp_path, progress=False, workers=2)
+    summary = runner.run_training(config, tmp_path, progress=False, workers=2)
     assert summary.target_reached and summary.elite_fitness >= 475
 
 
@@ -216,7 +216,7 @@ def test_wandb_logging_is_offline_without_login(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     config = parse_config({**TINY, "max_steps": 512})
-    runner.run_evolution(config, tmp_path / "w", progress=False, wandb=True)
+    runner.run_training(config, tmp_path / "w", progress=False, wandb=True)
     assert calls["mode"] == "offline" and calls["project"] == "evopop"
     assert [step for _, step in run.points] == [4 * 256, 4 * 512] and run.finished
     assert {"elite_fitness", "member_0/fitness", "steps_per_s"} <= set(run.points[0][0])
@@ -225,7 +225,7 @@ def test_wandb_logging_is_offline_without_login(tmp_path, monkeypatch):
 def test_resuming_a_finished_run_keeps_every_log_line(tmp_path):
     summary, run_dir = _run(tmp_path, "done")
     metrics = _metrics(run_dir)
-    again = runner.run_evolution(parse_config(TINY), run_dir, resume=True, progress=False)
+    again = runner.run_training(parse_config(TINY), run_dir, resume=True, progress=False)
     assert _stable(again.to_json()) == _stable(summary) and _metrics(run_dir) == metrics
 
 
@@ -239,7 +239,7 @@ def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
         _run(tmp_path, "torn")
     monkeypatch.undo()
     straight, straight_dir = _run(tmp_path, "straight")
-    resumed = runner.run_evolution(parse_config(TINY), tmp_path / "torn", resume=True,
+    resumed = runner.run_training(parse_config(TINY), tmp_path / "torn", resume=True,
                                    progress=False)
     assert _stable(resumed.to_json()) == _stable(straight)
     lineage = (tmp_path / "torn" / "lineage.jsonl").read_text()
@@ -249,8 +249,8 @@ def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
 def test_a_used_run_dir_is_refused_unless_overwritten(tmp_path):
     _, run_dir = _run(tmp_path, "used", max_steps=256)
     with pytest.raises(UserError, match="--resume"):
-        runner.run_evolution(parse_config(TINY), run_dir, progress=False)
-    summary = runner.run_evolution(parse_config({**TINY, "max_steps": 256}), run_dir,
+        runner.run_training(parse_config(TINY), run_dir, progress=False)
+    summary = runner.run_training(parse_config({**TINY, "max_steps": 256}), run_dir,
                                    progress=False, overwrite=True)
     assert summary.generations == 1
     assert len(_metrics(run_dir)) == 1
@@ -289,7 +289,7 @@ def test_a_single_agent_is_a_population_of_one_and_resumes_exactly(tmp_path, mon
         _run(tmp_path, "resumed", **{"evolution": None, "eval_episodes": 2})
     monkeypatch.undo()
     run_dir = tmp_path / "resumed"
-    resumed = runner.run_evolution(load_config(run_dir / "config.yaml"), run_dir, resume=True,
+    resumed = runner.run_training(load_config(run_dir / "config.yaml"), run_dir, resume=True,
                                    progress=False)
     assert _stable(resumed.to_json()) == _stable(straight)
     assert _metrics(run_dir) == metrics

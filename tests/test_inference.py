@@ -13,10 +13,10 @@ from evopop.agents.checkpoint import AgentFileError, load_agent, save_agent
 from evopop.config import parse_config
 from evopop.envs import EnvError, EnvSpec, make_env
 from evopop.errors import UserError
-from evopop.evolution.runner import run_evolution
 from evopop.inference import evaluate_agent_file
 from evopop.rundir import RunDir
 from evopop.seeding import torch_generator
+from evopop.training import run_training
 
 CAP = 20  # max_episode_steps of the training env: short episodes keep recordings small
 
@@ -30,7 +30,7 @@ def agent_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "max_steps": 256, "eval_episodes": 2, "seed": 3,
     })
     run_dir = tmp_path_factory.mktemp("run")
-    run_evolution(config, run_dir, progress=False)
+    run_training(config, run_dir, progress=False)
     return RunDir(run_dir).elite
 
 

@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from evopop.config import load_config
-from evopop.evolution.runner import run_evolution, single_agent_evo_steps
+from evopop.training import run_training, single_agent_evo_steps
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "single" / "cartpole_novel.yaml"
 
 
 def test_recurrent_agent_solves_cartpole_novel_within_100k_steps(tmp_path):
     config = load_config(CONFIG, {"max_steps": 100_000, "seed": 0})
-    summary = run_evolution(config, tmp_path, progress=False)
+    summary = run_training(config, tmp_path, progress=False)
     assert summary.total_env_steps < 100_000 + single_agent_evo_steps(config)
     assert summary.elite_fitness >= 475  # the last generation's 10 deterministic episodes
 
@@ -21,4 +21,4 @@ def test_recurrent_agent_solves_cartpole_novel_within_100k_steps(tmp_path):
 def test_feed_forward_agent_does_not_solve_it_with_the_same_budget(tmp_path):
     """The memory test is honest only if memory is needed."""
     config = load_config(CONFIG, {"max_steps": 100_000, "seed": 0, "net.cell": "none"})
-    assert run_evolution(config, tmp_path, progress=False).elite_fitness < 300
+    assert run_training(config, tmp_path, progress=False).elite_fitness < 300

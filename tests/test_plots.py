@@ -11,7 +11,6 @@ import pytest
 from evopop.config import parse_config
 from evopop.errors import UserError
 from evopop.evolution.mutation import MutationKind
-from evopop.evolution.runner import run_evolution
 from evopop.plots import (
     Change,
     Edge,
@@ -23,6 +22,7 @@ from evopop.plots import (
 )
 from evopop.records import GenerationRecord, LineageRecord, RecordError
 from evopop.rundir import RunDir
+from evopop.training import run_training
 
 TINY = {
     "env": {"id": "CartPoleNoVel-v1", "num_envs": 2},
@@ -191,7 +191,7 @@ def test_reading_logs_skips_torn_lines_and_refuses_foreign_ones(tmp_path):
 @pytest.fixture(scope="module")
 def evolution_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("evo") / "run"
-    run_evolution(parse_config({**TINY, "evolution": EVOLUTION}), run_dir, progress=False,
+    run_training(parse_config({**TINY, "evolution": EVOLUTION}), run_dir, progress=False,
                   workers=1)
     return run_dir
 
@@ -218,7 +218,7 @@ def test_real_evolution_run(evolution_run, tmp_path):
 def test_real_single_agent_run_gets_the_same_pictures(tmp_path):
     """A single agent is a population of one: its fitness picture is its learning curve."""
     run_dir = tmp_path / "single"
-    run_evolution(parse_config({**TINY, "eval_episodes": 2}), run_dir, progress=False)
+    run_training(parse_config({**TINY, "eval_episodes": 2}), run_dir, progress=False)
     records = load_metrics(run_dir)
     assert [len(r.members) for r in records] == [1] * len(records) and len(records) > 1
     paths = plot_run(run_dir)

@@ -13,10 +13,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from evopop import training as runner  # noqa: E402
 from evopop.agents.ppo import recompute_log_probs  # noqa: E402
 from evopop.config import parse_config  # noqa: E402
 from evopop.envs import EnvSpec  # noqa: E402
-from evopop.evolution import runner  # noqa: E402
 from evopop.execution import Placement  # noqa: E402
 from evopop.execution.cluster import RayError, RaySettings  # noqa: E402
 from evopop.execution.ray_pool import RayPool  # noqa: E402
@@ -44,7 +44,7 @@ def local_ray():
 
 def _run(tmp_path: Path, name: str, **changes) -> dict:
     config = parse_config({**TINY, **changes})
-    return runner.run_evolution(config, tmp_path / name, progress=False, workers=1
+    return runner.run_training(config, tmp_path / name, progress=False, workers=1
                                 if changes.get("backend") == "local" else None).to_json()
 
 
@@ -106,7 +106,7 @@ def test_sweep_runs_as_ray_tasks_match_local_runs(tmp_path):
 
 
 def test_core_never_imports_ray():
-    code = ("import sys, evopop.cli, evopop.evolution.runner, evopop.sweep, "
+    code = ("import sys, evopop.cli, evopop.training, evopop.sweep, "
             "evopop.rollouts, evopop.execution.tasks; print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

@@ -22,8 +22,8 @@ from evopop.envs.satellite import (
     SatelliteAction,
     register_satellite_env,
 )
-from evopop.evolution.runner import run_evolution
 from evopop.rundir import RunDir
+from evopop.training import run_training
 
 SHORT = {"duration_orbits": 0.2}  # ~1140 s of sim time: a whole episode in about a second
 
@@ -133,7 +133,7 @@ def test_short_evolutionary_run_logs_the_satellite_metrics(satellite_ready: Path
         "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 64,
                       "eval_loop": 2},
     })
-    summary = run_evolution(config, tmp_path / "run", progress=False)
+    summary = run_training(config, tmp_path / "run", progress=False)
     assert summary.generations == 2 and summary.total_env_steps == 256
     lines = RunDir(tmp_path / "run").generations()
     expected = {f.name for f in dataclasses.fields(EpisodeMetrics)}

@@ -216,7 +216,7 @@ def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished run was run again")
 
-    monkeypatch.setattr(sweep_run, "run_evolution", must_not_run)
+    monkeypatch.setattr(sweep_run, "run_training", must_not_run)
     rows = run_sweep(sweep, out, workers=1, resume=True, progress=False)
     assert rows == finished[1]
     assert len(mtimes) == 4 and all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
@@ -230,13 +230,13 @@ def test_resume_continues_checkpointed_runs_and_starts_missing_ones(finished, tm
     (started / "summary.json").unlink()
     shutil.rmtree(missing)
     calls = {}
-    real = sweep_run.run_evolution
+    real = sweep_run.run_training
 
     def spy(config, run_dir, **kwargs):
         calls[run_dir.name] = kwargs["resume"]
         return real(config, run_dir, **kwargs)
 
-    monkeypatch.setattr(sweep_run, "run_evolution", spy)
+    monkeypatch.setattr(sweep_run, "run_training", spy)
     rows = run_sweep(sweep, out, workers=1, resume=True, progress=False)
     assert calls == {started.name: True, missing.name: False}
     assert json.loads((started / "summary.json").read_text())["elite_sha256"] == old_sha
@@ -278,7 +278,7 @@ def test_a_diverged_run_is_recorded_as_finished_and_unsolved(tmp_path, monkeypat
         RunDir(run_dir).append_generation(_generation(0, -math.inf, 64))
         raise PopulationDiverged("every member's loss or weights became non-finite")
 
-    monkeypatch.setattr(sweep_run, "run_evolution", diverging)
+    monkeypatch.setattr(sweep_run, "run_training", diverging)
     summary = sweep_run.execute_run(None, tmp_path / "run", resume=False)
     assert summary.diverged and summary.best_fitness == -math.inf and summary.elite_sha256 is None
     assert (summary.generations, summary.total_env_steps, summary.wall_s) == (1, 64, 1.5)

@@ -11,6 +11,7 @@ import pytest
 from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
+from evopop.agents.normalize import RunningMeanStd
 from evopop.wrappers import (
     FlickerObservation,
     MaskVelocity,
@@ -19,7 +20,6 @@ from evopop.wrappers import (
     WrapperSpec,
     parse_wrappers,
 )
-from evopop.wrappers.normalize import RunningMeanStd
 
 
 class ConstantEnv(gym.Env):

@@ -13,11 +13,11 @@ import torch
 from gymnasium import spaces
 
 from evopop.agents.networks import ActorCritic
+from evopop.agents.normalize import ObsNormalizer, RewardScaler
 from evopop.agents.spaces import ActionSpec, ObsEncoder, PolicyHead
 from evopop.agents.spec import NetSpec, PPOParams
 from evopop.agents.transfer import transfer_weights
 from evopop.seeding import torch_generator
-from evopop.wrappers.normalize import ObsNormalizer, RewardScaler
 
 ADAM_EPS = 1e-5
 

@@ -112,12 +112,13 @@ def make_env(env: EnvSpec | str, render_mode: str | None = None) -> gym.Env:
     return _apply_wrappers(made, wrappers)
 
 
-def checked(env: EnvSpec | str) -> EnvSpec:
-    """The spec, checked by building (and closing) one env here, so mistakes surface as an
-    `EnvError` in this process rather than inside a worker that rebuilds it."""
+def env_factory(env: EnvSpec | str) -> Callable[[], gym.Env]:
+    """A picklable zero-argument constructor that worker processes rebuild copies with,
+    checked by building (and closing) one env here, so mistakes surface as an `EnvError` in this
+    process rather than inside a worker."""
     spec = as_spec(env)
     make_env(spec).close()
-    return spec
+    return partial(make_env, spec)
 
 
 def make_vec_env(
@@ -135,8 +136,7 @@ def make_vec_env(
     count = spec.num_envs if num_envs is None else num_envs
     if count < 1:
         raise EnvError(f"num_envs must be >= 1, got {count}")
-    spec = checked(spec)
-    envs = _VECTOR_BUILDERS[spec.vectorization.lockstep()]([spec] * count)
+    envs = _VECTOR_BUILDERS[spec.vectorization.lockstep()]([env_factory(spec)] * count)
     if seed is not None:
         envs.action_space.seed(seed)
         envs.observation_space.seed(seed)

@@ -3,7 +3,7 @@ worker process that rebuilds it.
 
 The same frozen, validated model is the config section, what vector-env creation, rollouts,
 env workers, evaluation and inference take, and what an agent file records: an environment is
-never passed around as loose arguments.
+never passed around as loose arguments. It is plain data; `evopop.envs.make` builds envs from it.
 """
 
 from __future__ import annotations
@@ -92,23 +92,6 @@ class EnvSpec(BaseModel):
     def key(self) -> str:
         """A stable string identity (for caching built envs)."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
-
-    def make(self, render_mode: str | None = None) -> Any:
-        """One copy of the env with its wrappers (see `evopop.envs.make.make_env`)."""
-        from evopop.envs.make import make_env
-
-        return make_env(self, render_mode)
-
-    def make_vec(self, num_envs: int | None = None, seed: int | None = None) -> Any:
-        """`num_envs` (default: the spec's) copies stepped in lockstep (see `make_vec_env`)."""
-        from evopop.envs.make import make_vec_env
-
-        return make_vec_env(self, num_envs, seed)
-
-    def __call__(self) -> Any:
-        """Zero-argument constructor: a spec is itself the picklable env factory that worker
-        processes rebuild their copies with."""
-        return self.make()
 
 
 def as_spec(env: EnvSpec | str) -> EnvSpec:

@@ -9,8 +9,10 @@ on timing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
@@ -19,10 +21,9 @@ from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
 from evopop.agents.checkpoint import agent_from_bytes
 from evopop.agents.episodes import EpisodeLog
-from evopop.envs.spec import EnvSpec
+from evopop.agents.normalize import RunningMeanStd
 from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import torch_generator
-from evopop.wrappers.normalize import RunningMeanStd
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class EnvWorker:
     """A worker's handler: its env copies (built on the first rollout, so a worker starts fast
     and a broken env is reported as a failure with its traceback) and its collector."""
 
-    def __init__(self, factory: EnvSpec, num_envs: int) -> None:
+    def __init__(self, factory: Callable[[], gym.Env], num_envs: int) -> None:
         self.factory = factory
         self.num_envs = num_envs
         self.envs: SyncVectorEnv | None = None

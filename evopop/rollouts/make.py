@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from evopop.envs.make import checked, make_env, make_vec_env
+from evopop.envs.make import env_factory, make_vec_env
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.execution.cluster import RayError, RaySettings, connect, free_cpus
 from evopop.execution.placement import Placement
@@ -45,11 +45,11 @@ def _worker_rollouts(env: EnvSpec, ray: RaySettings | None) -> WorkerRollouts:
     count = env.env_workers if env.env_workers is not None else min(env.num_envs,
                                                                      os.cpu_count() or 1)
     shares = split_envs(env.num_envs, count)  # a bad count fails before any env is built
-    spec = checked(env)
-    probe = make_env(spec)
+    factory = env_factory(env)
+    probe = factory()
     spaces = probe.observation_space, probe.action_space
     probe.close()
-    factories: list[HandlerFactory] = [partial(EnvWorker, spec, n) for n in shares]
+    factories: list[HandlerFactory] = [partial(EnvWorker, factory, n) for n in shares]
     if env.env_worker_backend is Placement.RAY:
         pool = _ray_pool(factories, ray or RaySettings())
     else:

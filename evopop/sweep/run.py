@@ -17,7 +17,6 @@ from evopop.atomic import atomic_write_bytes
 from evopop.config import RunConfig, dump_config
 from evopop.envs import make_env
 from evopop.errors import UserError
-from evopop.evolution.runner import run_evolution
 from evopop.evolution.selection import PopulationDiverged
 from evopop.execution.cluster import connect
 from evopop.execution.inline import InlinePool
@@ -30,6 +29,7 @@ from evopop.records import RunSummary
 from evopop.rundir import CONFIG_FILE, RunDir
 from evopop.sweep.report import run_row, write_reports
 from evopop.sweep.spec import PlannedRun, SweepPlan, load_sweep
+from evopop.training import run_training
 
 RUNS_DIR = "runs"
 SWEEP_RECORD = "sweep.yaml"
@@ -64,7 +64,7 @@ def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> RunSummary:
     finished and unsolved (diverging is deterministic, so retrying it would only diverge again).
     """
     try:
-        return run_evolution(config, run_dir, resume=resume, progress=False, workers=1,
+        return run_training(config, run_dir, resume=resume, progress=False, workers=1,
                              overwrite=not resume)
     except PopulationDiverged:
         run = RunDir(run_dir)

@@ -140,7 +140,7 @@ def _workers(config: RunConfig, workers: int | None, members: int) -> int | None
     return min(workers or default_workers(), members)
 
 
-def run_evolution(
+def run_training(
     config: RunConfig, run_path: Path, resume: bool = False, progress: bool = True,
     workers: int | None = None, wandb: bool = False, overwrite: bool = False,
 ) -> RunSummary:

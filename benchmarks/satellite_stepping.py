@@ -9,7 +9,7 @@ Worker start-up and one warm-up rollout are excluded. For reference the first li
 stepped in one process (sync, policy inference in between).
 Needs bsk-rl and Basilisk support data (BSK_SUPPORT_DATA_CACHE, see README).
 
-    python benchmarks/satellite_stepping.py [--workers 2 4] [--steps 256] [--rollouts 4]
+    python benchmarks/satellite_stepping.py [--env-workers 2 4] [--steps 256] [--rollouts 4]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def steps_per_second(mode: Vectorization, copies: int, steps: int, rollouts: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--env-workers", dest="workers", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--steps", type=int, default=256, help="steps per env per rollout")
     parser.add_argument("--rollouts", type=int, default=4, help="timed rollouts per mode")
     args = parser.parse_args()

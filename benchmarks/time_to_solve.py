@@ -1,7 +1,7 @@
 """W2 time to solve: wall-clock and env steps until the elite's mean evaluation return on
 PendulumNoVel-v1 is >= -200, with configs/pendulum_novel.yaml.
 
-Usage: python benchmarks/time_to_solve.py [--seeds 0 1 2] [--workers 2]
+Usage: python benchmarks/time_to_solve.py [--seeds 0 1 2] [--parallel-members 2]
 
 The run stops at the first generation whose elite reaches the target (fitness = mean return of
 the config's deterministic evaluation episodes). Wall time is the generation loop's (training,
@@ -38,7 +38,7 @@ def solve(seed: int, workers: int, config_path: Path) -> dict:
     config = load_config(config_path, {"seed": seed})
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        summary = run_training(config, Path(run_dir), progress=False, workers=workers)
+        summary = run_training(config, Path(run_dir), progress=False, parallel_members=workers)
         end_to_end = time.perf_counter() - start
         elite = load_agent(RunDir(Path(run_dir)).elite)
     envs = make_vec_env(config.env.id, 10, seed=HOLDOUT_SEED)
@@ -55,7 +55,7 @@ def solve(seed: int, workers: int, config_path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--parallel-members", dest="workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pendulum_novel.yaml")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -63,7 +63,7 @@ def main() -> None:
     walls = [r["wall_s"] for r in rows]
     print(json.dumps({
         "workload": "W2 PendulumNoVel-v1 to -200",
-        "workers": args.workers,
+        "parallel_members": args.workers,
         "all_solved": all(r["solved"] for r in rows),
         "max_wall_s": max(walls),
         "median_wall_s": statistics.median(walls),

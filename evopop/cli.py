@@ -82,7 +82,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config, run_dir = _train_config(args)
     set_one_thread()
     summary = run_training(config, run_dir, resume=bool(args.resume), progress=not args.quiet,
-                            workers=args.workers, wandb=args.wandb, overwrite=args.overwrite)
+                            parallel_members=args.parallel_members, wandb=args.wandb,
+                            overwrite=args.overwrite)
     _plot_after_run(run_dir, args.quiet)
     print(json.dumps(summary.to_json()))
     return 0
@@ -122,7 +123,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.ray_address and args.backend != "ray":
         raise CliError("--ray-address needs --backend ray")
-    rows = run_sweep(Path(args.sweep), Path(args.out) if args.out else None, args.workers,
+    rows = run_sweep(Path(args.sweep), Path(args.out) if args.out else None, args.parallel_runs,
                      args.resume, not args.quiet, Placement(args.backend), args.ray_address)
     solved = sum(bool(r[Column.TARGET_REACHED.value]) for r in rows)
     print(json.dumps({"runs": len(rows), "solved": solved}))
@@ -163,6 +164,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"evopop: {message} (see 'evopop --help')\n")
 
 
+def _renamed(parser: argparse.ArgumentParser, old: str, new: str) -> None:
+    """An old flag stays known only to say what it is called now."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+            parser.error(f"{old} was renamed: use {new}")
+
+    parser.add_argument(old, action=Renamed, nargs="?", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="evopop", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -176,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="override the config's seed")
     train.add_argument("--steps", type=int, help="override max_steps")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    train.add_argument("--workers", type=_positive, help="worker processes (default: CPU cores)")
+    train.add_argument("--parallel-members", type=_positive, metavar="N",
+                       help="members training at once (default: CPU cores)")
+    _renamed(train, "--workers", "--parallel-members")
     train.add_argument("--backend", choices=["local", "processes", "ray"],
                        help="where members train (default: the config's backend)")
     train.add_argument("--ray-address", metavar="ADDR",
@@ -200,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="compare settings: a grid of config keys x seeds")
     sweep.add_argument("sweep", help="sweep YAML (see configs/sweep_mutations.yaml)")
     sweep.add_argument("--out", help="output directory (default: runs/<sweep name>)")
-    sweep.add_argument("--workers", type=_positive, help="runs in parallel (default: cores)")
+    sweep.add_argument("--parallel-runs", type=_positive, metavar="N",
+                       help="runs in parallel (default: CPU cores)")
+    _renamed(sweep, "--workers", "--parallel-runs")
     sweep.add_argument("--backend", choices=["processes", "ray"], default="processes",
                        help="run the sweep's runs in local processes or as Ray tasks")
     sweep.add_argument("--ray-address", metavar="ADDR",

@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 
-from evopop.agents.spec import NetSpec, PPOParams
-from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.errors import UserError
-from evopop.evolution.settings import EvolutionConfig, MutationSettings
-from evopop.execution.cluster import RaySettings
-from evopop.execution.placement import Placement
+from evopop.evolution.settings import EvolutionConfig, MutationSettings, RunConfig
 
 __all__ = ["ConfigError", "EvolutionConfig", "MutationSettings", "RunConfig", "load_config",
            "parse_config"]
@@ -28,53 +24,21 @@ class ConfigError(UserError):
     """A config problem the user can fix; the message names the key and the fix."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+RENAMED_KEYS: dict[str, str] = {
+    "workers": "parallel_members",
+    "evolution.eval_loop": "eval_episodes",
+}
+"""Old dotted key -> its new name: an old config gets one line saying what to write instead."""
 
 
-class RunConfig(_Strict):
-    """A training run: env, network, PPO hyperparameters, budget and optional evolution."""
-
-    env: EnvSpec = Field(description="the environment and its vectorisation")
-    net: NetSpec = Field(default_factory=NetSpec, description="the network architecture")
-    ppo: PPOParams = Field(default_factory=PPOParams, description="PPO hyperparameters")
-    max_steps: int = Field(100_000, ge=1, description="env steps per agent (per member)")
-    eval_episodes: int = Field(10, ge=1, description="deterministic episodes of the final eval")
-    seed: int = Field(0, ge=0, description="the one seed every random stream derives from")
-    evolution: EvolutionConfig | None = Field(
-        None, description="the population; absent for single-agent training")
-    backend: Placement = Field(Placement.PROCESSES,
-                                 description="where members train: local, processes or ray")
-    workers: int | None = Field(
-        None, ge=1, description="members training at once (default: cores; ray: what fits)")
-    ray: RaySettings = Field(default_factory=lambda: RaySettings(),
-                           description="the Ray cluster and what each member reserves on it")
-
-    @model_validator(mode="after")
-    def _ray_env_workers_have_a_cluster(self) -> RunConfig:
-        if (self.env.env_worker_backend is Placement.RAY
-                and self.backend is not Placement.RAY and self.ray.address is None):
-            raise ValueError("env.env_worker_backend: ray needs backend: ray or a ray.address "
-                             "(else every member process would start its own Ray)")
-        return self
-
-    def ray_env_worker_cpus(self) -> float:
-        """CPUs a member's env workers reserve on Ray (0 unless they run there)."""
-        env = self.env
-        if env.vectorization is not Vectorization.INDEPENDENT or \
-                env.env_worker_backend is not Placement.RAY:
-            return 0.0
-        return (env.env_workers or 1) * self.ray.num_cpus_per_env_worker
-
-    @model_validator(mode="after")
-    def _batch_fits_rollout(self) -> RunConfig:
-        rollout = self.ppo.learn_step * self.env.num_envs
-        if self.ppo.batch_size > rollout:
-            raise ValueError(
-                f"ppo.batch_size ({self.ppo.batch_size}) is larger than a rollout "
-                f"(ppo.learn_step x env.num_envs = {rollout})"
-            )
-        return self
+def _check_renamed(data: dict[str, Any]) -> None:
+    for old, new in RENAMED_KEYS.items():
+        *parents, leaf = old.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            raise ConfigError(f"config key '{old}' was renamed: write '{new}' instead")
 
 
 def _closest(word: str, candidates: list[str]) -> str:
@@ -113,6 +77,7 @@ def _describe(error: dict[str, Any]) -> str:
 
 def parse_config(data: dict[str, Any]) -> RunConfig:
     """Validates a config mapping; raises `ConfigError` describing the first problem."""
+    _check_renamed(data)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:

@@ -4,7 +4,7 @@ The same comparison as configs/sweep_mutations.yaml, built as an in-memory sweep
 with `evopop.sweep.run_plan`. Prints the ranked summary (summary.md) at the end.
 
     python scripts/sweep_mutations.py --max-steps 51200 --seeds 0 1 2
-    python scripts/sweep_mutations.py --base tiny.yaml --max-steps 256 --seeds 0 --workers 1
+    python scripts/sweep_mutations.py --base tiny.yaml --max-steps 256 --seeds 0 --parallel-runs 1
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=51_200, help="env steps per member")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=Path("runs") / "sweep_mutations_py")
-    parser.add_argument("--workers", type=int, default=None, help="runs at a time (default: "
+    parser.add_argument("--parallel-runs", type=int, default=None, help="runs at a time (default: "
                         "CPU cores)")
     parser.add_argument("--resume", action="store_true", help="continue a sweep in --out")
     return parser.parse_args()
@@ -52,7 +52,7 @@ def main() -> int:
     try:
         plan = plan_sweep(sweep_spec(args.base, args.max_steps, args.seeds), Path.cwd(),
                           "sweep_mutations", source="scripts/sweep_mutations.py")
-        run_plan(plan, args.out, workers=args.workers, resume=args.resume)
+        run_plan(plan, args.out, parallel_runs=args.parallel_runs, resume=args.resume)
     except UserError as err:
         print(f"sweep_mutations: {err}", file=sys.stderr)
         return 2

@@ -13,7 +13,8 @@ BASE = {
     "net": {"cell": "gru", "hidden_size": 8, "head": [8]},
     "ppo": {"learn_step": 32, "batch_size": 32, "update_epochs": 1},
     "max_steps": 64,
-    "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 32, "eval_loop": 1},
+    "eval_episodes": 1,
+    "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 32},
 }
 
 
@@ -51,7 +52,12 @@ TRAIN_CASES = [
     ("zero-batch", _config(ppo__batch_size=0), [], "batch_size must be a positive"),
     ("negative-learn-step", _config(ppo__learn_step=-5), [], "learn_step must be a positive"),
     ("zero-max-steps", _config(max_steps=0), [], "max_steps"),
-    ("zero-eval-loop", _config(evolution__eval_loop=0), [], "eval_loop"),
+    ("zero-eval-episodes", _config(eval_episodes=0), [], "eval_episodes"),
+    ("renamed-eval-loop", _config(evolution__eval_loop=3), [],
+     "'evolution.eval_loop' was renamed: write 'eval_episodes'"),
+    ("renamed-workers", _config(workers=2), [], "'workers' was renamed: write 'parallel_members'"),
+    ("renamed-workers-flag", _config(), ["--workers", "2"],
+     "--workers was renamed: use --parallel-members"),
     ("probability-above-1", _config(evolution__mutation={"none": 1.5}), [], "mutation.none"),
     ("probability-below-0", _config(evolution__mutation={"parameters": -0.1}), [],
      "mutation.parameters"),
@@ -73,7 +79,7 @@ TRAIN_CASES = [
      [], "must be <= high"),
     ("set-without-equals", _config(), ["--set", "ppo.lr"], "--set expects key=value"),
     ("set-unknown-key", _config(), ["--set", "ppo.btach_size=8"], "did you mean 'batch_size'"),
-    ("workers-zero", _config(), ["--workers", "0"], "expected a positive integer"),
+    ("workers-zero", _config(), ["--parallel-members", "0"], "expected a positive integer"),
     ("env-workers-above-copies", _config(env__vectorization="independent", env__env_workers=3),
      [], "env_workers (3) is larger than num_envs (2)"),
     ("unknown-env-worker-backend", _config(env__env_worker_backend="slurm"), [],
@@ -114,7 +120,8 @@ def test_bad_train_input(tmp_path: Path, capsys, content, args, fragment):
         cfg.write_text(yaml.safe_dump(content))
     elif content is not None:
         cfg.write_text(content)
-    argv = ["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet", "--workers", "1"]
+    argv = ["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet",
+            "--parallel-members", "1"]
     code, err = _run_cli(capsys, [*argv, *args])
     _assert_one_line_error(code, err, fragment)
 
@@ -133,7 +140,8 @@ def test_bad_resume_input(tmp_path: Path, capsys):
 def test_a_used_run_dir_is_refused_and_overwrite_clears_the_old_plots(tmp_path: Path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(_config()))
-    argv = ["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet", "--workers", "1"]
+    argv = ["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet",
+            "--parallel-members", "1"]
     assert main(argv) == 0
     assert (tmp_path / "run" / "plots" / "lineage.png").exists()
     capsys.readouterr()

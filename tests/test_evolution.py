@@ -16,7 +16,7 @@ import evopop.training as runner
 from evopop.agents.checkpoint import agent_to_bytes, load_agent
 from evopop.config import load_config, parse_config
 from evopop.errors import UserError
-from evopop.evolution.loop import _next_generation
+from evopop.evolution.loop import Population
 from evopop.evolution.population import load_state
 from evopop.rundir import RunDir
 
@@ -26,7 +26,8 @@ TINY = {
     "ppo": {"learn_step": 32, "batch_size": 64, "update_epochs": 2},
     "max_steps": 1024,
     "seed": 3,
-    "evolution": {"population_size": 4, "tournament_size": 2, "evo_steps": 256, "eval_loop": 2,
+    "eval_episodes": 2,
+    "evolution": {"population_size": 4, "tournament_size": 2, "evo_steps": 256,
                   "mutation": {"none": 0.2, "architecture": 0.2, "new_layer": 0.2,
                                "parameters": 0.2, "activation": 0.1, "hyperparameter": 0.2}},
 }
@@ -36,7 +37,7 @@ VOLATILE = {"wall_s", "steps_per_s"}
 def _run(tmp_path: Path, name: str, workers: int = 1, **changes) -> tuple[dict, Path]:
     config = parse_config({**TINY, **changes})
     run_dir = tmp_path / name
-    summary = runner.run_training(config, run_dir, progress=False, workers=workers)
+    summary = runner.run_training(config, run_dir, progress=False, parallel_members=workers)
     return summary.to_json(), run_dir
 
 
@@ -57,7 +58,7 @@ def _stop_after_generation(monkeypatch, generation: int, before_stop=None) -> No
 def _start_cli_run(config: Path, run_dir: Path, workers: int, **popen) -> subprocess.Popen:
     """`evopop train` in a subprocess, returned once its first checkpoint is on disk."""
     cmd = [sys.executable, "-m", "evopop.cli", "train", str(config), "--run-dir", str(run_dir),
-           "--workers", str(workers), "--quiet"]
+           "--parallel-members", str(workers), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **popen)
     deadline = time.monotonic() + 90
     while not (run_dir / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
@@ -101,15 +102,18 @@ def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path):
 
 
 def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):
-    config = parse_config(TINY)
-    state = runner.initial_state(config)
-    for slot, member in enumerate(state.members):
+    population = Population(parse_config(TINY))
+    for slot, member in enumerate(population.members):
         member.fitness.append(float(slot))  # member 3 is the elite
-    before = {m.id: agent_to_bytes(m.agent) for m in state.members}
-    born = _next_generation(state, runner.settings(config))
+    before = {m.id: agent_to_bytes(m.agent) for m in population.members}
+    assert population.elite.id == 3
+    population.select()
+    events = population.mutate()
+    born = population.newborn()
+    assert len(events) == 3 and population.generation == 1
     assert [(r.id, r.parent_id, r.generation) for r in born] == \
-        [(m.id, m.parent_id, 1) for m in state.members[1:]]
-    elite, children = state.members[0], state.members[1:]
+        [(m.id, m.parent_id, 1) for m in population.members[1:]]
+    elite, children = population.members[0], population.members[1:]
     assert elite.id == 3 and agent_to_bytes(elite.agent) == before[3]
     assert all(c.id >= 4 and c.parent_id in before for c in children)
     child_params = {id(p) for c in children for p in c.agent.net.parameters()}
@@ -170,7 +174,7 @@ def test_a_diverged_member_gets_minus_inf_and_the_run_goes_on(tmp_path, monkeypa
 def test_evolution_solves_cartpole_novel(tmp_path):
     """End to end on the bundled config: the elite reaches the 475 target."""
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "cartpole_novel.yaml")
-    summary = runner.run_training(config, tmp_path, progress=False, workers=2)
+    summary = runner.run_training(config, tmp_path, progress=False, parallel_members=2)
     assert summary.target_reached and summary.elite_fitness >= 475
 
 
@@ -269,12 +273,12 @@ SINGLE = {k: v for k, v in TINY.items() if k != "evolution"} | {"eval_episodes":
 
 def test_single_agent_generation_length_is_whole_rollouts_about_a_twentieth():
     rollout = 4 * 32
-    assert runner.single_agent_evo_steps(parse_config({**SINGLE, "max_steps": 1024})) == rollout
-    assert runner.single_agent_evo_steps(parse_config({**SINGLE, "max_steps": 40 * rollout})) \
+    assert parse_config({**SINGLE, "max_steps": 1024}).population().evo_steps == rollout
+    assert parse_config({**SINGLE, "max_steps": 40 * rollout}).population().evo_steps \
         == 2 * rollout
-    evo = runner.evolution_of(parse_config(SINGLE))
+    evo = parse_config(SINGLE).population()
     assert (evo.population_size, evo.tournament_size, evo.elitism, evo.target) == (1, 1, True, None)
-    assert evo.eval_loop == 2 and evo.mutation.none == 1.0
+    assert evo.mutation.probabilities()[0] == 1.0
 
 
 def test_a_single_agent_is_a_population_of_one_and_resumes_exactly(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from evopop.config import load_config
-from evopop.training import run_training, single_agent_evo_steps
+from evopop.training import run_training
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "single" / "cartpole_novel.yaml"
 
@@ -13,7 +13,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "single" / "cartpole_
 def test_recurrent_agent_solves_cartpole_novel_within_100k_steps(tmp_path):
     config = load_config(CONFIG, {"max_steps": 100_000, "seed": 0})
     summary = run_training(config, tmp_path, progress=False)
-    assert summary.total_env_steps < 100_000 + single_agent_evo_steps(config)
+    assert summary.total_env_steps < 100_000 + config.population().evo_steps
     assert summary.elite_fitness >= 475  # the last generation's 10 deterministic episodes
 
 

@@ -31,7 +31,7 @@ TINY = {
     "max_steps": 192,
     "seed": 0,
 }
-EVOLUTION = {"population_size": 3, "tournament_size": 2, "evo_steps": 64, "eval_loop": 1,
+EVOLUTION = {"population_size": 3, "tournament_size": 2, "evo_steps": 64,
              "target": 450.0, "mutation": {"none": 0.2, "architecture": 0.2, "new_layer": 0.2,
                                            "parameters": 0.2, "hyperparameter": 0.2}}
 
@@ -191,8 +191,8 @@ def test_reading_logs_skips_torn_lines_and_refuses_foreign_ones(tmp_path):
 @pytest.fixture(scope="module")
 def evolution_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("evo") / "run"
-    run_training(parse_config({**TINY, "evolution": EVOLUTION}), run_dir, progress=False,
-                  workers=1)
+    run_training(parse_config({**TINY, "eval_episodes": 1, "evolution": EVOLUTION}), run_dir,
+                 progress=False, parallel_members=1)
     return run_dir
 
 

@@ -31,7 +31,8 @@ TINY = {
     "ppo": {"learn_step": 32, "batch_size": 64, "update_epochs": 2},
     "max_steps": 768,
     "seed": 5,
-    "evolution": {"population_size": 3, "tournament_size": 2, "evo_steps": 256, "eval_loop": 2},
+    "eval_episodes": 2,
+    "evolution": {"population_size": 3, "tournament_size": 2, "evo_steps": 256},
 }
 
 
@@ -44,7 +45,7 @@ def local_ray():
 
 def _run(tmp_path: Path, name: str, **changes) -> dict:
     config = parse_config({**TINY, **changes})
-    return runner.run_training(config, tmp_path / name, progress=False, workers=1
+    return runner.run_training(config, tmp_path / name, progress=False, parallel_members=1
                                 if changes.get("backend") == "local" else None).to_json()
 
 
@@ -99,7 +100,7 @@ def test_env_workers_as_ray_actors_collect_exact_rollouts_and_survive_a_kill(mak
 def test_sweep_runs_as_ray_tasks_match_local_runs(tmp_path):
     spec = {"base": TINY, "grid": {"ppo.lr": [1e-3, 3e-4]}, "seeds": [0]}
     plan = plan_sweep(spec, tmp_path, "tiny")
-    local = run_plan(plan, tmp_path / "local", workers=1, progress=False)
+    local = run_plan(plan, tmp_path / "local", parallel_runs=1, progress=False)
     on_ray = run_plan(plan, tmp_path / "ray", progress=False, backend=Placement.RAY)
     assert [r["best_fitness"] for r in on_ray] == [r["best_fitness"] for r in local]
     assert (tmp_path / "ray" / "summary.md").is_file()

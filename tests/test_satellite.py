@@ -130,8 +130,7 @@ def test_short_evolutionary_run_logs_the_satellite_metrics(satellite_ready: Path
         "net": {"hidden_size": 16, "head": [16]},
         "ppo": {"learn_step": 32, "batch_size": 32, "update_epochs": 1},
         "max_steps": 128, "eval_episodes": 2, "seed": 0, "backend": "local",
-        "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 64,
-                      "eval_loop": 2},
+        "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 64},
     })
     summary = run_training(config, tmp_path / "run", progress=False)
     assert summary.generations == 2 and summary.total_env_steps == 256

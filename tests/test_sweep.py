@@ -24,8 +24,8 @@ TINY = {
     "net": {"cell": "lstm", "hidden_size": 8, "head": [8]},
     "ppo": {"learn_step": 32, "batch_size": 64, "update_epochs": 1},
     "max_steps": 128,
-    "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 64, "eval_loop": 1,
-                  "target": 30},
+    "eval_episodes": 1,
+    "evolution": {"population_size": 2, "tournament_size": 2, "evo_steps": 64, "target": 30},
 }
 ARCH = "evolution.mutation.architecture"
 SWEEP = {"base": "tiny.yaml", "grid": {ARCH: [0.0, 0.5]}, "seeds": [0, 1]}
@@ -45,7 +45,7 @@ def _write_sweep(folder: Path, sweep: dict, base: dict = TINY) -> Path:
 def finished(tmp_path_factory) -> tuple[Path, list[dict]]:
     """A finished tiny sweep (2 settings x 2 seeds) that tests copy before changing it."""
     folder = tmp_path_factory.mktemp("sweep")
-    rows = run_sweep(_write_sweep(folder, SWEEP), folder / "out", workers=1, progress=False)
+    rows = run_sweep(_write_sweep(folder, SWEEP), folder / "out", parallel_runs=1, progress=False)
     return folder, rows
 
 
@@ -128,7 +128,7 @@ def test_bad_sweep_files_are_one_line_errors(tmp_path, change, fragment):
 def test_a_bad_env_id_fails_before_any_run(tmp_path):
     base = {**TINY, "env": {"id": "CartPol-v1", "num_envs": 2}}
     with pytest.raises(UserError, match="CartPol-v1"):
-        run_sweep(_write_sweep(tmp_path, SWEEP, base), tmp_path / "out", workers=1)
+        run_sweep(_write_sweep(tmp_path, SWEEP, base), tmp_path / "out", parallel_runs=1)
     assert not (tmp_path / "out" / "runs").exists()
 
 
@@ -206,7 +206,7 @@ def test_results_csv_summary_and_plot(finished):
 def test_a_used_out_dir_needs_resume(finished, tmp_path):
     sweep, out = _copy(finished, tmp_path)
     with pytest.raises(UserError, match="--resume"):
-        run_sweep(sweep, out, workers=1)
+        run_sweep(sweep, out, parallel_runs=1)
 
 
 def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
@@ -217,7 +217,7 @@ def test_resume_skips_finished_runs(finished, tmp_path, monkeypatch):
         raise AssertionError("a finished run was run again")
 
     monkeypatch.setattr(sweep_run, "run_training", must_not_run)
-    rows = run_sweep(sweep, out, workers=1, resume=True, progress=False)
+    rows = run_sweep(sweep, out, parallel_runs=1, resume=True, progress=False)
     assert rows == finished[1]
     assert len(mtimes) == 4 and all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
 
@@ -237,7 +237,7 @@ def test_resume_continues_checkpointed_runs_and_starts_missing_ones(finished, tm
         return real(config, run_dir, **kwargs)
 
     monkeypatch.setattr(sweep_run, "run_training", spy)
-    rows = run_sweep(sweep, out, workers=1, resume=True, progress=False)
+    rows = run_sweep(sweep, out, parallel_runs=1, resume=True, progress=False)
     assert calls == {started.name: True, missing.name: False}
     assert json.loads((started / "summary.json").read_text())["elite_sha256"] == old_sha
     assert _stable(rows) == _stable(finished[1])
@@ -248,7 +248,7 @@ def test_resume_refuses_a_changed_sweep(finished, tmp_path):
     sweep.write_text(yaml.safe_dump({**SWEEP, "set": {"max_steps": 256}}))
     before = {name: (out / name).read_bytes() for name in ("sweep.yaml", "results.csv")}
     with pytest.raises(UserError, match="differs from the config"):
-        run_sweep(sweep, out, workers=1, resume=True)
+        run_sweep(sweep, out, parallel_runs=1, resume=True)
     assert {name: (out / name).read_bytes() for name in before} == before  # nothing rewritten
 
 
@@ -260,7 +260,7 @@ def test_script_runs_in_worker_processes_with_async_envs(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "sweep_mutations.py"), "--base", str(base),
-         "--max-steps", "128", "--seeds", "0", "--workers", "2", "--out", str(out)],
+         "--max-steps", "128", "--seeds", "0", "--parallel-runs", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "| 1 | " in done.stdout and "| 4 | " in done.stdout  # the ranked summary, 4 settings

@@ -1,5 +1,7 @@
 """The generation loop: train every member, evaluate, select, mutate, checkpoint; repeat.
 
+`Population` is the loop's state and its steps, usable from a script (see
+`scripts/train_pendulum_novel.py`); `run_generations` drives it with records and checkpoints.
 Every random stream is derived from (seed, generation, slot, stream), so a run is a function of
 its config alone: the same seed gives the same elite on any backend and after any resume.
 """
@@ -8,21 +10,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import IntEnum
+from types import TracebackType
 
 import numpy as np
 
-from evopop.agents import Agent
+from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes, save_agent
-from evopop.envs.spec import EnvSpec
-from evopop.evolution.backends import Backend
-from evopop.evolution.mutation import mutate
+from evopop.envs.make import make_env
+from evopop.evolution.backends import Backend, make_backend
+from evopop.evolution.mutation import MutationEvent, mutate
 from evopop.evolution.population import LoopState, Member
 from evopop.evolution.selection import elite_index, tournament_select
-from evopop.evolution.settings import MutationSettings
+from evopop.evolution.settings import RunConfig
 from evopop.evolution.task import TaskResult, TrainTask
-from evopop.execution.cluster import RaySettings
+from evopop.execution.placement import Placement
 from evopop.records import GenerationRecord, LineageRecord, MemberRecord, json_number
 from evopop.rundir import RunDir
 from evopop.seeding import derive_seed, torch_generator
@@ -40,64 +42,116 @@ class Stream(IntEnum):
     INIT_WEIGHTS = 6
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    """The loop's knobs, resolved from the run config."""
-
-    seed: int
-    env: EnvSpec
-    eval_env: EnvSpec
-    ray: RaySettings
-    evo_steps: int
-    max_steps: int
-    eval_loop: int
-    tournament_size: int
-    elitism: bool
-    target: float | None
-    mutation: MutationSettings
-
-
-def _tasks(state: LoopState, s: LoopSettings) -> list[TrainTask]:
-    g = state.generation
-    eval_seed = derive_seed(s.seed, g, 0, Stream.EVAL)  # common to all members: a fair contest
-    return [
-        TrainTask(agent_to_bytes(m.agent), s.env, s.eval_env, s.ray, s.evo_steps,
-                  derive_seed(s.seed, g, slot, Stream.TRAIN), (m.env_steps, s.max_steps),
-                  s.eval_loop, eval_seed)
-        for slot, m in enumerate(state.members)
-    ]
+def initial_state(config: RunConfig) -> LoopState:
+    """Generation 0: `population_size` agents from the config's spec and hyperparameters."""
+    evo = config.population()
+    env = make_env(config.env)
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    hp_rng = np.random.default_rng(derive_seed(config.seed, 0, 0, Stream.INIT_HP))
+    agents = []
+    for slot in range(evo.population_size):
+        params = (evo.mutation.hp_space.sample_params(config.ppo, hp_rng)
+                  if evo.random_init_hp else config.ppo)
+        seed = derive_seed(config.seed, 0, slot, Stream.INIT_WEIGHTS)
+        agents.append(Agent(obs_space, act_space, config.net, params, seed=seed))
+    members = [Member(i, None, 0, agent) for i, agent in enumerate(agents)]
+    return LoopState(generation=0, next_id=len(agents), members=members)
 
 
-def _absorb(state: LoopState, results: list[TaskResult]) -> None:
-    for member, result in zip(state.members, results, strict=True):
-        member.agent = agent_from_bytes(result.agent)
-        member.fitness.append(result.fitness)
-        member.env_steps += result.env_steps
-        state.total_env_steps += result.env_steps
+class Population:
+    """A population of recurrent PPO members driven one generation at a time:
+    `train()` (every member learns `evo_steps` env steps and is evaluated), then `select()`
+    and `mutate()` make the next generation. Members train on `backend` (default: one after
+    another in this process)."""
 
+    def __init__(self, config: RunConfig, backend: Backend | None = None,
+                 state: LoopState | None = None) -> None:
+        self.config = config
+        self.evolution = config.population()
+        self.state = state if state is not None else initial_state(config)
+        self.backend = backend if backend is not None else make_backend(Placement.LOCAL, 1)
+        self.last_results: list[TaskResult] = []
+        self._children: list[int] = []  # slots of this generation's clones, still unmutated
 
-def _next_generation(state: LoopState, s: LoopSettings) -> list[LineageRecord]:
-    """Selection, cloning and mutation; the elite (slot 0 with elitism) passes unchanged.
-    Returns the lineage records of the children."""
-    g = state.generation
-    fitness = [m.fitness[-1] for m in state.members]
-    select_rng = np.random.default_rng(derive_seed(s.seed, g, 0, Stream.SELECT))
-    parents = tournament_select(fitness, s.tournament_size, s.elitism, select_rng)
-    nxt: list[Member] = []
-    born: list[LineageRecord] = []
-    for slot, parent in enumerate(parents):
-        if s.elitism and slot == 0:
-            nxt.append(state.members[parent])
-            continue
-        child = state.members[parent].clone(state.next_id, g + 1)
-        state.next_id += 1
-        mutate_rng = np.random.default_rng(derive_seed(s.seed, g, slot, Stream.MUTATE))
-        torch_gen = torch_generator(derive_seed(s.seed, g, slot, Stream.MUTATE_TORCH))
-        child.mutation = mutate(child.agent, s.mutation, mutate_rng, torch_gen).to_dict()
-        born.append(lineage_record(child, g + 1))
-        nxt.append(child)
-    state.members = nxt
-    return born
+    def __enter__(self) -> Population:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.backend.close(abort=error is not None)
+
+    @property
+    def members(self) -> list[Member]:
+        return self.state.members
+
+    @property
+    def generation(self) -> int:
+        return self.state.generation
+
+    @property
+    def elite(self) -> Member:
+        """The member with the best fitness of the last evaluation."""
+        return self.members[elite_index([m.fitness[-1] for m in self.members])]
+
+    def train(self) -> list[float]:
+        """One learning cycle for every member; returns their fitnesses (mean return over
+        `eval_episodes` deterministic episodes, the same episodes for every member)."""
+        self.last_results = self.backend.map(self._tasks())
+        for member, result in zip(self.members, self.last_results, strict=True):
+            member.agent = agent_from_bytes(result.agent)
+            member.fitness.append(result.fitness)
+            member.env_steps += result.env_steps
+            self.state.total_env_steps += result.env_steps
+        return [m.fitness[-1] for m in self.members]
+
+    def _tasks(self) -> list[TrainTask]:
+        config, g = self.config, self.generation
+        eval_seed = derive_seed(config.seed, g, 0, Stream.EVAL)  # common to all: a fair contest
+        eval_env = config.env.with_copies(min(config.eval_episodes, 16))
+        return [
+            TrainTask(agent_to_bytes(m.agent), config.env, eval_env, config.ray,
+                      self.evolution.evo_steps, derive_seed(config.seed, g, slot, Stream.TRAIN),
+                      (m.env_steps, config.max_steps), config.eval_episodes, eval_seed)
+            for slot, m in enumerate(self.members)
+        ]
+
+    def select(self) -> list[int]:
+        """Tournament selection with elitism: the next generation's members are clones of the
+        chosen parents (the elite, slot 0, passes unchanged). Returns the parents' slots."""
+        g, evo = self.generation, self.evolution
+        fitness = [m.fitness[-1] for m in self.members]
+        rng = np.random.default_rng(derive_seed(self.config.seed, g, 0, Stream.SELECT))
+        parents = tournament_select(fitness, evo.tournament_size, evo.elitism, rng)
+        nxt, self._children = [], []
+        for slot, parent in enumerate(parents):
+            if evo.elitism and slot == 0:
+                nxt.append(self.members[parent])
+                continue
+            nxt.append(self.members[parent].clone(self.state.next_id, g + 1))
+            self.state.next_id += 1
+            self._children.append(slot)
+        self.state.members = nxt
+        return parents
+
+    def mutate(self) -> list[MutationEvent]:
+        """One mutation for each clone `select` made; then the next generation begins."""
+        g, seed = self.generation, self.config.seed
+        events = []
+        for slot in self._children:
+            child = self.members[slot]
+            rng = np.random.default_rng(derive_seed(seed, g, slot, Stream.MUTATE))
+            torch_gen = torch_generator(derive_seed(seed, g, slot, Stream.MUTATE_TORCH))
+            event = mutate(child.agent, self.evolution.mutation, rng, torch_gen)
+            child.mutation = event.to_dict()
+            events.append(event)
+        self.state.generation += 1
+        return events
+
+    def newborn(self) -> list[LineageRecord]:
+        """Lineage records of the members born into the current generation."""
+        return [lineage_record(m, self.generation) for m in self.members
+                if m.born == self.generation]
 
 
 def lineage_record(member: Member, generation: int) -> LineageRecord:
@@ -132,28 +186,27 @@ def _generation_record(
         elite_metrics=results[elite].eval_metrics or None)
 
 
-def _save_elite(run_dir: RunDir, elite: Member, generation: int, env: EnvSpec) -> None:
+def _save_elite(run_dir: RunDir, population: Population, slot: int) -> None:
+    elite, env = population.members[slot], population.config.env
     save_agent(elite.agent, run_dir.elite, extra={
         "env_id": env.id, "env": env.model_dump(mode="json"), "member_id": elite.id,
-        "generation": generation,
-        "fitness": json_number(elite.fitness[-1])})
+        "generation": population.generation, "fitness": json_number(elite.fitness[-1])})
 
 
 def run_generations(
-    state: LoopState,
-    s: LoopSettings,
-    backend: Backend,
+    population: Population,
     run_dir: RunDir,
     checkpoint: Callable[[LoopState], None],
     on_generation: Callable[[LoopState, GenerationRecord], None] | None = None,
 ) -> LoopState:
     """Runs generations until the target fitness or `max_steps` per member is reached."""
+    state = population.state
     while not state.finished:
         start = time.perf_counter()
-        results = backend.map(_tasks(state, s))
-        _absorb(state, results)
-        elite_slot = _score(state, s)
-        _save_elite(run_dir, state.members[elite_slot], state.generation, s.env)
+        population.train()
+        results = population.last_results
+        elite_slot = _score(population)
+        _save_elite(run_dir, population, elite_slot)
         wall = time.perf_counter() - start
         state.wall_s += wall
         record = _generation_record(state, results, elite_slot, wall)
@@ -161,23 +214,21 @@ def run_generations(
         if on_generation is not None:
             on_generation(state, record)
         if not state.finished:
-            run_dir.append_lineage(_next_generation(state, s))
-            state.generation += 1
+            population.select()
+            population.mutate()
+            run_dir.append_lineage(population.newborn())
         checkpoint(state)
     return state
 
 
-def _score(state: LoopState, s: LoopSettings) -> int:
+def _score(population: Population) -> int:
     """Picks this generation's elite and updates the counters that decide whether to stop."""
+    state, target = population.state, population.evolution.target
     elite_slot = elite_index([m.fitness[-1] for m in state.members])
     fitness = state.members[elite_slot].fitness[-1]
     state.elite_history.append(fitness)
     state.best_fitness = max(state.best_fitness, fitness)
-    state.target_reached = s.target is not None and fitness >= s.target
-    done_steps = all(m.env_steps >= s.max_steps for m in state.members)
+    state.target_reached = target is not None and fitness >= target
+    done_steps = all(m.env_steps >= population.config.max_steps for m in state.members)
     state.finished = state.target_reached or done_steps
     return elite_slot
-
-
-def initial_members(agents: list[Agent]) -> list[Member]:
-    return [Member(i, None, 0, agent) for i, agent in enumerate(agents)]

@@ -1,11 +1,13 @@
-"""The evolution section of a config: population, selection and mutation settings.
+"""A run's settings: the whole validated config (`RunConfig`) and its evolution section.
 
 These frozen, validated models are the runtime types too: the generation loop and the mutation
-operators take them whole, so a setting is declared, checked and documented in one place.
+operators take them whole, so a setting is declared, checked and documented in one place
+(`evopop.config` only reads YAML into them and words the errors).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from enum import Enum
 from typing import Annotated, Any
@@ -13,8 +15,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
-from evopop.agents.spec import Activation
+from evopop.agents.spec import Activation, NetSpec, PPOParams
+from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
+from evopop.execution.cluster import RaySettings
+from evopop.execution.placement import Placement
 
 
 class MutationKind(str, Enum):
@@ -114,7 +119,6 @@ class EvolutionConfig(BaseModel):
     tournament_size: int = Field(2, ge=1, description="members drawn per tournament")
     elitism: bool = Field(True, description="the best member passes unchanged")
     evo_steps: int = Field(10_000, ge=1, description="env steps per member per generation")
-    eval_loop: int = Field(3, ge=1, description="evaluation episodes per member per generation")
     target: float | None = Field(None, allow_inf_nan=False,
                                  description="stop when the elite's fitness reaches it")
     random_init_hp: bool = Field(False, description="draw initial hps within the hp space")
@@ -126,4 +130,72 @@ class EvolutionConfig(BaseModel):
         if self.tournament_size > self.population_size:
             raise ValueError(f"tournament_size ({self.tournament_size}) is larger than "
                              f"population_size ({self.population_size})")
+        return self
+
+
+POINTS_PER_SINGLE_RUN = 20
+"""A single agent (a population of one) is evaluated and logged about this often."""
+
+
+class RunConfig(BaseModel):
+    """A training run: env, network, PPO hyperparameters, budget and optional evolution.
+
+    The generation loop takes it whole; `evopop.config` reads it from YAML.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: EnvSpec = Field(description="the environment and its vectorisation")
+    net: NetSpec = Field(default_factory=NetSpec, description="the network architecture")
+    ppo: PPOParams = Field(default_factory=PPOParams, description="PPO hyperparameters")
+    max_steps: int = Field(100_000, ge=1, description="env steps per agent (per member)")
+    eval_episodes: int = Field(
+        10, ge=1, description="deterministic episodes each member is evaluated on per generation "
+        "(the same episodes for every member; the mean return is its fitness)")
+    seed: int = Field(0, ge=0, description="the one seed every random stream derives from")
+    evolution: EvolutionConfig | None = Field(
+        None, description="the population; absent for single-agent training")
+    backend: Placement = Field(Placement.PROCESSES,
+                         description="where members train: local, processes or ray")
+    parallel_members: int | None = Field(
+        None, ge=1, description="members training at once (default: cores; ray: what fits)")
+    ray: RaySettings = Field(default_factory=lambda: RaySettings(),
+                             description="the Ray cluster and what each member reserves on it")
+
+    @model_validator(mode="after")
+    def _ray_env_workers_have_a_cluster(self) -> RunConfig:
+        if (self.env.env_worker_backend is Placement.RAY
+                and self.backend is not Placement.RAY and self.ray.address is None):
+            raise ValueError("env.env_worker_backend: ray needs backend: ray or a ray.address "
+                             "(else every member process would start its own Ray)")
+        return self
+
+    def population(self) -> EvolutionConfig:
+        """The evolution section, or the one a single agent implies: one member, always the
+        elite, never mutated, no target, a generation of about 1/20 of the budget (so its
+        learning curve has about 20 evaluated points)."""
+        if self.evolution is not None:
+            return self.evolution
+        rollout = self.ppo.learn_step * self.env.num_envs
+        rollouts = math.ceil(self.max_steps / rollout)
+        return EvolutionConfig(population_size=1, tournament_size=1, elitism=True,
+                               evo_steps=rollout * max(1, rollouts // POINTS_PER_SINGLE_RUN),
+                               target=None, random_init_hp=False, mutation=NO_MUTATION)
+
+    def ray_env_worker_cpus(self) -> float:
+        """CPUs a member's env workers reserve on Ray (0 unless they run there)."""
+        env = self.env
+        if env.vectorization is not Vectorization.INDEPENDENT or \
+                env.env_worker_backend is not Placement.RAY:
+            return 0.0
+        return (env.env_workers or 1) * self.ray.num_cpus_per_env_worker
+
+    @model_validator(mode="after")
+    def _batch_fits_rollout(self) -> RunConfig:
+        rollout = self.ppo.learn_step * self.env.num_envs
+        if self.ppo.batch_size > rollout:
+            raise ValueError(
+                f"ppo.batch_size ({self.ppo.batch_size}) is larger than a rollout "
+                f"(ppo.learn_step x env.num_envs = {rollout})"
+            )
         return self

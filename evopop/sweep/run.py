@@ -64,7 +64,7 @@ def execute_run(config: RunConfig, run_dir: Path, resume: bool) -> RunSummary:
     finished and unsolved (diverging is deterministic, so retrying it would only diverge again).
     """
     try:
-        return run_training(config, run_dir, resume=resume, progress=False, workers=1,
+        return run_training(config, run_dir, resume=resume, progress=False, parallel_members=1,
                              overwrite=not resume)
     except PopulationDiverged:
         run = RunDir(run_dir)
@@ -89,7 +89,7 @@ def _pool_run(task: tuple[RunConfig, Path]) -> RunSummary:
     return execute_run(config, run_dir, status is RunStatus.STARTED)
 
 
-def _sweep_pool(todo: Sequence[PlannedRun], workers: int, backend: Placement,
+def _sweep_pool(todo: Sequence[PlannedRun], parallel_runs: int, backend: Placement,
                 ray_address: str | None) -> WorkerPool:
     """In this process (one worker), spawned non-daemonic processes (so a run may use
     subprocess `async` envs), or one Ray actor per run reserving what its config's `ray`
@@ -103,9 +103,9 @@ def _sweep_pool(todo: Sequence[PlannedRun], workers: int, backend: Placement,
                                     gpus=run.config.ray.num_gpus_per_member)
                         for run in todo]
         return RayPool([stateless(_pool_run)] * len(todo), reservations, owns)
-    if workers == 1:
+    if parallel_runs == 1:
         return InlinePool([stateless(_pool_run)])
-    return ProcessPool([stateless(_pool_run)] * workers, name="evopop-sweep")
+    return ProcessPool([stateless(_pool_run)] * parallel_runs, name="evopop-sweep")
 
 
 def _run_pool(todo: Sequence[PlannedRun], out_dir: Path, pool: WorkerPool,
@@ -156,15 +156,16 @@ def _note(plan: SweepPlan) -> str:
             f"seeds; steps to target average the seeds that reached it.")
 
 
-def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume: bool = False,
+def run_plan(plan: SweepPlan, out_dir: Path, parallel_runs: int | None = None,
+             resume: bool = False,
              progress: bool = True, backend: Placement = Placement.PROCESSES,
              ray_address: str | None = None) -> list[dict[str, Any]]:
     """Runs (or continues) every run of `plan` into `out_dir`; returns one row per run, in plan
     order, as written to results.csv. With the Ray backend (a local Ray, or the cluster at
-    `ray_address`), Ray decides how many runs execute at once and `workers` is not used."""
+    `ray_address`), Ray decides how many runs execute at once and `parallel_runs` is not used."""
     out_dir = Path(out_dir)
-    if workers is not None and workers < 1:
-        raise UserError(f"workers must be a positive integer, got {workers}")
+    if parallel_runs is not None and parallel_runs < 1:
+        raise UserError(f"parallel_runs must be a positive integer, got {parallel_runs}")
     _check_out_dir(out_dir, resume)
     _check_envs(plan)
     for run in plan.runs:  # every check before the first write: a refused resume changes nothing
@@ -191,9 +192,9 @@ def run_plan(plan: SweepPlan, out_dir: Path, workers: int | None = None, resume:
             done(run, RunDir(run_dir).read_summary(), " (already finished)")
         else:
             todo.append(run)  # a started run continues from its checkpoint (`_pool_run`)
-    workers = min(workers or default_workers(), max(len(todo), 1))
+    parallel_runs = min(parallel_runs or default_workers(), max(len(todo), 1))
     try:
-        _run_pool(todo, out_dir, _sweep_pool(todo, workers, Placement(backend), ray_address),
+        _run_pool(todo, out_dir, _sweep_pool(todo, parallel_runs, Placement(backend), ray_address),
                   done)
     except KeyboardInterrupt:
         raise SweepInterrupted(f"interrupted; finished runs and the last generation of the "
@@ -208,11 +209,11 @@ def default_out_dir(sweep_path: Path) -> Path:
     return Path(RUNS_DIR) / Path(sweep_path).stem
 
 
-def run_sweep(sweep_path: Path, out_dir: Path | None = None, workers: int | None = None,
+def run_sweep(sweep_path: Path, out_dir: Path | None = None, parallel_runs: int | None = None,
               resume: bool = False, progress: bool = True,
               backend: Placement = Placement.PROCESSES,
               ray_address: str | None = None) -> list[dict[str, Any]]:
     """Plans the sweep file (every run's config validated first) and runs it; see `run_plan`."""
     plan = load_sweep(Path(sweep_path))
-    return run_plan(plan, out_dir or default_out_dir(sweep_path), workers, resume, progress,
+    return run_plan(plan, out_dir or default_out_dir(sweep_path), parallel_runs, resume, progress,
                     backend, ray_address)

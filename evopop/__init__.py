@@ -1,3 +1,40 @@
-"""evopop: population-based evolutionary hyperparameter optimisation of recurrent PPO agents."""
+"""evopop: population-based evolutionary hyperparameter optimisation of recurrent PPO agents.
+
+The public API is these few names, loaded on first use (so `import evopop` stays fast):
+
+- `load_config(path, overrides)`: a validated `RunConfig` from YAML;
+- `run_training(config, run_dir)`: what `evopop train` runs (logs, checkpoints, resume);
+- `Population(config)`: a custom loop, one generation at a time (`train`, `select`, `mutate`,
+  `elite`);
+- `make_vec_env`, `evaluate`, `load_agent`, `save_agent`: run, score and keep an agent.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_config": "evopop.config",
+    "RunConfig": "evopop.config",
+    "run_training": "evopop.training",
+    "Population": "evopop.evolution.loop",
+    "make_vec_env": "evopop.envs",
+    "evaluate": "evopop.agents.evaluation",
+    "load_agent": "evopop.agents.checkpoint",
+    "save_agent": "evopop.agents.checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'evopop' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

@@ -100,13 +100,19 @@ def run_evopop(steps: int, args: argparse.Namespace, tmp: Path) -> Measurement:
         "steady_env_steps_per_s": round(steady, 1) if steady else None})
 
 
+def last_json_line(text: str) -> dict[str, Any]:
+    """The last line of `text` that is a JSON object (stderr may end after stdout)."""
+    return json.loads(next(line for line in reversed(text.splitlines())
+                           if line.startswith("{")))
+
+
 def run_agilerl(steps: int, tmp: Path) -> Measurement:
-    """The AgileRL tutorial in its own venv; figures from its last (JSON) line."""
+    """The AgileRL tutorial in its own venv; figures from its JSON line."""
     log = tmp / "agilerl.log"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     wall = timed_run([str(AGILERL_PYTHON), str(AGILERL_SCRIPT), "--steps", str(steps)],
                      tmp, env, log)
-    report = json.loads(log.read_text().strip().splitlines()[-1])
+    report = last_json_line(log.read_text())
     return Measurement("agilerl", report["env_steps"], wall, report["train_s"],
                        {"version": report["version"], "in_process_wall_s": report["wall_s"]})
 

@@ -11,8 +11,7 @@ The public API is these few names, loaded on first use (so `import evopop` stays
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from evopop.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -30,10 +29,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'evopop' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

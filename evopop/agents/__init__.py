@@ -6,8 +6,7 @@ config validates against) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from evopop.lazy import lazy_getattr
 
 _EXPORTS = {
     "Activation": "evopop.agents.spec",
@@ -24,7 +23,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'evopop.agents' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

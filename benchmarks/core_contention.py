@@ -15,9 +15,11 @@ import time
 
 import torch
 
+from evopop.execution.worker import set_one_thread
+
 
 def work(_: int) -> float:
-    torch.set_num_threads(1)
+    set_one_thread()
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(256, 256, generator=gen)
     start = time.perf_counter()

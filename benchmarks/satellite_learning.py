@@ -33,6 +33,7 @@ from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.agents.evaluation import evaluate
 from evopop.envs import EnvSpec, make_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, mean_metrics
+from evopop.execution.worker import set_one_thread
 
 Metrics = list[dict[str, float]]
 
@@ -119,7 +120,7 @@ def main() -> None:
     run_dir = Path(args.out or args.run_dir or "")
     if not (args.out or args.run_dir) or (args.train and not args.out):
         parser.error("give RUN_DIR, or --train CONFIG --run-dir DIR")
-    torch.set_num_threads(1)
+    set_one_thread()
     if args.train:
         summary = train(Path(args.train), run_dir)
         print(f"# training: {summary['total_env_steps']:,} env steps in "

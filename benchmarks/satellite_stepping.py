@@ -20,11 +20,10 @@ import os
 import platform
 import time
 
-import torch
-
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.envs import EnvSpec, Vectorization
 from evopop.envs.satellite import SATELLITE_ENV_ID, register_satellite_env
+from evopop.execution.worker import set_one_thread
 from evopop.rollouts import make_rollout_envs
 
 
@@ -53,7 +52,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=256, help="steps per env per rollout")
     parser.add_argument("--rollouts", type=int, default=4, help="timed rollouts per mode")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    set_one_thread()
     if not register_satellite_env():
         raise SystemExit("needs bsk-rl: pip install 'evopop[space]'")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; "

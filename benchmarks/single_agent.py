@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from evopop.config import load_config
+from evopop.execution.worker import set_one_thread
 from evopop.rundir import RunDir
 from evopop.training import run_training
 
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", help="YAML config (default: the env's bundled one)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    set_one_thread()
     config = load_config(args.config or ROOT / CONFIGS[args.env],
                          {"max_steps": args.steps, "seed": args.seed, "env.id": args.env})
     with tempfile.TemporaryDirectory() as run_dir:

@@ -21,12 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from evopop.agents import evaluate
 from evopop.agents.checkpoint import load_agent
 from evopop.config import load_config
 from evopop.envs import make_vec_env
+from evopop.execution.worker import set_one_thread
 from evopop.rundir import RunDir
 from evopop.training import run_training
 
@@ -58,7 +57,7 @@ def main() -> None:
     parser.add_argument("--parallel-members", dest="workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pendulum_novel.yaml")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    set_one_thread()
     rows = [solve(seed, args.workers, args.config) for seed in args.seeds]
     walls = [r["wall_s"] for r in rows]
     print(json.dumps({

@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from gymnasium.vector import VectorEnv
 
 from evopop.agents import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
 from evopop.envs import make_vec_env
 from evopop.errors import UserError
+from evopop.execution.worker import set_one_thread
 from evopop.inference import check_spaces, evaluate_agent_file, resolve_env, video_format
 
 
@@ -61,7 +61,7 @@ def run_episodes(agent: Agent, envs: VectorEnv, episodes: int, seed: int
 
 def main() -> int:
     args = parse_args()
-    torch.set_num_threads(1)  # small networks run fastest on one thread
+    set_one_thread()
     try:
         if args.record is not None:
             video_format(args.record)  # a bad suffix fails now, not after the episodes

@@ -5,9 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
-torch.set_num_threads(1)
+from evopop.execution.worker import set_one_thread
+
+set_one_thread()
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV_VAR = "EVOPOP_TEST_BSK_DATA"

@@ -1,4 +1,5 @@
-"""Stacked networks equal each member's own network: cells, forward, heads, stack/unstack."""
+"""Stacked networks equal each member's own network: cells, forward, heads, the batched
+collection step (sample for sample), stack/unstack."""
 
 import numpy as np
 import pytest
@@ -7,8 +8,9 @@ from gymnasium import spaces
 from torch import nn
 
 from evopop.agents import Agent, NetSpec, PPOParams
+from evopop.agents.agent import reset_state
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
-from evopop.batched import group_members, stack, unstack
+from evopop.batched import draw_sde_noise, group_members, policy_step, reset_states, stack, unstack
 from evopop.batched.cells import gru_layer, lstm_layer
 
 ATOL = 1e-5
@@ -96,6 +98,52 @@ def test_stacked_forward_and_head_equal_each_member(spec, action):
                           (new_state[:, :, p], ref_state), (log_probs[p], ref_lp),
                           (entropy[p], ref_ent)]:
             torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+
+
+def _clone(gen: torch.Generator) -> torch.Generator:
+    twin = torch.Generator()
+    twin.set_state(gen.get_state())
+    return twin
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_policy_step_equals_member_steps(spec, action):
+    if spec.sde and action != "box":
+        pytest.skip("gSDE is for Box actions")
+    agents = _members(ACTIONS[action], spec)
+    pop = stack(agents)
+    n, steps = 5, 4
+    gens = [torch.Generator().manual_seed(7 + p) for p in range(len(agents))]
+    ref_gens = [_clone(g) for g in gens]
+    data = np.random.default_rng(0)
+    state = pop.net.initial_state(n)
+    ref_states = [a.initial_state(n) for a in agents]
+    noise = draw_sde_noise(pop, n, gens) if spec.sde else None
+    ref_noise = [a.head.sde_noise(n, a.net.log_std, g) if spec.sde else None
+                 for a, g in zip(agents, ref_gens, strict=True)]
+    for _ in range(steps):
+        obs = torch.from_numpy(data.standard_normal((len(agents), n, 5)).astype(np.float32))
+        starts = data.random((len(agents), n)) < 0.3
+        state = reset_states(state, starts)
+        out = policy_step(pop, obs, state, gens, noise)
+        state = out.state
+        for p, agent in enumerate(agents):
+            with torch.inference_mode():
+                s = reset_state(ref_states[p], starts[p])
+                logits, value, ref_states[p] = agent.net(obs[p][None], s)
+                log_std = agent.net.log_std
+                act = agent.head.sample(logits[0], log_std, False, ref_gens[p], ref_noise[p])
+                log_prob = agent.head.log_prob(logits[0], log_std, act)
+            if agent.action_spec.kind.value == "continuous":
+                torch.testing.assert_close(out.actions[p], act, atol=1e-5, rtol=0)
+            else:
+                assert torch.equal(out.actions[p], act)
+            torch.testing.assert_close(out.log_probs[p], log_prob, atol=1e-5, rtol=0)
+            torch.testing.assert_close(out.values[p], value[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(state[:, :, p], ref_states[p], atol=1e-5, rtol=0)
+    for g, ref in zip(gens, ref_gens, strict=True):  # every member's stream advanced alike
+        assert torch.equal(g.get_state(), ref.get_state())
 
 
 def test_stacked_members_differ_and_unstack_writes_each_member_back():

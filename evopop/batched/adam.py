@@ -32,8 +32,8 @@ def clip_grad_norms(params: list[Tensor], max_norm: Tensor) -> Tensor:
     norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
     total = torch.linalg.vector_norm(norms, dim=1)  # [P]
     coef = torch.clamp(max_norm / (total + _CLIP_EPS), max=1.0)
-    for g in grads:
-        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+    for p in params:  # out of place: autograd may leave two grads as views of one buffer
+        p.grad = p.grad * coef.view(-1, *([1] * (p.grad.dim() - 1)))
     return total
 
 

@@ -8,15 +8,15 @@ is a member's `[C, layers, B, H]` with the member axis inserted before the batch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from evopop.agents.networks import _ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
-from evopop.agents.spec import CellType, NetSpec
-from evopop.batched.cells import gru_layer, linear, lstm_layer
+from evopop.agents.spec import Activation, CellType, NetSpec
+from evopop.batched.cells import fast_tanh, gru_layer, linear, lstm_layer
 
 Tensor = torch.Tensor
 
@@ -63,20 +63,23 @@ class StackedNet:
     def forward(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """obs `[P, L, B, obs_dim]`, state `[C, layers, P, B, H]` -> (actor out `[P, L, B, out]`,
         values `[P, L, B]`, final state), as each member's `ActorCritic.forward`."""
-        state_a, state_c = self._split(state)
-        feat_a, new_a = self._encode("rnn_actor", obs, state_a)
         if self.spec.shared_encoder or not self.spec.recurrent:
-            feat_c, new_state = feat_a, new_a
+            feat_a, new_state = self._encode(("rnn_actor",), obs, state)
+            feat_c = feat_a
         else:
-            feat_c, new_c = self._encode("rnn_critic", obs, state_c)
-            new_state = torch.cat((new_a, new_c))
+            # Both encoders run as one stack of 2P members: half the per-step ops.
+            state_a, state_c = self._split(state)
+            both = torch.cat((state_a, state_c), dim=2)  # [c, layers, 2P, B, H]
+            feat, new = self._encode(("rnn_actor", "rnn_critic"), torch.cat((obs, obs)), both)
+            feat_a, feat_c = feat.chunk(2)  # [2P, L, B, H] -> 2 x [P, L, B, H]
+            new_state = torch.cat(new.chunk(2, dim=2))  # actor's channels, then the critic's
         return self._actor_out(feat_a), self._critic_out(feat_c), new_state
 
     def value(self, obs: Tensor, state: Tensor) -> Tensor:
         """Critic only: values `[P, L, B]` (bootstrap of truncated episodes)."""
         _, state_c = self._split(state)
         name = "rnn_actor" if self.spec.shared_encoder else "rnn_critic"
-        feat, _ = self._encode(name, obs, state_c)
+        feat, _ = self._encode((name,), obs, state_c)
         return self._critic_out(feat)
 
     def log_std_for(self, out: Tensor) -> Tensor | None:
@@ -94,25 +97,35 @@ class StackedNet:
         half = state.shape[0] // 2
         return state[:half], state[half:]
 
-    def _encode(self, prefix: str, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """Runs the stacked layers of encoder `prefix` -> (features `[P, L, B, H]`, new state)."""
+    def _encode(
+        self, prefixes: tuple[str, ...], x: Tensor, state: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Runs encoders `prefixes`, their members stacked in that order, over `x [kP, L, B, in]`
+        from `state [c, layers, kP, B, H]` -> (features `[kP, L, B, H]`, new state)."""
         cell = self.spec.cell
         if cell is CellType.NONE:
             return x, state
         finals = []
         for k in range(self.spec.num_layers):
-            w = [self.params[f"{prefix}.{kind}_l{k}"]
+            w = [self._weight(prefixes, f"{kind}_l{k}")
                  for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
             if cell is CellType.LSTM:
                 x, h, c = lstm_layer(x, state[0, k], state[1, k], *w)
-                finals.append(torch.stack((h, c)))  # [2, P, B, H]
+                finals.append(torch.stack((h, c)))  # [2, kP, B, H]
             else:
                 x, h = gru_layer(x, state[0, k], *w)
-                finals.append(h.unsqueeze(0))  # [1, P, B, H]
-        return x, torch.stack(finals, dim=1)  # [c, layers, P, B, H]
+                finals.append(h.unsqueeze(0))  # [1, kP, B, H]
+        return x, torch.stack(finals, dim=1)  # [c, layers, kP, B, H]
+
+    def _weight(self, prefixes: tuple[str, ...], name: str) -> Tensor:
+        tensors = [self.params[f"{prefix}.{name}"] for prefix in prefixes]
+        return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
     def _mlp(self, prefix: str, x: Tensor) -> Tensor:
-        activation: nn.Module = _ACTIVATIONS[self.spec.activation]()  # the member's own module
+        activation: Callable[[Tensor], Tensor] = (
+            fast_tanh if self.spec.activation is Activation.TANH
+            else _ACTIVATIONS[self.spec.activation]()  # the member's own module
+        )
         for i in range(len(self.spec.head)):
             x = activation(linear(x, self.params[f"{prefix}.{2 * i}.weight"],
                                   self.params[f"{prefix}.{2 * i}.bias"]))

@@ -171,6 +171,7 @@ def test_group_members_splits_by_spec_and_space():
               Agent(OBS, ACTIONS["box"], gru),
               Agent(OBS, ACTIONS["discrete"], lstm),
               Agent(OBS, ACTIONS["box"], lstm, PPOParams(lr=3e-4, batch_size=64, learn_step=32))]
-    assert group_members(agents) == [[0, 3], [1], [2]]
+    assert group_members(agents, by_structure=False) == [[0, 3], [1], [2]]
+    assert group_members(agents) == [[0], [1], [2], [3]]
     with pytest.raises(ValueError, match="group_members"):
         stack(agents[:2])

@@ -14,9 +14,9 @@ Tensor = torch.Tensor
 
 
 def fast_tanh(x: Tensor) -> Tensor:
-    """tanh as `2 sigmoid(2x) - 1` (absolute error ~1e-7): on the 2-core CPU torch's tanh took
-    390 us on 18k floats where sigmoid took 19 us, and tanh was the largest cost after the
-    matmuls."""
+    """tanh as `2 sigmoid(2x) - 1` (absolute error ~1e-7): on the project's CPU torch's tanh
+    took 168 us on 74k floats, sigmoid 18 us and this 42 us; tanh was the largest cost after
+    the matmuls."""
     return torch.sigmoid(2.0 * x) * 2.0 - 1.0
 
 
@@ -37,8 +37,9 @@ def lstm_layer(
     # tanh(g) = 2 sigmoid(2g) - 1.
     scale = torch.ones(4 * h.shape[-1])
     scale[2 * h.shape[-1] : 3 * h.shape[-1]] = 2.0
-    gates_x = linear(x, w_ih, b_ih + b_hh) * scale  # [P, L, B, 4H], all steps in one matmul
-    w_hh_t = (w_hh * scale.unsqueeze(-1)).transpose(1, 2)  # [P, H, 4H]
+    rows = scale.unsqueeze(-1)  # [4H, 1]: scaling the weights is cheaper than the gates
+    gates_x = linear(x, w_ih * rows, (b_ih + b_hh) * scale)  # [P, L, B, 4H], all steps at once
+    w_hh_t = (w_hh * rows).transpose(1, 2)  # [P, H, 4H]
     outs = []
     for gx in gates_x.unbind(1):  # unbind, not gates_x[:, t]: one backward op, not L zero-fills
         i, f, g, o = torch.sigmoid(torch.baddbmm(gx, h, w_hh_t)).chunk(4, dim=-1)  # [P, B, H]

@@ -1,0 +1,141 @@
+"""`StackedNet`: the parameters of P `ActorCritic`s of one spec, stacked on a member axis.
+
+Parameters keep the member net's names and per-member layout (`name -> [P, *member shape]`), so
+stacking, unstacking and Adam's moments map one to one onto each member's own tensors. Shapes
+are member-major: observations `[P, L, B, obs_dim]`; the recurrent state `[C, layers, P, B, H]`
+is a member's `[C, layers, B, H]` with the member axis inserted before the batch axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from evopop.agents.networks import _ACTIVATIONS, ActorCritic
+from evopop.agents.spaces import ActionSpec
+from evopop.agents.spec import Activation, CellType, NetSpec
+from evopop.batched.cells import fast_tanh, gru_layer, linear, lstm_layer
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class StackedNet:
+    """P actor-critics as one set of stacked leaf tensors and a functional forward."""
+
+    spec: NetSpec
+    obs_dim: int
+    action: ActionSpec
+    sde_features: int
+    params: dict[str, Tensor]  # member parameter name -> [P, *shape], in the member's order
+
+    @classmethod
+    def stack(cls, nets: list[ActorCritic]) -> StackedNet:
+        """Copies the members' weights into new stacked leaves (requires_grad)."""
+        first = nets[0]
+        named = [dict(net.named_parameters()) for net in nets]
+        params = {
+            name: torch.stack([n[name].detach() for n in named]).requires_grad_(True)
+            for name, _ in first.named_parameters()
+        }
+        return cls(first.spec, first.obs_dim, first.action, first.sde_features, params)
+
+    @property
+    def size(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    def write_back(self, nets: list[ActorCritic]) -> None:
+        """Copies member p's slice of every stacked parameter into `nets[p]` in place."""
+        with torch.no_grad():
+            for p, net in enumerate(nets):
+                for name, param in net.named_parameters():
+                    param.copy_(self.params[name][p])
+
+    def initial_state(self, n: int) -> Tensor:
+        """Zero state for n envs per member: `[C, layers, P, n, H]` (`[0, 1, P, n, 1]` if FF)."""
+        s = self.spec
+        if not s.recurrent:
+            return torch.zeros(0, 1, self.size, n, 1)
+        return torch.zeros(s.state_channels, s.num_layers, self.size, n, s.hidden_size)
+
+    def forward(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """obs `[P, L, B, obs_dim]`, state `[C, layers, P, B, H]` -> (actor out `[P, L, B, out]`,
+        values `[P, L, B]`, final state), as each member's `ActorCritic.forward`."""
+        if self.spec.shared_encoder or not self.spec.recurrent:
+            feat_a, new_state = self._encode(("rnn_actor",), obs, state)
+            feat_c = feat_a
+        else:
+            # Both encoders run as one stack of 2P members: half the per-step ops.
+            state_a, state_c = self._split(state)
+            both = torch.cat((state_a, state_c), dim=2)  # [c, layers, 2P, B, H]
+            feat, new = self._encode(("rnn_actor", "rnn_critic"), torch.cat((obs, obs)), both)
+            feat_a, feat_c = feat.chunk(2)  # [2P, L, B, H] -> 2 x [P, L, B, H]
+            new_state = torch.cat(new.chunk(2, dim=2))  # actor's channels, then the critic's
+        return self._actor_out(feat_a), self._critic_out(feat_c), new_state
+
+    def value(self, obs: Tensor, state: Tensor) -> Tensor:
+        """Critic only: values `[P, L, B]` (bootstrap of truncated episodes)."""
+        _, state_c = self._split(state)
+        name = "rnn_actor" if self.spec.shared_encoder else "rnn_critic"
+        feat, _ = self._encode((name,), obs, state_c)
+        return self._critic_out(feat)
+
+    def log_std_for(self, out: Tensor) -> Tensor | None:
+        """log_std `[P, ...]` viewed to broadcast against actor outputs `[P, ..., out]` the way
+        `PolicyHead` combines a member's log_std with `[..., out]` (None for categorical)."""
+        log_std = self.params.get("log_std")
+        if log_std is None:
+            return None
+        ones = [1] * (out.dim() - log_std.dim())
+        return log_std.view(log_std.shape[0], *ones, *log_std.shape[1:])
+
+    def _split(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        if self.spec.shared_encoder or not self.spec.recurrent:
+            return state, state
+        half = state.shape[0] // 2
+        return state[:half], state[half:]
+
+    def _encode(
+        self, prefixes: tuple[str, ...], x: Tensor, state: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Runs encoders `prefixes`, their members stacked in that order, over `x [kP, L, B, in]`
+        from `state [c, layers, kP, B, H]` -> (features `[kP, L, B, H]`, new state)."""
+        cell = self.spec.cell
+        if cell is CellType.NONE:
+            return x, state
+        finals = []
+        for k in range(self.spec.num_layers):
+            w = [self._weight(prefixes, f"{kind}_l{k}")
+                 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if cell is CellType.LSTM:
+                x, h, c = lstm_layer(x, state[0, k], state[1, k], *w)
+                finals.append(torch.stack((h, c)))  # [2, kP, B, H]
+            else:
+                x, h = gru_layer(x, state[0, k], *w)
+                finals.append(h.unsqueeze(0))  # [1, kP, B, H]
+        return x, torch.stack(finals, dim=1)  # [c, layers, kP, B, H]
+
+    def _weight(self, prefixes: tuple[str, ...], name: str) -> Tensor:
+        tensors = [self.params[f"{prefix}.{name}"] for prefix in prefixes]
+        return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+    def _mlp(self, prefix: str, x: Tensor) -> Tensor:
+        activation: Callable[[Tensor], Tensor] = (
+            fast_tanh if self.spec.activation is Activation.TANH
+            else _ACTIVATIONS[self.spec.activation]()  # the member's own module
+        )
+        for i in range(len(self.spec.head)):
+            x = activation(linear(x, self.params[f"{prefix}.{2 * i}.weight"],
+                                  self.params[f"{prefix}.{2 * i}.bias"]))
+        return x
+
+    def _actor_out(self, feat: Tensor) -> Tensor:
+        latent = self._mlp("body_actor", feat)
+        out = linear(latent, self.params["pi.weight"], self.params["pi.bias"])
+        return torch.cat((out, latent.detach()), dim=-1) if self.sde_features else out
+
+    def _critic_out(self, feat: Tensor) -> Tensor:
+        latent = self._mlp("body_critic", feat)
+        return linear(latent, self.params["v.weight"], self.params["v.bias"]).squeeze(-1)

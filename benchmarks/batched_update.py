@@ -23,10 +23,10 @@ import torch
 
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.buffer import RolloutBuffer
-from evopop.agents.collect import Collector, collect
 from evopop.agents.ppo import ppo_update
 from evopop.batched import batched_ppo_update, stack, unstack
 from evopop.envs import make_vec_env
+from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import torch_generator
 
 ENV_ID = "PendulumNoVel-v1"

@@ -9,11 +9,11 @@ from torch import nn
 
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.agent import ADAM_EPS
-from evopop.agents.collect import Collector, collect
 from evopop.agents.ppo import ppo_update
 from evopop.batched import batched_ppo_update, recompute_log_probs, stack, unstack
 from evopop.batched.adam import StackedAdam, clip_grad_norms
 from evopop.envs import make_vec_env
+from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import torch_generator
 
 ATOL = 1e-5

@@ -15,7 +15,7 @@ from torch import nn
 from evopop.agents.spaces import ActionKind, ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
 
-_ACTIVATIONS: dict[Activation, type[nn.Module]] = {
+ACTIVATIONS: dict[Activation, type[nn.Module]] = {
     Activation.TANH: nn.Tanh,
     Activation.RELU: nn.ReLU,
     Activation.ELU: nn.ELU,
@@ -28,7 +28,7 @@ _ACTIVATIONS: dict[Activation, type[nn.Module]] = {
 def _mlp(in_dim: int, sizes: tuple[int, ...], activation: Activation) -> nn.Sequential:
     layers: list[nn.Module] = []
     for size in sizes:
-        layers += [nn.Linear(in_dim, size), _ACTIVATIONS[activation]()]
+        layers += [nn.Linear(in_dim, size), ACTIVATIONS[activation]()]
         in_dim = size
     return nn.Sequential(*layers)
 

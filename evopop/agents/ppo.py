@@ -165,10 +165,10 @@ def ppo_update(
             history.append(stats)
         if early_stop or not finite:
             break
-    return _summarise(history, data, early_stop, finite)
+    return summarise_updates(history, data, early_stop, finite)
 
 
-def _summarise(
+def summarise_updates(
     history: list[dict[str, float]], data: FlatBatch, early_stop: bool, finite: bool
 ) -> UpdateStats:
     keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")

@@ -174,7 +174,7 @@ class PolicyHead:
         self.sde_features = sde_features
         self._splits = list(spec.nvec)
 
-    def _gaussian(
+    def gaussian(
         self, out: torch.Tensor, log_std: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(mean, std, latent features or None) of the Gaussian policy."""
@@ -199,7 +199,7 @@ class PolicyHead:
         `noise` holds gSDE exploration matrices across steps; without it fresh ones are drawn.
         """
         if self.spec.kind is ActionKind.CONTINUOUS:
-            mean, std, feat = self._gaussian(out, log_std)
+            mean, std, feat = self.gaussian(out, log_std)
             if deterministic:
                 return mean
             if feat is None:
@@ -222,7 +222,7 @@ class PolicyHead:
     ) -> torch.Tensor:
         """Log-probability of `actions` under the outputs, summed over action components."""
         if self.spec.kind is ActionKind.CONTINUOUS:
-            mean, std, _ = self._gaussian(out, log_std)
+            mean, std, _ = self.gaussian(out, log_std)
             z = (actions - mean) / std
             return (-0.5 * z.pow(2) - std.log() - _LOG_SQRT_2PI).sum(-1)
         total = torch.zeros(out.shape[:-1], dtype=out.dtype)
@@ -233,7 +233,7 @@ class PolicyHead:
 
     def entropy(self, out: torch.Tensor, log_std: torch.Tensor | None) -> torch.Tensor:
         if self.spec.kind is ActionKind.CONTINUOUS:
-            _, std, _ = self._gaussian(out, log_std)
+            _, std, _ = self.gaussian(out, log_std)
             return (0.5 + _LOG_SQRT_2PI + std.log()).sum(-1)
         total = torch.zeros(out.shape[:-1], dtype=out.dtype)
         for logits in torch.split(out, self._splits, dim=-1):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from evopop.agents.networks import _ACTIVATIONS, ActorCritic
+from evopop.agents.networks import ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
 from evopop.batched.cells import fast_tanh, gru_layer, linear, lstm_layer
@@ -124,7 +124,7 @@ class StackedNet:
     def _mlp(self, prefix: str, x: Tensor) -> Tensor:
         activation: Callable[[Tensor], Tensor] = (
             fast_tanh if self.spec.activation is Activation.TANH
-            else _ACTIVATIONS[self.spec.activation]()  # the member's own module
+            else ACTIVATIONS[self.spec.activation]()  # the member's own module
         )
         for i in range(len(self.spec.head)):
             x = activation(linear(x, self.params[f"{prefix}.{2 * i}.weight"],

@@ -16,7 +16,7 @@ import torch
 
 from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
-from evopop.agents.ppo import FlatBatch, UpdateStats, _summarise
+from evopop.agents.ppo import FlatBatch, UpdateStats, summarise_updates
 from evopop.batched.adam import clip_grad_norms
 from evopop.batched.hparams import MemberHParams
 from evopop.batched.population import StackedPopulation
@@ -141,7 +141,7 @@ def batched_ppo_update(
         step = _decide_steps(rnd, loss, stats, hp, streams, progress)
         if step.any():
             _optimizer_step(pop, loss, step, hp)
-    return [_summarise(pr.history, m, pr.early_stop, pr.finite)
+    return [summarise_updates(pr.history, m, pr.early_stop, pr.finite)
             for pr, m in zip(progress, batch.members, strict=True)]
 
 

@@ -50,7 +50,7 @@ def _sample(pop: StackedPopulation, out: Tensor, log_std: Tensor | None,
     """Stochastic actions `[P, N, action_dim]` from actor outputs `[P, N, out]`."""
     head = pop.head
     if head.spec.kind is ActionKind.CONTINUOUS:
-        mean, std, feat = head._gaussian(out, log_std)
+        mean, std, feat = head.gaussian(out, log_std)
         if feat is None:
             eps = torch.stack([torch.randn(mean.shape[1:], generator=g, dtype=mean.dtype)
                                for g in generators])

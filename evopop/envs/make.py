@@ -145,7 +145,8 @@ def make_vec_env(
 
 
 def env_ids() -> list[str]:
-    """The ids evopop registers (for listing on the command line): the NoVel ids, plus the
-    spacecraft ids (namespace `evopop/`) where their optional packages are installed."""
+    """The ids evopop registers (for listing on the command line): the NoVel ids, then the
+    `evopop/` namespace: the memory tasks, and the spacecraft ids where their optional packages
+    are installed."""
     register_novel_envs()
     return [*NOVEL_IDS, *sorted(i for i in gym.registry if i.startswith("evopop/"))]

@@ -18,6 +18,6 @@ def test_import_contracts_are_kept(monkeypatch) -> None:
 def test_readme_names_every_layer() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Architecture"):]
-    for package in ("cli", "sweep", "training", "config", "evolution", "rollouts", "batched", "agents",
-                    "envs", "wrappers", "execution", "records", "rundir"):
+    for package in ("cli", "sweep", "training", "config", "evolution", "rollouts", "batched",
+                    "agents", "envs", "wrappers", "execution", "records", "rundir"):
         assert f"evopop.{package}" in section or f"evopop/{package}" in section, package

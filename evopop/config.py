@@ -95,13 +95,43 @@ def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config is a page of YAML; a larger file is refused before it is parsed."""
+MAX_NESTING = 32
+"""Deepest nesting of sections and lists a config may have (evopop's own is 4)."""
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of a parsed YAML value, without recursion."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING and isinstance(node, (dict, list)):
+            todo.extend((child, depth + 1) for child in
+                        (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _read_yaml(path: Path) -> Any:
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES >> 10} KiB: not a config")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply (at most {MAX_NESTING} levels)") from None
+    if _depth(data) > MAX_NESTING:
+        raise ConfigError(f"{path} is nested too deeply (at most {MAX_NESTING} levels)")
+    return data
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Reads a YAML config, applies dotted overrides, validates."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _read_yaml(path) or {}
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a text (UTF-8) YAML file") from None
     except yaml.YAMLError as err:

@@ -62,8 +62,8 @@ def _start(config: RunConfig, run_dir: RunDir, resume: bool, overwrite: bool) ->
         state = load_state(run_dir.checkpoint)
         _truncate_logs(run_dir, state)
         return state
+    state = initial_state(config)  # first: a config that cannot fit writes nothing
     run_dir.prepare_fresh(dump_config(config), overwrite)
-    state = initial_state(config)
     run_dir.append_lineage(lineage_record(member, 0) for member in state.members)
     return state
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -27,10 +28,26 @@ class Activation(str, Enum):
     LEAKY_RELU = "leaky_relu"
 
 
-def _positive_int(name: str, value: Any) -> int:
+MAX_WIDTH = 4096
+"""Largest recurrent hidden size or head layer: far beyond what small recurrent RL nets use, and
+small enough that no spec (from a config or a crafted agent file) can ask for gigabytes."""
+MAX_LAYERS = 8
+"""Most stacked recurrent layers, and most head layers."""
+MAX_STEPS_PER_ROLLOUT = 1 << 16
+"""Bound on `learn_step`, `batch_size` and `max_seq_len` for the same reason."""
+
+
+def _positive_int(name: str, value: Any, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be at most {high}, got {value}")
     return value
+
+
+def _finite(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -67,10 +84,13 @@ class NetSpec:
         object.__setattr__(self, "cell", CellType(self.cell))
         object.__setattr__(self, "activation", Activation(self.activation))
         object.__setattr__(self, "head", tuple(self.head))
-        _positive_int("hidden_size", self.hidden_size)
-        _positive_int("num_layers", self.num_layers)
+        _positive_int("hidden_size", self.hidden_size, MAX_WIDTH)
+        _positive_int("num_layers", self.num_layers, MAX_LAYERS)
+        if len(self.head) > MAX_LAYERS:
+            raise ValueError(f"head has {len(self.head)} layers; at most {MAX_LAYERS}")
         for size in self.head:
-            _positive_int("head layer size", size)
+            _positive_int("head layer size", size, MAX_WIDTH)
+        _finite("log_std_init", self.log_std_init)
 
     @property
     def recurrent(self) -> bool:
@@ -135,7 +155,13 @@ class PPOParams:
 
     def __post_init__(self) -> None:
         for name in ("learn_step", "batch_size", "update_epochs", "max_seq_len", "sde_sample_freq"):
-            _positive_int(name, getattr(self, name))
+            _positive_int(name, getattr(self, name), MAX_STEPS_PER_ROLLOUT)
+        for name in ("lr", "gamma", "gae_lambda", "clip_coef", "ent_coef", "vf_coef",
+                     "max_grad_norm"):
+            _finite(name, getattr(self, name))
+        for name in ("vf_clip", "target_kl"):
+            if getattr(self, name) is not None:
+                _finite(name, getattr(self, name))
         for name in ("lr", "clip_coef", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evopop.execution.placement import Placement
 
+MAX_ENVS = 4096
+"""Most env copies per member: a config can never make evopop build millions of envs."""
+
 
 class Vectorization(str, Enum):
     """How env copies are stepped: all in this process, one worker process each in lockstep,
@@ -35,17 +38,18 @@ class Vectorization(str, Enum):
 class EnvSpec(BaseModel):
     """Which environment to train on and how to vectorise it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(description="any registered Gymnasium id, incl. evopop's NoVel ids")
-    num_envs: int = Field(8, ge=1, description="env copies stepped together per agent")
+    num_envs: int = Field(8, ge=1, le=MAX_ENVS,
+                          description="env copies stepped together per agent")
     vectorization: Vectorization = Field(
         Vectorization.SYNC,
         description="sync (one process), async (a process per copy, lockstep) or independent "
         "(env_workers processes that each step their copies with their own policy copy)",
     )
     env_workers: int | None = Field(
-        None, ge=1, description="worker processes for independent stepping "
+        None, ge=1, le=MAX_ENVS, description="worker processes for independent stepping "
         "(default: one per core, at most num_envs)")
     env_worker_backend: Placement = Field(
         Placement.PROCESSES,

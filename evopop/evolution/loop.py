@@ -17,8 +17,10 @@ import numpy as np
 
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes, save_agent
+from evopop.agents.spaces import ActionSpec, ObsEncoder
 from evopop.envs.make import make_env
 from evopop.evolution.backends import Backend, make_backend
+from evopop.evolution.footprint import check_fits
 from evopop.evolution.mutation import MutationEvent, mutate
 from evopop.evolution.population import LoopState, Member
 from evopop.evolution.selection import elite_index, tournament_select
@@ -48,6 +50,7 @@ def initial_state(config: RunConfig) -> LoopState:
     env = make_env(config.env)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
+    check_fits(config, ObsEncoder(obs_space).dim, ActionSpec.from_space(act_space))
     hp_rng = np.random.default_rng(derive_seed(config.seed, 0, 0, Stream.INIT_HP))
     agents = []
     for slot in range(evo.population_size):

@@ -15,11 +15,14 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
-from evopop.agents.spec import Activation, NetSpec, PPOParams
+from evopop.agents.spec import MAX_LAYERS, MAX_WIDTH, Activation, NetSpec, PPOParams
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
 from evopop.execution.cluster import RaySettings
 from evopop.execution.placement import Placement
+
+MAX_POPULATION = 1024
+"""Most members (and members in parallel) a config may ask for."""
 
 
 class MutationKind(str, Enum):
@@ -61,7 +64,8 @@ class MutationSettings(BaseModel):
     the learned function wholesale, which rarely pays off in RL.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
+                              allow_inf_nan=False)
 
     none: float = Field(0.4, ge=0.0, le=1.0, description="probability of no mutation")
     architecture: float = Field(0.2, ge=0.0, le=1.0, description="head nodes / hidden size")
@@ -74,11 +78,13 @@ class MutationSettings(BaseModel):
     activations: tuple[Activation, ...] = Field(
         tuple(Activation), min_length=1, description="what an activation mutation picks from")
     min_nodes: int = Field(8, ge=1, description="fewest nodes a head layer may shrink to")
-    max_nodes: int = Field(512, ge=1, description="most nodes a head layer may grow to")
-    max_layers: int = Field(4, ge=1, description="most head layers")
+    max_nodes: int = Field(512, ge=1, le=MAX_WIDTH,
+                           description="most nodes a head layer may grow to")
+    max_layers: int = Field(4, ge=1, le=MAX_LAYERS, description="most head layers")
     min_hidden: int = Field(8, ge=1, description="smallest recurrent hidden size")
-    max_hidden: int = Field(512, ge=1, description="largest recurrent hidden size")
-    node_steps: tuple[Annotated[int, Field(ge=1)], ...] = Field(
+    max_hidden: int = Field(512, ge=1, le=MAX_WIDTH,
+                            description="largest recurrent hidden size")
+    node_steps: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
         (16, 32, 64), min_length=1, description="sizes an architecture mutation adds or removes")
     hp_space: SpaceField = Field(
         DEFAULT_HP_SPACE,
@@ -113,12 +119,13 @@ NO_MUTATION = MutationSettings(**{kind.value: float(kind is MutationKind.NONE)
 class EvolutionConfig(BaseModel):
     """The population and its selection; absent for single-agent training."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    population_size: int = Field(4, ge=1, description="members")
+    population_size: int = Field(4, ge=1, le=MAX_POPULATION, description="members")
     tournament_size: int = Field(2, ge=1, description="members drawn per tournament")
     elitism: bool = Field(True, description="the best member passes unchanged")
-    evo_steps: int = Field(10_000, ge=1, description="env steps per member per generation")
+    evo_steps: int = Field(10_000, ge=1, le=10**12,
+                           description="env steps per member per generation")
     target: float | None = Field(None, allow_inf_nan=False,
                                  description="stop when the elite's fitness reaches it")
     random_init_hp: bool = Field(False, description="draw initial hps within the hp space")
@@ -143,22 +150,26 @@ class RunConfig(BaseModel):
     The generation loop takes it whole; `evopop.config` reads it from YAML.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     env: EnvSpec = Field(description="the environment and its vectorisation")
     net: NetSpec = Field(default_factory=NetSpec, description="the network architecture")
     ppo: PPOParams = Field(default_factory=PPOParams, description="PPO hyperparameters")
-    max_steps: int = Field(100_000, ge=1, description="env steps per agent (per member)")
+    max_steps: int = Field(100_000, ge=1, le=10**12,
+                           description="env steps per agent (per member)")
     eval_episodes: int = Field(
-        10, ge=1, description="deterministic episodes each member is evaluated on per generation "
+        10, ge=1, le=100_000,
+        description="deterministic episodes each member is evaluated on per generation "
         "(the same episodes for every member; the mean return is its fitness)")
-    seed: int = Field(0, ge=0, description="the one seed every random stream derives from")
+    seed: int = Field(0, ge=0, le=2**63 - 1,
+                      description="the one seed every random stream derives from")
     evolution: EvolutionConfig | None = Field(
         None, description="the population; absent for single-agent training")
     backend: Placement = Field(Placement.PROCESSES,
                          description="where members train: local, processes or ray")
     parallel_members: int | None = Field(
-        None, ge=1, description="members training at once (default: cores; ray: what fits)")
+        None, ge=1, le=MAX_POPULATION,
+        description="members training at once (default: cores; ray: what fits)")
     ray: RaySettings = Field(default_factory=lambda: RaySettings(),
                              description="the Ray cluster and what each member reserves on it")
 

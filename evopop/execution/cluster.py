@@ -22,7 +22,7 @@ class RaySettings(BaseModel):
     """The config's `ray` section: where the cluster is and what each member (and env worker)
     reserves on it (read when `backend: ray` or `env.env_worker_backend: ray`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     address: str | None = Field(
         None, description="none: start a local Ray; 'auto' or host:port: join that cluster")

@@ -37,8 +37,8 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _placement(args: argparse.Namespace) -> dict[str, Any]:
-    """`--backend` / `--ray-address` as config overrides."""
-    overrides: dict[str, Any] = {}
+    """`--backend` / `--ray-address` / `--device` as config overrides."""
+    overrides: dict[str, Any] = {"device": args.device} if args.device else {}
     if args.backend:
         overrides["backend"] = args.backend
     if args.ray_address:
@@ -62,7 +62,8 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
         if not run_dir.config.is_file():
             raise CliError(f"nothing to resume: {run_dir.path} holds no evopop run "
                            "(no config.yaml)")
-        # where members train does not change the result, so a run may resume elsewhere
+        # where members train does not change the result (cpu <-> cuda changes float
+        # rounding from then on), so a run may resume elsewhere
         return load_config(run_dir.config, _placement(args)), run_dir.path
     if not args.config:
         raise CliError("train needs a CONFIG file (or --resume RUN_DIR)")
@@ -111,7 +112,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     record = Path(args.record) if args.record else None
     plot = None if args.plot is None else Path(args.plot or default_timeline_path(args.agent))
     report = evaluate_agent_file(Path(args.agent), args.env, args.episodes, args.seed,
-                                 args.stochastic, record, plot)
+                                 args.stochastic, record, plot, args.device)
     print(json.dumps(report.to_dict()) if args.json else "\n".join(report.lines()))
     return 0
 
@@ -157,6 +158,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    from evopop.agents.device import check_device_name
+
+    try:
+        return check_device_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr (exit 2) like every other error."""
 
@@ -194,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where members train (default: the config's backend)")
     train.add_argument("--ray-address", metavar="ADDR",
                        help="join this Ray cluster ('auto': the one on this machine)")
+    train.add_argument("--device", type=_device,
+                       help="cpu, cuda, cuda:N or auto (default: the config's device)")
     train.add_argument("--wandb", action="store_true",
                        help="log to Weights & Biases (offline unless logged in)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -208,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", nargs="?", const="", metavar="PNG",
                           help="satellite env: draw the first episode's timeline to PNG "
                                "(default: <agent>_timeline.png next to the agent file)")
+    evaluate.add_argument("--device", type=_device, default="cpu",
+                          help="where the agent acts: cpu, cuda, cuda:N or auto")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_cmd_evaluate)
     sweep = sub.add_parser("sweep", help="compare settings: a grid of config keys x seeds")

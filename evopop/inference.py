@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import load_agent, read_metadata
+from evopop.agents.device import resolve_device
 from evopop.agents.evaluation import EvalResult, evaluate
 from evopop.agents.spaces import batch_one, space_to_dict
 from evopop.envs import EnvSpec, make_env
@@ -209,6 +210,7 @@ def evaluate_agent_file(
     stochastic: bool = False,
     record: Path | None = None,
     plot: Path | None = None,
+    device: str = "cpu",
 ) -> EvalReport:
     """Runs a saved agent for `episodes` episodes (episode j seeded `seed + j`) and reports.
 
@@ -217,7 +219,7 @@ def evaluate_agent_file(
     PillowWriter) or `.mp4` (ffmpeg) video captioned with episode, step and return; at most
     `MAX_FRAMES` frames are kept, each scaled to at most `MAX_SIDE_PX` pixels, which bounds
     memory whatever the episode lengths. `plot` (satellite env only) replays the first
-    episode afterwards and draws its timeline to that PNG.
+    episode afterwards and draws its timeline to that PNG. The agent acts on `device`.
     """
     path = Path(path)
     if episodes < 1:
@@ -225,7 +227,7 @@ def evaluate_agent_file(
     if seed < 0:
         raise UserError(f"seed must be >= 0, got {seed}")
     fmt = video_format(Path(record)) if record is not None else None
-    agent = load_agent(path)
+    agent = load_agent(path, resolve_device(device))
     source = resolve_env(read_metadata(path), env_id, str(path))
     if plot is not None:
         check_timeline_target(source.id, Path(plot))

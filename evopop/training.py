@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evopop.agents.checkpoint import load_agent, weights_sha256
+from evopop.agents.device import resolve_device
 from evopop.config import RunConfig, dump_config
 from evopop.errors import UserError
 from evopop.evolution.backends import default_workers, make_backend
@@ -82,6 +83,7 @@ def run_training(
 ) -> RunSummary:
     """Runs (or continues) a run, evolutionary or single-agent; returns the summary written to
     `summary.json`."""
+    resolve_device(config.device)  # a device this machine lacks fails before the run dir is touched
     run_dir = RunDir(Path(run_path))
     state = _start(config, run_dir, resume, overwrite)
     total = config.max_steps * len(state.members)

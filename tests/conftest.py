@@ -48,6 +48,18 @@ def satellite_ready(support_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return support_cache
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`cuda`-marked tests run only where torch sees a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def make_agent():
     from evopop.agents import Agent, NetSpec, PPOParams

@@ -1,7 +1,10 @@
 """`Agent`: one recurrent PPO learner with everything that belongs to it.
 
-The agent owns its network, optimizer and normaliser statistics (cloned and saved together); the
-environments and the carried hidden state of a rollout belong to the collector.
+The agent owns its network, optimizer and normaliser statistics (cloned and saved together) and
+the device they live on; the environments and the carried hidden state of a rollout belong to the
+collector. Observations enter as host arrays and go to the device once per step; actions come
+back as host arrays for the env. Random draws always use CPU generators (see `PolicyHead`), so
+a device changes floating-point kernels, never a random stream.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Agent:
         self.params = params or PPOParams()
         self.encoder = ObsEncoder(observation_space)
         self.action_spec = ActionSpec.from_space(action_space)
+        self.device = torch.device("cpu")  # built on CPU so that init draws are device-free
         self.net = ActorCritic(self.spec, self.encoder.dim, self.action_spec, torch_generator(seed))
         self.head = PolicyHead(self.action_spec, self.net.sde_features)
         self.optimizer = self.make_optimizer()
@@ -48,6 +52,20 @@ class Agent:
         self.reward_scaler = (
             RewardScaler(self.params.gamma) if self.params.normalize_rewards else None
         )
+
+    def to(self, device: str | torch.device) -> Agent:
+        """Moves the network and Adam's moments to `device` (normalisers are numpy: host)."""
+        self.device = torch.device(device)
+        state = self.optimizer.state_dict()
+        self.net.to(self.device)  # may replace the Parameter objects (e.g. for `meta`)
+        self.optimizer = self.make_optimizer()
+        # loading casts each moment to its parameter's device (Adam keeps step counts on CPU)
+        self.optimizer.load_state_dict(state)
+        return self
+
+    def as_tensor(self, x: np.ndarray) -> torch.Tensor:
+        """A host array as a tensor on the agent's device (no copy on CPU)."""
+        return torch.from_numpy(x).to(self.device)
 
     def set_params(self, params: PPOParams) -> None:
         """Applies new hyperparameters to the live agent.
@@ -66,7 +84,7 @@ class Agent:
         parameter of the new network (AgileRL #154 once left the critic out), keeping Adam's
         moments when no parameter changed shape.
         """
-        new_net = ActorCritic(spec, self.encoder.dim, self.action_spec, generator)
+        new_net = ActorCritic(spec, self.encoder.dim, self.action_spec, generator).to(self.device)
         transfer_weights(self.net, new_net)
         same_shapes = _shapes(self.net) == _shapes(new_net)
         old_state = self.optimizer.state_dict()
@@ -90,8 +108,8 @@ class Agent:
         return torch.optim.Adam(self.net.parameters(), lr=self.params.lr, eps=ADAM_EPS)
 
     def initial_state(self, n: int) -> torch.Tensor:
-        """Zero recurrent state for n parallel episodes: `[C, layers, n, hidden]`."""
-        return self.net.initial_state(n)
+        """Zero recurrent state for n parallel episodes: `[C, layers, n, hidden]`, on the device."""
+        return self.net.initial_state(n).to(self.device)
 
     def preprocess(self, obs: Any, update: bool) -> np.ndarray:
         """Encodes a batch of raw observations and normalises it (`update` moves the statistics)."""
@@ -116,10 +134,10 @@ class Agent:
         if not deterministic and generator is None:
             raise ValueError("stochastic actions need a torch.Generator (see evopop.seeding)")
         state = reset_state(state, episode_start)
-        x = torch.from_numpy(self.preprocess(obs, update=False))
+        x = self.as_tensor(self.preprocess(obs, update=False))
         out, state = self.net.actor(x[None], state)
         actions = self.head.sample(out[0], self.net.log_std, deterministic, generator)
-        return self.action_spec.to_env(actions.numpy()), state
+        return self.action_spec.to_env(actions.cpu().numpy()), state
 
 
 def _shapes(net: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
@@ -130,5 +148,5 @@ def reset_state(state: torch.Tensor, episode_start: np.ndarray | None) -> torch.
     """Zeroes the recurrent state of the envs whose episode starts now."""
     if episode_start is None or not episode_start.any():
         return state
-    keep = torch.from_numpy(~episode_start).to(state.dtype)
+    keep = torch.from_numpy(~episode_start).to(state.device, state.dtype)
     return state * keep[None, None, :, None]

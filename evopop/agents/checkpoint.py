@@ -2,7 +2,8 @@
 
 Nothing is ever unpickled: safetensors is a flat tensor format, and spec, hyperparameters and spaces
 travel as JSON. Writes go to a temporary file that is renamed over the target, so a crash or kill
-leaves either the old file or the new one, never a torn one.
+leaves either the old file or the new one, never a torn one. Files are device-free: tensors are
+always saved from CPU copies, and a file loads onto whatever device the caller names.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class AgentFileError(UserError):
 
 
 def agent_tensors(agent: Agent, include_optimizer: bool = True) -> dict[str, torch.Tensor]:
-    """Every tensor of an agent under a flat, stable key."""
-    tensors = {f"net.{k}": v.detach().contiguous() for k, v in agent.net.state_dict().items()}
+    """Every tensor of an agent under a flat, stable key, on the CPU."""
+    tensors = {f"net.{k}": _host(v) for k, v in agent.net.state_dict().items()}
     for name, norm in (("obs_norm", agent.obs_norm), ("reward_norm", agent.reward_scaler)):
         if norm is not None:
             for key, value in norm.rms.state().items():
@@ -44,8 +45,12 @@ def agent_tensors(agent: Agent, include_optimizer: bool = True) -> dict[str, tor
     if include_optimizer:
         for idx, slots in agent.optimizer.state_dict()["state"].items():
             for slot, value in slots.items():
-                tensors[f"optim.{idx}.{slot}"] = torch.as_tensor(value).detach().contiguous()
+                tensors[f"optim.{idx}.{slot}"] = _host(torch.as_tensor(value))
     return tensors
+
+
+def _host(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().cpu().contiguous()
 
 
 def agent_metadata(agent: Agent, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -114,8 +119,10 @@ def agent_to_bytes(
     return pack(agent_tensors(agent, include_optimizer), agent_metadata(agent, extra))
 
 
-def agent_from_parts(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Agent:
-    """Rebuilds an agent (network, normalisers, optimizer state when saved)."""
+def agent_from_parts(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: str | torch.device = "cpu"
+) -> Agent:
+    """Rebuilds an agent (network, normalisers, optimizer state when saved) on `device`."""
     agent = Agent(
         space_from_dict(meta["observation_space"]),
         space_from_dict(meta["action_space"]),
@@ -123,13 +130,15 @@ def agent_from_parts(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
         PPOParams.from_dict(meta["params"]),
     )
     load_agent_tensors(agent, tensors, meta["optimizer_groups"])
-    return agent
+    return agent.to(device)
 
 
-def agent_from_bytes(data: bytes, source: str = "<bytes>") -> Agent:
+def agent_from_bytes(
+    data: bytes, source: str = "<bytes>", device: str | torch.device = "cpu"
+) -> Agent:
     tensors, meta = unpack(data, source)
     _check_format(meta, source, FORMAT)
-    return agent_from_parts(tensors, meta)
+    return agent_from_parts(tensors, meta, device)
 
 
 def save_agent(
@@ -154,9 +163,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_agent(path: str | Path) -> Agent:
-    """Loads an agent file written by `save_agent`."""
-    return agent_from_bytes(read_file(path), str(path))
+def load_agent(path: str | Path, device: str | torch.device = "cpu") -> Agent:
+    """Loads an agent file written by `save_agent` onto `device`."""
+    return agent_from_bytes(read_file(path), str(path), device)
 
 
 def load_agent_tensors(

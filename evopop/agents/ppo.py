@@ -51,16 +51,19 @@ class FlatBatch:
     states: torch.Tensor  # [N*T, C, layers, H]
 
     @classmethod
-    def from_buffer(cls, buf: RolloutBuffer, gamma: float, lam: float) -> FlatBatch:
+    def from_buffer(cls, buf: RolloutBuffer, gamma: float, lam: float,
+                    device: torch.device | None = None) -> FlatBatch:
+        """GAE on the host, then the whole flattened rollout moved to `device` in one go (the
+        buffer itself stays on the host)."""
         dones = buf.terminated | buf.truncated
         adv, ret = compute_gae(buf.rewards, buf.values, next_values(buf), dones, gamma, lam)
 
         def flat(a: np.ndarray) -> torch.Tensor:
             a = np.ascontiguousarray(a.swapaxes(0, 1))  # [T, N, ...] -> [N, T, ...]
-            return torch.from_numpy(a.reshape(-1, *a.shape[2:]))
+            return torch.from_numpy(a.reshape(-1, *a.shape[2:])).to(device)
 
         t, c, layers, n, h = buf.states.shape
-        states = buf.states.permute(3, 0, 1, 2, 4).reshape(n * t, c, layers, h)
+        states = buf.states.permute(3, 0, 1, 2, 4).reshape(n * t, c, layers, h).to(device)
         return cls(flat(buf.obs), flat(buf.actions), flat(buf.log_probs), flat(buf.values),
                    flat(adv), flat(ret), states)
 
@@ -77,8 +80,8 @@ def evaluate_sequences(
     Returns (flat index `[L, S]`, mask `[L, S]`, log-probs, entropy, values), all `[L, S]`.
     """
     length = int(seqs.lengths[chosen].max())
-    index = torch.from_numpy(seqs.index[:length, chosen])
-    mask = torch.from_numpy(seqs.mask[:length, chosen]).to(torch.float32)
+    index = agent.as_tensor(seqs.index[:length, chosen])
+    mask = agent.as_tensor(seqs.mask[:length, chosen]).to(torch.float32)
     first = index[0]
     state = data.states[first].permute(1, 2, 0, 3)  # [S, C, layers, H] -> [C, layers, S, H]
     out, values, _ = agent.net(data.obs[index], state)
@@ -92,12 +95,12 @@ def evaluate_sequences(
 def recompute_log_probs(agent: Agent, buf: RolloutBuffer) -> np.ndarray:
     """Log-probs `[T, N]` of the stored actions as the update sees them (before any step)."""
     p = agent.params
-    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, agent.device)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
     index, mask, log_probs, _, _ = evaluate_sequences(agent, data, seqs, np.arange(seqs.count))
     flat = np.zeros(buf.steps * buf.num_envs, np.float32)
     valid = mask.bool()
-    flat[index[valid].numpy()] = log_probs[valid].numpy()
+    flat[index[valid].cpu().numpy()] = log_probs[valid].cpu().numpy()
     return flat.reshape(buf.num_envs, buf.steps).T
 
 
@@ -145,7 +148,7 @@ def ppo_update(
     p = agent.params
     agent.apply_lr(remaining)
     clip = p.clip_coef * (remaining if p.anneal else 1.0)
-    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, agent.device)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
     history: list[dict[str, float]] = []
     early_stop, finite = False, True

@@ -167,6 +167,9 @@ class PolicyHead:
     `features @ eps` with `eps ~ N(0, std^2)` held for several steps, and the action variance is
     `features^2 @ std^2`. Held noise explores in smooth, consistent pushes, which is what
     momentum tasks such as Pendulum and MountainCar need.
+
+    Noise is drawn on the CPU from the caller's CPU generator and then moved to the outputs'
+    device: the random stream is the same on every device (and CPU results stay bit-identical).
     """
 
     def __init__(self, spec: ActionSpec, sde_features: int = 0) -> None:
@@ -188,7 +191,7 @@ class PolicyHead:
                   ) -> torch.Tensor:
         """Fresh gSDE exploration matrices `[n, features, action_dim]`, one per env."""
         eps = torch.randn((n, *log_std.shape), generator=generator, dtype=log_std.dtype)
-        return eps * log_std.exp()
+        return eps.to(log_std.device) * log_std.exp()
 
     def sample(
         self, out: torch.Tensor, log_std: torch.Tensor | None, deterministic: bool,
@@ -203,7 +206,8 @@ class PolicyHead:
             if deterministic:
                 return mean
             if feat is None:
-                return mean + torch.randn(mean.shape, generator=generator, dtype=mean.dtype) * std
+                eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+                return mean + eps.to(mean.device) * std
             if noise is None:
                 noise = self.sde_noise(out.shape[0], log_std, generator)
             return mean + (feat.unsqueeze(-2) @ noise).squeeze(-2)
@@ -214,6 +218,7 @@ class PolicyHead:
             else:
                 # Gumbel-max: argmax(logits + Gumbel noise) is an exact categorical sample.
                 u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype)
+                u = u.to(logits.device)
                 picks.append((logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1))
         return torch.stack(picks, dim=-1).to(out.dtype)
 
@@ -225,7 +230,7 @@ class PolicyHead:
             mean, std, _ = self.gaussian(out, log_std)
             z = (actions - mean) / std
             return (-0.5 * z.pow(2) - std.log() - _LOG_SQRT_2PI).sum(-1)
-        total = torch.zeros(out.shape[:-1], dtype=out.dtype)
+        total = torch.zeros(out.shape[:-1], dtype=out.dtype, device=out.device)
         for i, logits in enumerate(torch.split(out, self._splits, dim=-1)):
             logp = torch.log_softmax(logits, dim=-1)
             total = total + logp.gather(-1, actions[..., i : i + 1].long()).squeeze(-1)
@@ -235,7 +240,7 @@ class PolicyHead:
         if self.spec.kind is ActionKind.CONTINUOUS:
             _, std, _ = self.gaussian(out, log_std)
             return (0.5 + _LOG_SQRT_2PI + std.log()).sum(-1)
-        total = torch.zeros(out.shape[:-1], dtype=out.dtype)
+        total = torch.zeros(out.shape[:-1], dtype=out.dtype, device=out.device)
         for logits in torch.split(out, self._splits, dim=-1):
             logp = torch.log_softmax(logits, dim=-1)
             total = total - (logp.exp() * logp).sum(-1)

@@ -17,6 +17,7 @@ import numpy as np
 
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes, save_agent
+from evopop.agents.device import resolve_device
 from evopop.agents.spaces import ActionSpec, ObsEncoder
 from evopop.envs.make import make_env
 from evopop.evolution.backends import Backend, make_backend
@@ -66,7 +67,8 @@ class Population:
     """A population of recurrent PPO members driven one generation at a time:
     `train()` (every member learns `evo_steps` env steps and is evaluated), then `select()`
     and `mutate()` make the next generation. Members train on `backend` (default: one after
-    another in this process)."""
+    another in this process) and on `config.device`, resolved here once; between tasks they
+    live on the CPU, where selection and mutation run."""
 
     def __init__(self, config: RunConfig, backend: Backend | None = None,
                  state: LoopState | None = None) -> None:
@@ -74,6 +76,7 @@ class Population:
         self.evolution = config.population()
         self.state = state if state is not None else initial_state(config)
         self.backend = backend if backend is not None else make_backend(Placement.LOCAL, 1)
+        self.device = resolve_device(config.device)
         self.last_results: list[TaskResult] = []
         self._children: list[int] = []  # slots of this generation's clones, still unmutated
 
@@ -115,7 +118,8 @@ class Population:
         return [
             TrainTask(agent_to_bytes(m.agent), config.env, eval_env, config.ray,
                       self.evolution.evo_steps, derive_seed(config.seed, g, slot, Stream.TRAIN),
-                      (m.env_steps, config.max_steps), config.eval_episodes, eval_seed)
+                      (m.env_steps, config.max_steps), config.eval_episodes, eval_seed,
+                      device=str(self.device))
             for slot, m in enumerate(self.members)
         ]
 

@@ -153,7 +153,8 @@ def _mutate_parameters(
         before = math.sqrt(sum(float(w.pow(2).sum()) for w in weights))
         for w in weights:
             scale = config.mutation_sd * w.pow(2).mean().sqrt()
-            w.add_(torch.randn(w.shape, generator=torch_gen, dtype=w.dtype) * scale)
+            noise = torch.randn(w.shape, generator=torch_gen, dtype=w.dtype)  # CPU stream
+            w.add_(noise.to(w.device) * scale)
         after = math.sqrt(sum(float(w.pow(2).sum()) for w in weights))
     detail = f"gaussian noise on {len(weights)} weight tensors, sd {config.mutation_sd} x RMS"
     return MutationEvent(MutationKind.PARAMETERS, detail, before, after)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
+from evopop.agents.device import check_device_name
 from evopop.agents.spec import MAX_LAYERS, MAX_WIDTH, Activation, NetSpec, PPOParams
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
@@ -172,6 +173,9 @@ class RunConfig(BaseModel):
         description="members training at once (default: cores; ray: what fits)")
     ray: RaySettings = Field(default_factory=lambda: RaySettings(),
                              description="the Ray cluster and what each member reserves on it")
+    device: Annotated[str, BeforeValidator(check_device_name)] = Field(
+        "cpu", description="where members learn, act and are evaluated: cpu, cuda, cuda:N or "
+        "auto (cuda when torch sees a GPU); results are bit-identical on cpu only")
 
     @model_validator(mode="after")
     def _ray_env_workers_have_a_cluster(self) -> RunConfig:

@@ -37,6 +37,7 @@ class TrainTask:
     schedule: tuple[int, int]  # (env steps done before, total) for lr/clip annealing
     eval_episodes: int
     eval_seed: int
+    device: str = "cpu"  # resolved at run start (never "auto"): where the worker builds the agent
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def run_task(task: TrainTask) -> TaskResult:
 
     A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
     """
-    agent = agent_from_bytes(task.agent)
+    agent = agent_from_bytes(task.agent, device=task.device)
     result = train_agent(agent, cached_rollouts(task.env, task.ray), task.steps, task.seed,
                          schedule=task.schedule)
     finite = result.finite and _weights_finite(agent.net)

@@ -70,16 +70,17 @@ def _final_values(
     """V(final observation) for the truncated envs `rows`, from the state after their last step."""
     finals = infos["final_obs"]
     encoded = np.concatenate([agent.preprocess(batch_one(finals[i]), update=False) for i in rows])
-    rows_t = torch.from_numpy(rows)
-    values = agent.net.value(torch.from_numpy(encoded)[None], state[:, :, rows_t])
-    return values[0].numpy()
+    values = agent.net.value(agent.as_tensor(encoded)[None], state[:, :, agent.as_tensor(rows)])
+    return values[0].cpu().numpy()
 
 
 @torch.inference_mode()
 def collect(
     agent: Agent, col: Collector, steps: int, generator: torch.Generator
 ) -> RolloutBuffer:
-    """Runs `steps` steps on every env of `col` with the agent's stochastic policy."""
+    """Runs `steps` steps on every env of `col` with the agent's stochastic policy.
+
+    The network runs on the agent's device; the buffer is filled on the host."""
     n = col.envs.num_envs
     buf = RolloutBuffer.allocate(steps, n, agent.encoder.dim, agent.action_spec.action_dim,
                                  tuple(col.state.shape))
@@ -91,14 +92,14 @@ def collect(
         state = reset_state(state, col.episode_start)
         buf.states[t] = state
         buf.episode_start[t] = col.episode_start
-        out, value, state = net(torch.from_numpy(buf.obs[t])[None], state)
+        out, value, state = net(agent.as_tensor(buf.obs[t])[None], state)
         if head.sde_features and t % agent.params.sde_sample_freq == 0:
             # redrawn at the start of every rollout too: the update has changed log_std
             col.sde_noise = head.sde_noise(n, log_std, generator)
         action = head.sample(out[0], log_std, False, generator, col.sde_noise)
-        buf.log_probs[t] = head.log_prob(out[0], log_std, action).numpy()
-        buf.actions[t] = action.numpy()
-        buf.values[t] = value[0].numpy()
+        buf.log_probs[t] = head.log_prob(out[0], log_std, action).cpu().numpy()
+        buf.actions[t] = action.cpu().numpy()
+        buf.values[t] = value[0].cpu().numpy()
 
         env_actions = agent.action_spec.to_env(buf.actions[t])
         col.obs, reward, term, trunc, infos = col.envs.step(env_actions)
@@ -116,6 +117,6 @@ def collect(
         col.episode_start = dones
 
     col.state = state
-    x = torch.from_numpy(agent.preprocess(col.obs, update=False))
-    buf.last_values[:] = net.value(x[None], reset_state(state, col.episode_start))[0].numpy()
+    x = agent.as_tensor(agent.preprocess(col.obs, update=False))
+    buf.last_values[:] = net.value(x[None], reset_state(state, col.episode_start))[0].cpu().numpy()
     return buf

@@ -4,9 +4,10 @@ import gymnasium as gym
 import pytest
 
 from evopop.agents import Agent, NetSpec
+from evopop.agents.networks import parameter_count
 from evopop.agents.spaces import ActionSpec, ObsEncoder
 from evopop.config import parse_config
-from evopop.evolution.footprint import MemoryBudgetError, network_floats
+from evopop.evolution.footprint import MemoryBudgetError
 from evopop.training import run_training
 
 SPECS = [NetSpec(cell="lstm", hidden_size=16, head=(32, 8)),
@@ -22,7 +23,7 @@ SPACES = [(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,))),
 def test_network_floats_is_the_exact_parameter_count(spec, obs, act):
     agent = Agent(obs, act, spec)
     count = sum(p.numel() for p in agent.net.parameters())
-    assert network_floats(spec, ObsEncoder(obs).dim, ActionSpec.from_space(act)) == count
+    assert parameter_count(spec, ObsEncoder(obs).dim, ActionSpec.from_space(act)) == count
 
 
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path):

@@ -20,19 +20,14 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as dump_tensors
 
 from evopop.agents.agent import Agent
+from evopop.agents.file_schema import AgentFileError, check_weights, validate_header
 from evopop.agents.spaces import space_from_dict, space_to_dict
-from evopop.agents.spec import NetSpec, PPOParams
 from evopop.atomic import atomic_write_bytes
-from evopop.errors import UserError
 
 FORMAT = "evopop-agent"
 FORMAT_VERSION = 1
 _META_KEY = "evopop"
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")
-
-
-class AgentFileError(UserError):
-    """An agent file that is missing, corrupt, of another format or of an unknown version."""
 
 
 def agent_tensors(agent: Agent, include_optimizer: bool = True) -> dict[str, torch.Tensor]:
@@ -104,7 +99,9 @@ def unpack(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Tensor
     return tensors, meta
 
 
-def _check_format(meta: dict[str, Any], source: str, expected: str) -> None:
+def _check_format(meta: Any, source: str, expected: str) -> None:
+    if not isinstance(meta, dict):
+        raise AgentFileError(f"{source}: its header is not a JSON object")
     if meta.get("format") != expected or meta.get("format_version") != FORMAT_VERSION:
         raise AgentFileError(
             f"{source}: unsupported file format {meta.get('format')!r} "
@@ -120,15 +117,17 @@ def agent_to_bytes(
 
 
 def agent_from_parts(
-    tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: str | torch.device = "cpu"
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: str | torch.device = "cpu",
+    source: str = "<bytes>",
 ) -> Agent:
-    """Rebuilds an agent (network, normalisers, optimizer state when saved) on `device`."""
-    agent = Agent(
-        space_from_dict(meta["observation_space"]),
-        space_from_dict(meta["action_space"]),
-        NetSpec.from_dict(meta["spec"]),
-        PPOParams.from_dict(meta["params"]),
-    )
+    """Rebuilds an agent (network, normalisers, optimizer state when saved) on `device`, after
+    its header has been validated and found to account for exactly the weights carried."""
+    _check_format(meta, source, FORMAT)
+    spec, params = validate_header(meta, source)
+    observation = space_from_dict(meta["observation_space"])
+    action = space_from_dict(meta["action_space"])
+    check_weights(spec, observation, action, tensors, source)
+    agent = Agent(observation, action, spec, params)
     load_agent_tensors(agent, tensors, meta["optimizer_groups"])
     return agent.to(device)
 
@@ -137,8 +136,7 @@ def agent_from_bytes(
     data: bytes, source: str = "<bytes>", device: str | torch.device = "cpu"
 ) -> Agent:
     tensors, meta = unpack(data, source)
-    _check_format(meta, source, FORMAT)
-    return agent_from_parts(tensors, meta, device)
+    return agent_from_parts(tensors, meta, device, source)
 
 
 def save_agent(

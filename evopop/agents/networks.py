@@ -142,3 +142,22 @@ class ActorCritic(nn.Module):
         feat, new_a = run_rnn(self.rnn_actor, obs, state_a)
         new_state = new_a if self.rnn_critic is None else torch.cat((new_a, state_c))
         return self._actor_out(feat), new_state
+
+
+def parameter_count(spec: NetSpec, obs_dim: int, action: ActionSpec) -> int:
+    """Parameters of one actor-critic of `spec` (recurrent encoders, heads, outputs), exactly as
+    `ActorCritic` builds it, computed without building it."""
+    gates = {CellType.LSTM: 4, CellType.GRU: 3, CellType.NONE: 0}[spec.cell]
+    hidden = spec.hidden_size
+    encoder = sum(gates * hidden * ((obs_dim if layer == 0 else hidden) + hidden + 2)
+                  for layer in range(spec.num_layers))
+    features = hidden if spec.recurrent else obs_dim
+    head, width = 0, features
+    for size in spec.head:
+        head += (width + 1) * size
+        width = size
+    encoders = 1 if spec.shared_encoder else 2
+    outputs = (width + 1) * (action.logits_dim + 1)  # policy and value layers
+    if action.kind is ActionKind.CONTINUOUS:
+        outputs += action.action_dim * (width if spec.sde else 1)  # log-std
+    return encoders * encoder + 2 * head + outputs

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from evopop.agents.spaces import ActionKind, ActionSpec
-from evopop.agents.spec import CellType, NetSpec
+from evopop.agents.networks import parameter_count
+from evopop.agents.spaces import ActionSpec
 from evopop.errors import UserError
 from evopop.evolution.settings import RunConfig
 
@@ -22,31 +22,12 @@ class MemoryBudgetError(UserError):
     """The run would need more memory than this machine has."""
 
 
-def network_floats(spec: NetSpec, obs_dim: int, action: ActionSpec) -> int:
-    """Parameters of one actor-critic of `spec` (recurrent encoders, heads, outputs), exactly as
-    `evopop.agents.networks.ActorCritic` builds it."""
-    gates = {CellType.LSTM: 4, CellType.GRU: 3, CellType.NONE: 0}[spec.cell]
-    hidden = spec.hidden_size
-    encoder = sum(gates * hidden * ((obs_dim if layer == 0 else hidden) + hidden + 2)
-                  for layer in range(spec.num_layers))
-    features = hidden if spec.recurrent else obs_dim
-    head, width = 0, features
-    for size in spec.head:
-        head += (width + 1) * size
-        width = size
-    encoders = 1 if spec.shared_encoder else 2
-    outputs = (width + 1) * (action.logits_dim + 1)  # policy and value layers
-    if action.kind is ActionKind.CONTINUOUS:
-        outputs += action.action_dim * (width if spec.sde else 1)  # log-std
-    return encoders * encoder + 2 * head + outputs
-
-
 def run_bytes(config: RunConfig, obs_dim: int, action: ActionSpec) -> int:
     """Members (with their optimizer state), one rollout per member training at once, and the
     env copies of those members."""
     members = config.population().population_size
     parallel = min(members, config.parallel_members or os.cpu_count() or 1)
-    net = network_floats(config.net, obs_dim, action) * COPIES_PER_PARAMETER * members
+    net = parameter_count(config.net, obs_dim, action) * COPIES_PER_PARAMETER * members
     state = config.net.state_channels * config.net.num_layers * config.net.hidden_size
     per_step = obs_dim + action.logits_dim + state + 8  # obs, action, state, scalars
     rollout = config.ppo.learn_step * config.env.num_envs * per_step * 3  # buffer + flat copies

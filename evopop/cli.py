@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from evopop.errors import UserError
+from evopop.errors import UserError, one_line
 from evopop.evolution.selection import PopulationDiverged
 from evopop.rundir import RunDir, default_run_dir
 
@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         if args.debug:
             traceback.print_exc()
-        print(f"evopop: {err}", file=sys.stderr)
+        print(f"evopop: {one_line(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except PopulationDiverged as err:
         print(f"evopop: run failed: {err}", file=sys.stderr)

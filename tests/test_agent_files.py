@@ -10,6 +10,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evopop.agents import Agent, NetSpec
 from evopop.agents.checkpoint import (
@@ -109,3 +111,49 @@ def test_evaluate_on_a_crafted_file_is_one_line_and_exit_2(tmp_path: Path):
                            "--env", "CartPole-v1"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "hidden_size must be at most 4096" in proc.stderr
+
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9),
+              st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6)
+FIELDS = ["spec", "params", "observation_space", "action_space", "optimizer_groups", "format",
+          "format_version", "extra"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(FIELDS), st.one_of(st.none(), st.text(max_size=10)), JSON)
+def test_fuzzed_headers_load_or_raise_one_agent_file_error(field, key, value):
+    tensors, meta = _valid()
+    meta = copy.deepcopy(meta)
+    if key is not None and isinstance(meta[field], dict):
+        meta[field][key] = value
+    else:
+        meta[field] = value
+    try:
+        unpacked = unpack(pack(tensors, meta))
+        from evopop.agents.checkpoint import agent_from_parts
+
+        agent_from_parts(*unpacked)
+    except AgentFileError as error:
+        assert "\n" not in str(error)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=256), st.integers(0, 2000))
+def test_fuzzed_bytes_never_escape_as_anything_but_an_agent_file_error(noise, at):
+    data = bytearray(agent_to_bytes(_valid_agent()))
+    data[at:at + len(noise)] = noise
+    try:
+        from evopop.agents.checkpoint import agent_from_bytes
+
+        agent_from_bytes(bytes(data))
+    except AgentFileError:
+        pass
+
+
+def _valid_agent() -> Agent:
+    return Agent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2),
+                 NetSpec(hidden_size=8, head=(8,)))

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from evopop.agents.networks import parameter_count
 from evopop.agents.spaces import ActionSpec, ObsEncoder
 from evopop.agents.spec import NetSpec, PPOParams
-from evopop.errors import UserError
+from evopop.errors import UserError, one_line
 
 MAX_SPACE_SIZE = 1 << 16
 """Most scalars an observation or action space may have (a 256 x 256 image is at the limit)."""
@@ -149,7 +149,8 @@ def validate_header(meta: Any, source: str) -> tuple[NetSpec, PPOParams]:
         spec = _dataclass(NetSpec, header.spec, "spec")
         params = _dataclass(PPOParams, header.params, "params")
     except (ValidationError, ValueError, TypeError) as error:
-        raise AgentFileError(f"{source}: malformed agent header ({_describe(error)})") from None
+        message = f"{source}: malformed agent header ({_describe(error)})"
+        raise AgentFileError(one_line(message)) from None
     return spec, params
 
 

@@ -54,6 +54,12 @@ class EnvSpec(BaseModel):
     env_worker_backend: Placement = Field(
         Placement.PROCESSES,
         description="independent stepping's workers: local processes or Ray actors (see ray)")
+    step_timeout_s: float | None = Field(
+        None, gt=0, description="independent stepping: an env worker slower than this per step "
+        "(its rollout's steps x this) is killed and replaced, and the rollout completes")
+    reset_timeout_s: float | None = Field(
+        None, gt=0, description="independent stepping: time a worker may take to start and reset "
+        "its copies before a rollout (with step_timeout_s; default 60)")
     wrappers: list[str | dict[str, dict[str, Any]]] = Field(
         default_factory=list,
         description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",

@@ -47,9 +47,9 @@ class WorkerPool(Protocol):
     """`size` persistent workers, each hosting a handler from its own factory.
 
     A worker starts on its first message. `wait` blocks until at least one of the `pending`
-    workers replied, failed or died. Workers ignore Ctrl-C: the parent decides, usually by
-    `close(abort=True)`, which kills busy workers (a graceful close lets them close their envs
-    for up to `CLOSE_TIMEOUT_S`).
+    workers replied, failed or died, or until `timeout` seconds passed (then it returns []).
+    Workers ignore Ctrl-C: the parent decides, usually by `close(abort=True)`, which kills busy
+    workers (a graceful close lets them close their envs for up to `CLOSE_TIMEOUT_S`).
     """
 
     size: int
@@ -61,7 +61,7 @@ class WorkerPool(Protocol):
 
     def submit(self, worker: int, *args: Any) -> None: ...
 
-    def wait(self, pending: Collection[int]) -> list[Outcome]: ...
+    def wait(self, pending: Collection[int], timeout: float | None = None) -> list[Outcome]: ...
 
     def restart(self, worker: int) -> None:
         """Replace a dead worker by a fresh one from the same factory."""

@@ -109,9 +109,10 @@ class ProcessPool:
         process.join()
         return Death(worker, f"exit code {process.exitcode}")
 
-    def wait(self, pending: Collection[int]) -> list[Outcome]:
+    def wait(self, pending: Collection[int], timeout: float | None = None) -> list[Outcome]:
         handles: list[Any] = [self._conns[w] for w in pending]
-        wait(handles + [self._procs[w].sentinel for w in pending])
+        if not wait(handles + [self._procs[w].sentinel for w in pending], timeout):
+            return []
         outcomes = [self._receive(worker) for worker in sorted(pending)]
         return [outcome for outcome in outcomes if outcome is not None]
 

@@ -70,10 +70,13 @@ class RayPool:
             self._start(worker)
         self._refs[worker] = self._actors[worker].handle.remote(*args)
 
-    def wait(self, pending: Collection[int]) -> list[Outcome]:
+    def wait(self, pending: Collection[int], timeout: float | None = None) -> list[Outcome]:
         ray = self._ray
         by_ref = {self._refs[w]: w for w in pending}
-        [ready], _ = ray.wait(list(by_ref), num_returns=1)
+        ready_refs, _ = ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        if not ready_refs:
+            return []
+        ready = ready_refs[0]
         worker = by_ref[ready]
         del self._refs[worker]
         try:

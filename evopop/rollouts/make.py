@@ -16,7 +16,7 @@ from evopop.execution.worker import HandlerFactory
 from evopop.rollouts.env_worker import EnvWorker
 from evopop.rollouts.source import Rollouts
 from evopop.rollouts.vector import VectorRollouts
-from evopop.rollouts.workers import WorkerRollouts, split_envs
+from evopop.rollouts.workers import StepTimeouts, WorkerRollouts, split_envs
 
 PLACEMENT_TIMEOUT_S = 60.0
 """How long env worker actors may wait for CPUs before the run stops with a message."""
@@ -54,7 +54,8 @@ def _worker_rollouts(env: EnvSpec, ray: RaySettings | None) -> WorkerRollouts:
         pool = _ray_pool(factories, ray or RaySettings())
     else:
         pool = ProcessPool(factories, daemon=True, name="evopop-env-worker")
-    return WorkerRollouts(pool, shares, *spaces)
+    return WorkerRollouts(pool, shares, *spaces, StepTimeouts(env.step_timeout_s,
+                                                              env.reset_timeout_s))
 
 
 def make_rollout_envs(env: EnvSpec, ray: RaySettings | None = None,

@@ -15,6 +15,9 @@ and asked for its share again, so the rollout completes.
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from evopop.agents.agent import Agent
@@ -43,6 +46,27 @@ def split_envs(num_envs: int, workers: int) -> list[int]:
     return [base + (i < extra) for i in range(workers)]
 
 
+LOG = logging.getLogger("evopop.rollouts")
+DEFAULT_RESET_S = 60.0
+"""Start-up and reset allowance when only `env.step_timeout_s` is set."""
+
+
+@dataclass(frozen=True)
+class StepTimeouts:
+    """How long an env worker may take: `step_s` per step of its rollout, plus `reset_s` when it
+    (re)starts and resets its copies first (a fresh worker process imports torch and builds its
+    envs inside that allowance). `step_s` None: no limit (a hung env then hangs its member)."""
+
+    step_s: float | None = None
+    reset_s: float | None = None
+
+    def budget(self, steps: int, resets: bool) -> float | None:
+        if self.step_s is None:
+            return None
+        reset = DEFAULT_RESET_S if self.reset_s is None else self.reset_s
+        return steps * self.step_s + (reset if resets else 0.0)
+
+
 class WorkerRollouts:
     """A `RolloutSource` over `sum(shares)` env copies stepped by the workers of `pool` (worker
     i steps `shares[i]` copies). Not a `VectorEnv`: it cannot step in lockstep, it collects
@@ -50,8 +74,11 @@ class WorkerRollouts:
     restarts and joining the shares."""
 
     def __init__(self, pool: WorkerPool, shares: list[int], observation_space: Any,
-                 action_space: Any) -> None:
+                 action_space: Any, timeouts: StepTimeouts | None = None) -> None:
         self.pool = pool
+        self.timeouts = timeouts or StepTimeouts()
+        self.timed_out = 0  # workers killed for taking too long, over this source's life
+        self._deadlines: dict[int, float] = {}
         self.shares = shares
         self.num_envs = sum(shares)
         self.single_observation_space = observation_space
@@ -84,6 +111,9 @@ class WorkerRollouts:
             start = (derive_seed(env_seed, *keys), derive_seed(sample_seed, *keys))
         self.pool.submit(worker, RolloutRequest(steps, start), weights)
         self._started[worker] = True
+        budget = self.timeouts.budget(steps, resets=start is not None)
+        if budget is not None:
+            self._deadlines[worker] = time.monotonic() + budget
 
     def _restart(self, death: Death, deaths: int) -> None:
         if deaths > MAX_DEATHS_PER_TASK:
@@ -98,11 +128,13 @@ class WorkerRollouts:
         deaths = dict.fromkeys(range(len(self.shares)), 0)
         pending = set(range(len(self.shares)))
         while pending:
-            for outcome in self.pool.wait(pending):
+            for outcome in self.pool.wait(pending, self._time_left(pending)) \
+                    or self._overdue(pending):
                 if isinstance(outcome, Failure):
                     raise WorkerError(f"env worker {outcome.worker} failed:\n"
                                       f"{outcome.traceback}")
                 if isinstance(outcome, Reply):
+                    self._deadlines.pop(outcome.worker, None)
                     shares[outcome.worker] = outcome.value
                     pending.discard(outcome.worker)
                     continue
@@ -110,6 +142,19 @@ class WorkerRollouts:
                 self._restart(outcome, deaths[outcome.worker])
                 self._request(outcome.worker, weights, steps)
         return [shares[i] for i in range(len(self.shares))]
+
+    def _time_left(self, pending: set[int]) -> float | None:
+        deadlines = [self._deadlines[w] for w in pending if w in self._deadlines]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _overdue(self, pending: set[int]) -> list[Death]:
+        """Workers past their deadline, as deaths: killed, replaced, asked again."""
+        now = time.monotonic()
+        late = [w for w in sorted(pending) if self._deadlines.get(w, now + 1) <= now]
+        for worker in late:
+            self.timed_out += 1
+            LOG.warning("env worker %d took longer than its step timeout: replacing it", worker)
+        return [Death(w, "it exceeded env.step_timeout_s") for w in late]
 
     def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
         """One rollout of `steps` steps on every copy with the agent's current policy.

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from evopop.agents.spec import Activation, NetSpec, PPOParams
 from evopop.envs.spec import EnvSpec, Vectorization
+from evopop.evolution.engine import Engine
 from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
 from evopop.execution.cluster import RaySettings
 from evopop.execution.placement import Placement
@@ -161,6 +162,9 @@ class RunConfig(BaseModel):
         None, ge=1, description="members training at once (default: cores; ray: what fits)")
     ray: RaySettings = Field(default_factory=lambda: RaySettings(),
                              description="the Ray cluster and what each member reserves on it")
+    engine: Engine = Field(
+        Engine.AUTO, description="how members train: per_member, batched (stackable members "
+        "as one batched computation) or auto (batched where it measured faster)")
 
     @model_validator(mode="after")
     def _ray_env_workers_have_a_cluster(self) -> RunConfig:

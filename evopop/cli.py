@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import yaml
 
 from evopop.errors import UserError, one_line
+from evopop.evolution.engine import Engine
 from evopop.evolution.selection import PopulationDiverged
 from evopop.rundir import RunDir, default_run_dir
 
@@ -55,9 +56,10 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
     if args.resume:
         if (args.config or args.set or args.seed is not None or args.steps is not None
-                or args.run_dir or args.overwrite):
+                or args.run_dir or args.overwrite or args.engine):
             raise CliError("--resume continues a run with its saved config.yaml in RUN_DIR; "
-                           "drop CONFIG, --set, --seed, --steps, --run-dir and --overwrite")
+                           "drop CONFIG, --set, --seed, --steps, --engine, --run-dir and "
+                           "--overwrite")
         run_dir = RunDir(Path(args.resume))
         if not run_dir.config.is_file():
             raise CliError(f"nothing to resume: {run_dir.path} holds no evopop run "
@@ -72,6 +74,8 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
         overrides["seed"] = args.seed
     if args.steps is not None:
         overrides["max_steps"] = args.steps
+    if args.engine:
+        overrides["engine"] = args.engine
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
     return load_config(args.config, overrides), run_dir
 
@@ -202,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     _renamed(train, "--workers", "--parallel-members")
     train.add_argument("--backend", choices=["local", "processes", "ray"],
                        help="where members train (default: the config's backend)")
+    train.add_argument("--engine", choices=[e.value for e in Engine],
+                       help="how members train (default: the config's engine, auto)")
     train.add_argument("--ray-address", metavar="ADDR",
                        help="join this Ray cluster ('auto': the one on this machine)")
     train.add_argument("--device", type=_device,

@@ -102,7 +102,7 @@ def run_training(
             tracker.log(record)
 
     backend = make_backend(config.backend, _parallel(config, parallel_members, len(state.members)),
-                           config.ray, config.ray_env_worker_cpus())
+                           config.ray, config.ray_env_worker_cpus(), config.engine)
     aborted = True
     try:
         if not state.finished:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import evopop.evolution.backends as backends
 import evopop.training as runner
 from evopop.agents.checkpoint import agent_to_bytes, load_agent
 from evopop.config import load_config, parse_config
@@ -92,9 +93,10 @@ def test_run_directory_contents_and_elite_file(tmp_path):
 
 
 def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path):
-    one, dir_one = _run(tmp_path, "one", workers=1)
-    again, _ = _run(tmp_path, "again", workers=1)
-    two, dir_two = _run(tmp_path, "two", workers=2)
+    # per member: a batched engine's chunks, and so its float rounding, follow the workers
+    one, dir_one = _run(tmp_path, "one", workers=1, engine="per_member")
+    again, _ = _run(tmp_path, "again", workers=1, engine="per_member")
+    two, dir_two = _run(tmp_path, "two", workers=2, engine="per_member")
     assert one["elite_sha256"] == again["elite_sha256"] == two["elite_sha256"]
     assert _metrics(dir_one) == _metrics(dir_two)
     other, _ = _run(tmp_path, "other", seed=4)
@@ -133,6 +135,25 @@ def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
     assert load_state(run_dir / "checkpoint.safetensors").generation == 2
     resumed = runner.run_training(load_config(run_dir / "config.yaml"), run_dir, resume=True,
                                    progress=False)
+    assert _stable(resumed.to_json()) == _stable(straight)
+    assert _metrics(run_dir) == _metrics(straight_dir)
+
+
+def test_batched_engine_same_seed_same_elite_and_exact_resume(tmp_path, monkeypatch):
+    groups = []
+    real = backends.run_group_task
+    monkeypatch.setattr(backends, "run_group_task",
+                        lambda group: groups.append(len(group.members)) or real(group))
+    straight, straight_dir = _run(tmp_path, "straight", engine="batched")
+    assert groups and max(groups) == 4  # generation 0: all four stack
+    again, _ = _run(tmp_path, "again", engine="batched")
+    assert _stable(again) == _stable(straight)
+    _stop_after_generation(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "resumed", engine="batched")
+    run_dir = tmp_path / "resumed"
+    resumed = runner.run_training(load_config(run_dir / "config.yaml"), run_dir, resume=True,
+                                  progress=False, parallel_members=1)  # the same chunks
     assert _stable(resumed.to_json()) == _stable(straight)
     assert _metrics(run_dir) == _metrics(straight_dir)
 

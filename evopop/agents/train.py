@@ -49,6 +49,13 @@ class RolloutSource(Protocol):
         ...
 
 
+def train_seeds(seed: int) -> tuple[int, int, np.random.Generator]:
+    """(env reset seed, action sampling seed, minibatch shuffler) of a training call: one
+    derivation for `train_agent` and the batched group trainer, so both see the same streams."""
+    env_seed, sample_seed, shuffle_seed = spawn_seeds(seed, 3)
+    return env_seed % (2**31), sample_seed, np.random.default_rng(shuffle_seed)
+
+
 def train_agent(
     agent: Agent,
     source: RolloutSource,
@@ -65,9 +72,8 @@ def train_agent(
     annealing schedule (an evolutionary run calls this once per generation).
     """
     done_before, schedule_total = schedule or (0, total_steps)
-    env_seed, sample_seed, shuffle_seed = spawn_seeds(seed, 3)
-    shuffler = np.random.default_rng(shuffle_seed)
-    source.start(env_seed % (2**31), sample_seed)
+    env_seed, sample_seed, shuffler = train_seeds(seed)
+    source.start(env_seed, sample_seed)
     result = TrainResult()
     start = time.perf_counter()
     while result.env_steps < total_steps:

@@ -12,7 +12,16 @@ import math
 from collections.abc import Sequence
 from typing import Protocol
 
-from evopop.evolution.task import TaskResult, TrainTask, close_cached_envs, run_task
+from evopop.evolution.engine import Engine
+from evopop.evolution.plan import Unit, plan_tasks
+from evopop.evolution.task import (
+    GroupTask,
+    TaskResult,
+    TrainTask,
+    close_cached_envs,
+    run_group_task,
+    run_task,
+)
 from evopop.execution.cluster import RayError, RaySettings, connect, import_ray, totals
 from evopop.execution.inline import InlinePool
 from evopop.execution.placement import Placement
@@ -30,8 +39,8 @@ class Backend(Protocol):
 class MemberHandler:
     """A member worker's handler: keeps its env cache between generations."""
 
-    def __call__(self, task: TrainTask) -> TaskResult:
-        return run_task(task)
+    def __call__(self, task: Unit) -> TaskResult | list[TaskResult]:
+        return run_group_task(task) if isinstance(task, GroupTask) else run_task(task)
 
     def close(self) -> None:
         """Closes the envs (and env workers) members trained on."""
@@ -39,13 +48,16 @@ class MemberHandler:
 
 
 class PoolBackend:
-    """Members on a pool, each free worker taking the next member."""
+    """Members on a pool, each free worker taking the next member or batched group (as the
+    engine plans them, `plan_tasks`)."""
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool, engine: Engine = Engine.PER_MEMBER) -> None:
         self.pool = pool
+        self.engine = engine
 
     def map(self, tasks: Sequence[TrainTask]) -> list[TaskResult]:
-        return map_tasks(self.pool, tasks, "member")
+        plan = plan_tasks(tasks, self.engine, self.pool.size)
+        return plan.scatter(map_tasks(self.pool, plan.units, "member task"))
 
     def close(self, abort: bool = False) -> None:
         self.pool.close(abort)
@@ -82,13 +94,18 @@ def _ray_pool(resources: RaySettings, workers: int | None, env_worker_cpus: floa
 
 
 def make_backend(kind: Placement, workers: int | None, ray: RaySettings | None = None,
-                 env_worker_cpus: float = 0.0) -> Backend:
+                 env_worker_cpus: float = 0.0, engine: Engine = Engine.PER_MEMBER) -> Backend:
     """`ray` and `env_worker_cpus` (what a member's env workers reserve on Ray) are only read
     for the Ray backend, which alone imports ray."""
+    return PoolBackend(_pool(kind, workers, ray, env_worker_cpus), engine)
+
+
+def _pool(kind: Placement, workers: int | None, ray: RaySettings | None,
+          env_worker_cpus: float) -> WorkerPool:
     if kind is Placement.RAY:
-        return PoolBackend(_ray_pool(ray or RaySettings(), workers, env_worker_cpus))
+        return _ray_pool(ray or RaySettings(), workers, env_worker_cpus)
     workers = workers or default_workers()
     if kind is Placement.LOCAL or workers == 1:
-        return PoolBackend(InlinePool([MemberHandler]))
+        return InlinePool([MemberHandler])
     # not daemonic: a member may itself use subprocess envs (`async`) or env workers
-    return PoolBackend(ProcessPool([MemberHandler] * workers, name="evopop-member"))
+    return ProcessPool([MemberHandler] * workers, name="evopop-member")

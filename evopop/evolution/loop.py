@@ -75,7 +75,7 @@ class Population:
         self.config = config
         self.evolution = config.population()
         self.state = state if state is not None else initial_state(config)
-        self.backend = backend if backend is not None else make_backend(Placement.LOCAL, 1)
+        self.backend = backend or make_backend(Placement.LOCAL, 1, engine=config.engine)
         self.device = resolve_device(config.device)
         self.last_results: list[TaskResult] = []
         self._children: list[int] = []  # slots of this generation's clones, still unmutated

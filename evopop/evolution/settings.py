@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from evopop.agents.device import check_device_name
 from evopop.agents.spec import MAX_LAYERS, MAX_WIDTH, Activation, NetSpec, PPOParams
 from evopop.envs.spec import EnvSpec, Vectorization
+from evopop.evolution.engine import Engine
 from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
 from evopop.execution.cluster import RaySettings
 from evopop.execution.placement import Placement
@@ -176,6 +177,10 @@ class RunConfig(BaseModel):
     device: Annotated[str, BeforeValidator(check_device_name)] = Field(
         "cpu", description="where members learn, act and are evaluated: cpu, cuda, cuda:N or "
         "auto (cuda when torch sees a GPU); results are bit-identical on cpu only")
+    engine: Engine = Field(
+        Engine.PER_MEMBER, description="how members train: per_member, batched (stackable "
+        "members as one batched computation; the elite then depends on parallel_members too) or "
+        "auto (batched where it measured faster)")
 
     @model_validator(mode="after")
     def _ray_env_workers_have_a_cluster(self) -> RunConfig:

@@ -15,13 +15,15 @@ from typing import Any, TypeVar
 import torch
 from gymnasium.vector import VectorEnv
 
+from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluation import evaluate
-from evopop.agents.train import train_agent
+from evopop.agents.train import TrainResult, train_agent
 from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec
-from evopop.rollouts import Rollouts, make_rollout_envs
+from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
+from evopop.rollouts.group_train import train_group
 
 _ENV_CACHE: dict[str, Rollouts | VectorEnv] = {}
 
@@ -41,6 +43,14 @@ class TrainTask:
 
 
 @dataclass(frozen=True)
+class GroupTask:
+    """Members that stack (`evopop.batched.group_members`), trained as one batched
+    computation; each keeps its own task's seeds, schedule and evaluation."""
+
+    members: tuple[TrainTask, ...]
+
+
+@dataclass(frozen=True)
 class TaskResult:
     agent: bytes
     fitness: float
@@ -53,7 +63,7 @@ class TaskResult:
     eval_metrics: dict[str, float | None]
 
 
-_Cached = TypeVar("_Cached", Rollouts, VectorEnv)
+_Cached = TypeVar("_Cached", Rollouts, VectorRollouts, VectorEnv)
 
 
 def _cached(key: str, build: Callable[[], _Cached]) -> _Cached:
@@ -66,6 +76,11 @@ def _cached(key: str, build: Callable[[], _Cached]) -> _Cached:
 
 def cached_rollouts(spec: EnvSpec, ray: Any = None) -> Rollouts:
     return _cached(f"train|{spec.key()}|{ray!r}", lambda: make_rollout_envs(spec, ray))
+
+
+def cached_group_rollouts(spec: EnvSpec, slot: int) -> VectorRollouts:
+    """In-process vector envs for the `slot`-th member of a group: every member its own."""
+    return _cached(f"group|{spec.key()}|{slot}", lambda: VectorRollouts(make_vec_env(spec)))
 
 
 def cached_eval_envs(spec: EnvSpec) -> VectorEnv:
@@ -91,6 +106,21 @@ def run_task(task: TrainTask) -> TaskResult:
     agent = agent_from_bytes(task.agent, device=task.device)
     result = train_agent(agent, cached_rollouts(task.env, task.ray), task.steps, task.seed,
                          schedule=task.schedule)
+    return _evaluated(agent, task, result)
+
+
+def run_group_task(group: GroupTask) -> list[TaskResult]:
+    """`run_task` for every member of the group, the training batched (`train_group`)."""
+    tasks = group.members
+    agents = [agent_from_bytes(t.agent) for t in tasks]
+    sources = [cached_group_rollouts(t.env, slot) for slot, t in enumerate(tasks)]
+    results = train_group(agents, sources, tasks[0].steps, [t.seed for t in tasks],
+                          [t.schedule for t in tasks])
+    return [_evaluated(a, t, r) for a, t, r in zip(agents, tasks, results, strict=True)]
+
+
+def _evaluated(agent: Agent, task: TrainTask, result: TrainResult) -> TaskResult:
+    """The member's result after training: evaluated unless it went non-finite."""
     finite = result.finite and _weights_finite(agent.net)
     returns: tuple[float, ...] = ()
     fitness = -math.inf

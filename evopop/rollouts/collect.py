@@ -74,6 +74,69 @@ def _final_values(
     return values[0].cpu().numpy()
 
 
+@dataclass(frozen=True)
+class PolicyDraw:
+    """One step's policy output for one member's envs: what `advance` records."""
+
+    actions: torch.Tensor  # [N, action_dim]
+    log_probs: torch.Tensor  # [N]
+    values: torch.Tensor  # [N]
+    state: torch.Tensor  # [C, layers, N, H] after the step
+
+
+def new_buffer(agent: Agent, col: Collector, steps: int) -> RolloutBuffer:
+    return RolloutBuffer.allocate(steps, col.envs.num_envs, agent.encoder.dim,
+                                  agent.action_spec.action_dim, tuple(col.state.shape))
+
+
+def observe(agent: Agent, col: Collector, buf: RolloutBuffer, t: int) -> tuple[torch.Tensor,
+                                                                              torch.Tensor]:
+    """The env-side start of step t: normalised observations `[N, obs_dim]` and the state
+    reset at episode starts, both written to the buffer, for the policy to act on."""
+    buf.obs[t] = agent.preprocess(col.obs, update=True)
+    col.state = reset_state(col.state, col.episode_start)
+    buf.states[t] = col.state
+    buf.episode_start[t] = col.episode_start
+    return agent.as_tensor(buf.obs[t]), col.state
+
+
+def refresh_sde_noise(agent: Agent, col: Collector, t: int, generator: torch.Generator) -> None:
+    """Redraws the member's gSDE matrices every `sde_sample_freq` steps (and at the start of
+    every rollout: the update has changed log_std)."""
+    if agent.head.sde_features and t % agent.params.sde_sample_freq == 0:
+        col.sde_noise = agent.head.sde_noise(col.envs.num_envs, agent.net.log_std, generator)
+
+
+def advance(agent: Agent, col: Collector, buf: RolloutBuffer, t: int, draw: PolicyDraw) -> None:
+    """The env-side end of step t: records the policy's draw, steps the envs, bootstraps
+    truncated episodes with V(final obs), scales rewards and logs finished episodes."""
+    buf.log_probs[t] = draw.log_probs.cpu().numpy()
+    buf.actions[t] = draw.actions.cpu().numpy()
+    buf.values[t] = draw.values.cpu().numpy()
+    col.state = draw.state
+    col.obs, reward, term, trunc, infos = col.envs.step(agent.action_spec.to_env(buf.actions[t]))
+    dones = term | trunc
+    buf.terminated[t], buf.truncated[t] = term, trunc
+    bootstrap = np.flatnonzero(trunc & ~term)
+    if bootstrap.size:
+        buf.bootstrap_values[t, bootstrap] = _final_values(agent, infos, bootstrap, col.state)
+    reward = np.asarray(reward, np.float64)
+    if agent.reward_scaler is not None:
+        buf.rewards[t] = agent.reward_scaler(reward, col.scaled_returns, dones, update=True)
+    else:
+        buf.rewards[t] = reward
+    col.record_step(reward, dones, infos)
+    col.episode_start = dones
+
+
+def finish(agent: Agent, col: Collector, buf: RolloutBuffer) -> RolloutBuffer:
+    """V(last observation) for the update's GAE; the rollout is complete."""
+    x = agent.as_tensor(agent.preprocess(col.obs, update=False))
+    state = reset_state(col.state, col.episode_start)
+    buf.last_values[:] = agent.net.value(x[None], state)[0].cpu().numpy()
+    return buf
+
+
 @torch.inference_mode()
 def collect(
     agent: Agent, col: Collector, steps: int, generator: torch.Generator
@@ -81,42 +144,13 @@ def collect(
     """Runs `steps` steps on every env of `col` with the agent's stochastic policy.
 
     The network runs on the agent's device; the buffer is filled on the host."""
-    n = col.envs.num_envs
-    buf = RolloutBuffer.allocate(steps, n, agent.encoder.dim, agent.action_spec.action_dim,
-                                 tuple(col.state.shape))
+    buf = new_buffer(agent, col, steps)
     net, head, log_std = agent.net, agent.head, agent.net.log_std
-    state = col.state
     for t in range(steps):
-        x = agent.preprocess(col.obs, update=True)
-        buf.obs[t] = x
-        state = reset_state(state, col.episode_start)
-        buf.states[t] = state
-        buf.episode_start[t] = col.episode_start
-        out, value, state = net(agent.as_tensor(buf.obs[t])[None], state)
-        if head.sde_features and t % agent.params.sde_sample_freq == 0:
-            # redrawn at the start of every rollout too: the update has changed log_std
-            col.sde_noise = head.sde_noise(n, log_std, generator)
+        obs, state = observe(agent, col, buf, t)
+        out, value, state = net(obs[None], state)
+        refresh_sde_noise(agent, col, t, generator)
         action = head.sample(out[0], log_std, False, generator, col.sde_noise)
-        buf.log_probs[t] = head.log_prob(out[0], log_std, action).cpu().numpy()
-        buf.actions[t] = action.cpu().numpy()
-        buf.values[t] = value[0].cpu().numpy()
-
-        env_actions = agent.action_spec.to_env(buf.actions[t])
-        col.obs, reward, term, trunc, infos = col.envs.step(env_actions)
-        dones = term | trunc
-        buf.terminated[t], buf.truncated[t] = term, trunc
-        bootstrap = np.flatnonzero(trunc & ~term)
-        if bootstrap.size:
-            buf.bootstrap_values[t, bootstrap] = _final_values(agent, infos, bootstrap, state)
-        reward = np.asarray(reward, np.float64)
-        if agent.reward_scaler is not None:
-            buf.rewards[t] = agent.reward_scaler(reward, col.scaled_returns, dones, update=True)
-        else:
-            buf.rewards[t] = reward
-        col.record_step(reward, dones, infos)
-        col.episode_start = dones
-
-    col.state = state
-    x = agent.as_tensor(agent.preprocess(col.obs, update=False))
-    buf.last_values[:] = net.value(x[None], reset_state(state, col.episode_start))[0].cpu().numpy()
-    return buf
+        log_prob = head.log_prob(out[0], log_std, action)
+        advance(agent, col, buf, t, PolicyDraw(action, log_prob, value[0], state))
+    return finish(agent, col, buf)

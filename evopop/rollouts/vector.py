@@ -35,12 +35,18 @@ class VectorRollouts:
         self._seeds = (env_seed, sample_seed)
         self._collector, self._sampler = None, None
 
-    def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
+    def collector(self, agent: Agent) -> tuple[Collector, torch.Generator]:
+        """The collector and sampling generator of the current `start` (made on first use),
+        for callers that step these envs themselves (the batched group collector)."""
         if self._collector is None or self._sampler is None:
             env_seed, sample_seed = self._seeds
             self._collector = Collector.start(agent, self.envs, seed=env_seed)
             self._sampler = torch_generator(sample_seed)
-        return collect(agent, self._collector, steps, self._sampler)
+        return self._collector, self._sampler
+
+    def collect(self, agent: Agent, steps: int) -> RolloutBuffer:
+        col, sampler = self.collector(agent)
+        return collect(agent, col, steps, sampler)
 
     def pop_episodes(self) -> EpisodeLog:
         return self._collector.pop_episodes() if self._collector is not None else EpisodeLog()

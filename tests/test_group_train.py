@@ -1,0 +1,84 @@
+"""`train_group` trains every member as `train_agent` would on its own, to float tolerance."""
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+
+from evopop.agents import Agent, NetSpec, PPOParams
+from evopop.agents.evaluation import evaluate
+from evopop.agents.train import train_agent
+from evopop.envs import make_vec_env
+from evopop.rollouts import VectorRollouts
+from evopop.rollouts.group_train import train_group
+
+ATOL = 1e-4
+NUM_ENVS, LEARN_STEP = 4, 32
+UPDATES = 4
+SHARED = dict(learn_step=LEARN_STEP, batch_size=64, update_epochs=2, max_seq_len=8)
+# Float hyperparameters differ; the structural ones are shared (one group).
+MEMBER_PARAMS = [
+    dict(lr=1e-3, clip_coef=0.2, ent_coef=0.0),
+    dict(lr=3e-3, clip_coef=0.1, ent_coef=0.01, anneal=True, normalize_obs=True),
+    dict(lr=5e-3, clip_coef=0.3, ent_coef=0.05, gamma=0.9, normalize_rewards=True),
+]
+CASES = [
+    ("CartPoleNoVel-v1", NetSpec(cell="lstm", hidden_size=16, head=(16,))),
+    ("PendulumNoVel-v1", NetSpec(cell="gru", hidden_size=16, head=(16,))),
+    ("PendulumNoVel-v1", NetSpec(cell="none", head=(16,))),
+    ("PendulumNoVel-v1", NetSpec(cell="lstm", hidden_size=16, head=(16,), sde=True)),
+]
+SEEDS = [11, 12, 13]
+SCHEDULES = [(0, 10_000), (256, 2_000), (0, 512)]
+
+
+def _members(env_id: str, spec: NetSpec) -> tuple[list[Agent], list[VectorRollouts]]:
+    sources = [VectorRollouts(make_vec_env(env_id, NUM_ENVS)) for _ in MEMBER_PARAMS]
+    space = sources[0].single_observation_space, sources[0].single_action_space
+    agents = [Agent(*space, spec, PPOParams(**SHARED, **p), seed=i)
+              for i, p in enumerate(MEMBER_PARAMS)]
+    return agents, sources
+
+
+def _difference(a: Agent, b: Agent) -> float:
+    """Largest difference of weights and Adam moments; step counts must be equal."""
+    worst = 0.0
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        worst = max(worst, float((pa - pb).detach().abs().max()))
+        sa, sb = a.optimizer.state[pa], b.optimizer.state[pb]
+        assert float(sa["step"]) == float(sb["step"]) > 0
+        for slot in ("exp_avg", "exp_avg_sq"):
+            worst = max(worst, float((sa[slot] - sb[slot]).abs().max()))
+    return worst
+
+
+@pytest.mark.parametrize("env_id,spec", CASES,
+                         ids=[f"{e.split('NoVel')[0]}-{s.cell.value}" for e, s in CASES])
+def test_group_training_equals_member_by_member(env_id, spec):
+    agents, sources = _members(env_id, spec)
+    alone = copy.deepcopy(agents)
+    steps = UPDATES * LEARN_STEP * NUM_ENVS
+    grouped = train_group(agents, sources, steps, SEEDS, SCHEDULES)
+    for agent, ref, seed, schedule, got, source in zip(
+            alone, agents, SEEDS, SCHEDULES, grouped, sources, strict=True):
+        want = train_agent(agent, source, steps, seed, schedule=schedule)
+        assert got.env_steps == want.env_steps == steps
+        assert len(got.updates) == len(want.updates) == UPDATES
+        assert got.episodes.returns == pytest.approx(want.episodes.returns, abs=1e-3)
+        assert _difference(ref, agent) <= ATOL
+        if ref.obs_norm is not None:
+            assert np.allclose(ref.obs_norm.rms.mean, agent.obs_norm.rms.mean, atol=ATOL)
+        eval_envs = make_vec_env(env_id, 2)
+        scores = [evaluate(a, eval_envs, 2, seed=5).returns for a in (ref, agent)]
+        assert scores[0] == pytest.approx(scores[1], abs=1e-2)
+        eval_envs.close()
+    for source in sources:
+        source.close()
+
+
+def test_a_group_shares_one_rollout_length():
+    agents, sources = _members("CartPoleNoVel-v1", CASES[0][1])
+    agents[1].set_params(dataclasses.replace(agents[1].params, learn_step=16))
+    with pytest.raises(ValueError, match="learn_step"):
+        train_group(agents, sources, 128, SEEDS)

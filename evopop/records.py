@@ -143,6 +143,7 @@ class MemberRecord:
     mutation: Json | None
     train_metrics: Json | None = None  # env-reported episode metrics, only if the env has any
     eval_metrics: Json | None = None
+    env_timeouts: int = 0  # env workers replaced for exceeding env.step_timeout_s
 
     WHAT = "member record"
 
@@ -154,6 +155,8 @@ class MemberRecord:
         if self.train_metrics is not None or self.eval_metrics is not None:
             data["train_metrics"] = self.train_metrics or {}
             data["eval_metrics"] = self.eval_metrics or {}
+        if self.env_timeouts:  # only when it happened: lines stay as they were otherwise
+            data["env_timeouts"] = self.env_timeouts
         return data
 
     @classmethod
@@ -170,7 +173,8 @@ class MemberRecord:
             hparams=_read(data, "hparams", _mapping, w), spec=_read(data, "spec", _mapping, w),
             mutation=_read(data, "mutation", _optional_mapping, w),
             train_metrics=_read(data, "train_metrics", _optional_mapping, w, None),
-            eval_metrics=_read(data, "eval_metrics", _optional_mapping, w, None))
+            eval_metrics=_read(data, "eval_metrics", _optional_mapping, w, None),
+            env_timeouts=_read(data, "env_timeouts", _int, w, 0))
 
 
 def _members(value: Any) -> tuple[MemberRecord, ...]:

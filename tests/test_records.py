@@ -132,3 +132,15 @@ def test_summary_is_written_atomically_and_read_back(tmp_path):
     run.summary.write_text(json.dumps({"seed": 0, "mean_return": 1.0}))
     with pytest.raises(RecordError, match=r"summary\.json: not a run summary"):
         run.read_summary()
+
+
+def test_env_timeouts_are_written_only_when_they_happened_and_read_back():
+    from evopop.records import MemberRecord
+
+    base = dict(id=1, parent_id=None, fitness=1.0, eval_returns=(1.0,), train_return=None,
+                finite=True, env_steps=64, hparams={}, spec={}, mutation=None)
+    quiet, timed_out = MemberRecord(**base), MemberRecord(**base, env_timeouts=2)
+    assert "env_timeouts" not in quiet.to_json()
+    assert MemberRecord.from_json(quiet.to_json()).env_timeouts == 0
+    assert timed_out.to_json()["env_timeouts"] == 2
+    assert MemberRecord.from_json(timed_out.to_json()) == timed_out

@@ -174,7 +174,7 @@ def _member_record(member: Member, result: TaskResult) -> MemberRecord:
         hparams=member.agent.params.to_dict(), spec=member.agent.spec.to_dict(),
         mutation=member.mutation,
         train_metrics=result.train_metrics if metrics else None,
-        eval_metrics=result.eval_metrics if metrics else None)
+        eval_metrics=result.eval_metrics if metrics else None, env_timeouts=result.env_timeouts)
 
 
 def _generation_record(

@@ -7,6 +7,7 @@ That is what makes parallel members, cloning and resume exact.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class TaskResult:
     wall_s: float
     train_metrics: dict[str, float | None]  # means of env-reported episode metrics
     eval_metrics: dict[str, float | None]
+    env_timeouts: int = 0  # env workers replaced for exceeding env.step_timeout_s
 
 
 _Cached = TypeVar("_Cached", Rollouts, VectorRollouts, VectorEnv)
@@ -104,9 +106,11 @@ def run_task(task: TrainTask) -> TaskResult:
     A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
     """
     agent = agent_from_bytes(task.agent, device=task.device)
-    result = train_agent(agent, cached_rollouts(task.env, task.ray), task.steps, task.seed,
-                         schedule=task.schedule)
-    return _evaluated(agent, task, result)
+    source = cached_rollouts(task.env, task.ray)
+    before = source.timed_out
+    result = train_agent(agent, source, task.steps, task.seed, schedule=task.schedule)
+    return dataclasses.replace(_evaluated(agent, task, result),
+                               env_timeouts=source.timed_out - before)
 
 
 def run_group_task(group: GroupTask) -> list[TaskResult]:

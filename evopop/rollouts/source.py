@@ -12,6 +12,7 @@ class Rollouts(RolloutSource, Protocol):
     num_envs: int
     single_observation_space: Any
     single_action_space: Any
+    timed_out: int  # env workers replaced for exceeding env.step_timeout_s, over its life
 
     @property
     def closed(self) -> bool: ...

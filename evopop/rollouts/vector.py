@@ -20,6 +20,7 @@ class VectorRollouts:
 
     def __init__(self, envs: VectorEnv) -> None:
         self.envs = envs
+        self.timed_out = 0  # lockstep envs have no step timeout
         self.num_envs = envs.num_envs
         self.single_observation_space: Any = envs.single_observation_space
         self.single_action_space: Any = envs.single_action_space

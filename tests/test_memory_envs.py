@@ -110,8 +110,12 @@ def test_noisy_cue_readings_average_to_the_hidden_value_and_the_answer_is_scored
     assert np.mean(values) == pytest.approx(many.value, abs=0.05)
 
 
-@pytest.mark.parametrize("env_id", ["evopop/TMaze-v0", "evopop/DelayedRecall-v0",
-                                    "evopop/CountEvents-v0", "evopop/NoisyCue-v0"])
+RANDOM_BELOW = {"evopop/TMaze-v0": 0.0, "evopop/DelayedRecall-v0": 0.25,
+                "evopop/CountEvents-v0": 0.6, "evopop/NoisyCue-v0": 0.6}
+"""What the README's table says random play scores (recall: 0 in expectation)."""
+
+
+@pytest.mark.parametrize("env_id", list(RANDOM_BELOW))
 def test_random_play_is_far_from_solved(env_id):
     envs = make_vec_env(env_id, 8, seed=0)
     returns, totals = [], np.zeros(8)
@@ -122,4 +126,4 @@ def test_random_play_is_far_from_solved(env_id):
             returns.append(totals[i])
             totals[i] = 0.0
     envs.close()
-    assert np.mean(returns) < 0.5  # every task's optimum is 1 (NoisyCue: about 1)
+    assert np.mean(returns) < RANDOM_BELOW[env_id]  # every task's optimum is 1 (NoisyCue ≈ 1)

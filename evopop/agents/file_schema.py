@@ -123,13 +123,17 @@ def _scalars(model: BaseModel, depth: int = 0) -> int:
     return model.n  # Discrete: its one-hot width
 
 
+_ADAPTERS = {cls: TypeAdapter(cls) for cls in (NetSpec, PPOParams)}
+"""Built once: every agent bytes exchange (workers, clones, files) validates a header."""
+
+
 def _dataclass(cls: type, data: dict[str, Any], what: str) -> Any:
     """A spec dataclass from JSON: known fields only, exact types, its own range checks."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{what} has unknown keys {unknown}")
-    return TypeAdapter(cls).validate_json(json.dumps(data), strict=True)
+    return _ADAPTERS[cls].validate_json(json.dumps(data), strict=True)
 
 
 def _describe(error: Exception) -> str:

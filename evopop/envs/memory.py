@@ -10,8 +10,8 @@ each comes in a few difficulty levels (registered ids below; every parameter is 
 |---|---|---|---|---|---|
 | `evopop/TMaze*-v0` | a cue seen at the first step | Box(3) | Discrete(3) | < 0 | 1 |
 | `evopop/DelayedRecall*-v0` | bits seen at the first step | MultiDiscrete | MultiDiscrete | 0 | 1 |
-| `evopop/CountEvents*-v0` | how many events happened | MultiDiscrete([2, 2]) | Discrete | < 0 | 1 |
-| `evopop/NoisyCue*-v0` | the mean of noisy readings | Box(2) | Box(1) | < 0 | ≈ 1 |
+| `evopop/CountEvents*-v0` | how many events | MultiDiscrete([2, 2]) | Discrete | 0.45 | 1 |
+| `evopop/NoisyCue*-v0` | the mean of noisy readings | Box(2) | Box(1) | ≈ 0.5 | ≈ 1 |
 """
 
 from __future__ import annotations

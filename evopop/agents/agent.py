@@ -23,6 +23,9 @@ from evopop.agents.transfer import transfer_weights
 from evopop.seeding import torch_generator
 
 ADAM_EPS = 1e-5
+FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda"})
+"""Where torch's fused Adam runs: one kernel for every parameter, a quarter of the for-loop
+Adam's time on W1's 20 small tensors (0.10 vs 0.37 ms a step here)."""
 
 
 class Agent:
@@ -104,8 +107,9 @@ class Agent:
         return lr
 
     def make_optimizer(self) -> torch.optim.Adam:
-        """A fresh Adam over every parameter of the current network."""
-        return torch.optim.Adam(self.net.parameters(), lr=self.params.lr, eps=ADAM_EPS)
+        """A fresh Adam over every parameter of the current network (fused where torch has it)."""
+        return torch.optim.Adam(self.net.parameters(), lr=self.params.lr, eps=ADAM_EPS,
+                                fused=self.device.type in FUSED_ADAM_DEVICES)
 
     def initial_state(self, n: int) -> torch.Tensor:
         """Zero recurrent state for n parallel episodes: `[C, layers, n, hidden]`, on the device."""

@@ -18,6 +18,7 @@ import gymnasium as gym
 from gymnasium.error import DependencyNotInstalled
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
+from evopop.envs.fast import FastVectorEnv
 from evopop.envs.novel import NOVEL_IDS, register_novel_envs
 from evopop.envs.spec import EnvSpec, Vectorization, as_spec
 from evopop.errors import UserError
@@ -136,12 +137,23 @@ def make_vec_env(
     count = spec.num_envs if num_envs is None else num_envs
     if count < 1:
         raise EnvError(f"num_envs must be >= 1, got {count}")
-    envs = _VECTOR_BUILDERS[spec.vectorization.lockstep()]([env_factory(spec)] * count)
+    envs = _build(spec, count)
     if seed is not None:
         envs.action_space.seed(seed)
         envs.observation_space.seed(seed)
         envs.reset(seed=seed)
     return envs
+
+
+def _build(spec: EnvSpec, count: int) -> VectorEnv:
+    mode = spec.vectorization.lockstep()
+    if mode is not Vectorization.FAST:
+        return _VECTOR_BUILDERS[mode]([env_factory(spec)] * count)
+    _wrapper_specs(spec.wrappers)  # the spec has checked that envpool covers the env
+    try:
+        return FastVectorEnv(spec, count)
+    except ValueError as error:  # a wrapper that does not fit the env (e.g. mask indices)
+        raise EnvError(f"cannot apply wrapper: {error}") from error
 
 
 def env_ids() -> list[str]:

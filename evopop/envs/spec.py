@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from evopop.envs.coverage import fast_unsupported
 from evopop.execution.placement import Placement
 
 MAX_ENVS = 4096
@@ -22,11 +23,14 @@ MAX_ENVS = 4096
 
 
 class Vectorization(str, Enum):
-    """How env copies are stepped: all in this process, one worker process each in lockstep,
-    or split over env workers that collect whole rollouts without waiting for each other
-    (`evopop.rollouts`)."""
+    """How env copies are stepped: all in this process (Gymnasium's loop, or envpool's C++
+    batch: `fast`), one worker process each in lockstep, or split over env workers that
+    collect whole rollouts without waiting for each other (`evopop.rollouts`). `auto` is
+    settled when the spec is validated: `fast` where envpool covers the env, else `sync`."""
 
+    AUTO = "auto"
     SYNC = "sync"
+    FAST = "fast"
     ASYNC = "async"
     INDEPENDENT = "independent"
 
@@ -44,9 +48,11 @@ class EnvSpec(BaseModel):
     num_envs: int = Field(8, ge=1, le=MAX_ENVS,
                           description="env copies stepped together per agent")
     vectorization: Vectorization = Field(
-        Vectorization.SYNC,
-        description="sync (one process), async (a process per copy, lockstep) or independent "
-        "(env_workers processes that each step their copies with their own policy copy)",
+        Vectorization.AUTO,
+        description="auto (fast where envpool covers the env, else sync; settled once and "
+        "saved with the run), sync (one process), fast (envpool's C++ batch in this process), "
+        "async (a process per copy, lockstep) or independent (env_workers processes that each "
+        "step their copies with their own policy copy)",
     )
     env_workers: int | None = Field(
         None, ge=1, le=MAX_ENVS, description="worker processes for independent stepping "
@@ -69,6 +75,22 @@ class EnvSpec(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
+    def _settle_vectorization(cls, data: Any) -> Any:
+        """`auto` becomes a concrete mode here, once: fast and sync envs differ in their random
+        streams, so the choice is saved with the run and a resume never switches it."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            return data
+        mode = data.get("vectorization", Vectorization.AUTO)
+        if str(getattr(mode, "value", mode)) != Vectorization.AUTO.value:
+            return data
+        kwargs, packages = data.get("kwargs") or {}, data.get("packages") or []
+        if not isinstance(kwargs, dict) or not isinstance(packages, list):
+            return data  # field validation words the error
+        fast = fast_unsupported(data["id"], kwargs, packages) is None
+        return {**data, "vectorization": Vectorization.FAST if fast else Vectorization.SYNC}
+
+    @model_validator(mode="before")
+    @classmethod
     def _settle_env_workers(cls, data: Any) -> Any:
         """Independent stepping's default worker count is fixed here, once, and saved with the
         run: the count shapes seeds and normalisation, so it must not change on resume or
@@ -85,6 +107,10 @@ class EnvSpec(BaseModel):
         if self.env_workers is not None and self.env_workers > self.num_envs:
             raise ValueError(f"env_workers ({self.env_workers}) is larger than num_envs "
                              f"({self.num_envs}): each worker steps at least one copy")
+        if self.vectorization is Vectorization.FAST:
+            reason = fast_unsupported(self.id, self.kwargs, self.packages)
+            if reason is not None:
+                raise ValueError(f"vectorization fast: {reason}")
         if self.env_worker_backend is Placement.LOCAL:
             raise ValueError("env_worker_backend must be processes or ray (env workers are "
                              "separate processes by definition)")

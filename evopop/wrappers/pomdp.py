@@ -49,10 +49,10 @@ def _base_env_id(env: gym.Env) -> str | None:
     return None if spec is None else _NOVEL_INFIX.sub("", spec.id)
 
 
-def _velocity_indices(env: gym.Env, indices: Sequence[int] | None, size: int) -> tuple[int, ...]:
-    """Explicit indices win; otherwise use the built-in table for well-known ids."""
+def velocity_indices(env_id: str | None, indices: Sequence[int] | None,
+                     size: int) -> tuple[int, ...]:
+    """Explicit indices win; otherwise use the built-in table for well-known (base) ids."""
     if indices is None:
-        env_id = _base_env_id(env)
         if env_id not in _VELOCITY_INDICES:
             raise ValueError(
                 f"MaskVelocity has no built-in velocity indices for env {env_id!r}; "
@@ -75,7 +75,8 @@ class MaskVelocity(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         box = _require_box(env, "MaskVelocity")
         if len(box.shape) != 1:
             raise ValueError(f"MaskVelocity needs 1-D observations, got shape {box.shape}")
-        self.indices: tuple[int, ...] = _velocity_indices(env, indices, box.shape[0])
+        self.indices: tuple[int, ...] = velocity_indices(_base_env_id(env), indices,
+                                                          box.shape[0])
         self._index_array = np.asarray(self.indices, dtype=np.intp)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
@@ -83,6 +84,11 @@ class MaskVelocity(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         masked = np.array(observation, copy=True)
         masked[self._index_array] = 0
         return masked
+
+
+NOISY_SEED_TAG = 1_001
+FLICKER_SEED_TAG = 1_002
+"""Keys of the wrappers' own random streams (with the reset seed): vectorized forms reuse them."""
 
 
 class _SeededObservationWrapper(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -112,7 +118,7 @@ class _SeededObservationWrapper(gym.ObservationWrapper, gym.utils.RecordConstruc
 class NoisyObservation(_SeededObservationWrapper):
     """Add i.i.d. Gaussian noise N(0, sigma²) to every observation component."""
 
-    _SEED_TAG: ClassVar[int] = 1_001
+    _SEED_TAG: ClassVar[int] = NOISY_SEED_TAG
 
     def __init__(self, env: gym.Env, sigma: float) -> None:
         if not sigma >= 0:
@@ -134,7 +140,7 @@ class NoisyObservation(_SeededObservationWrapper):
 class FlickerObservation(_SeededObservationWrapper):
     """With probability p replace the whole observation by zeros (a dropped frame)."""
 
-    _SEED_TAG: ClassVar[int] = 1_002
+    _SEED_TAG: ClassVar[int] = FLICKER_SEED_TAG
 
     def __init__(self, env: gym.Env, p: float) -> None:
         if not 0.0 <= p <= 1.0:

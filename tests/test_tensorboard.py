@@ -3,6 +3,7 @@ TensorBoard's float32 scalars), across resumes; wandb gets the same points; bad 
 line with exit code 2."""
 
 import math
+import subprocess
 import sys
 
 import numpy as np
@@ -213,3 +214,15 @@ def test_a_fresh_run_does_not_mix_with_another_runs_events(tmp_path, capsys):
 def test_a_flag_before_config_says_so(tmp_path, capsys):
     err = _one_line_exit_2(capsys, ["train", "--tensorboard", str(_config_file(tmp_path))])
     assert "put it after CONFIG" in err
+
+
+def test_tensorboard_is_imported_only_when_asked_for(tmp_path):
+    config = _config_file(tmp_path, max_steps=64)
+    code = ("import sys; from evopop.config import load_config; "
+            "from evopop.training import run_training; "
+            f"run_training(load_config({str(config)!r}), {str(tmp_path / 'run')!r}, "
+            "progress=False); print(sorted(m for m in sys.modules "
+            "if m.startswith(('tensorboard', 'torch.utils.tensorboard'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert RunDir(tmp_path / "run").read_summary().generations == 1

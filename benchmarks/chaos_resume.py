@@ -1,13 +1,16 @@
 """Chaos resume: runs SIGKILLed at random moments (the whole process group, more than once) and
 resumed to the end must finish bit-identical to the uninterrupted run.
 
-Usage: python benchmarks/chaos_resume.py [N] [--kills 2] [--seed 0] [--config PATH] [--keep DIR]
+Usage: python benchmarks/chaos_resume.py [N] [--kills 2] [--seed 0] [--keep DIR] [--tensorboard]
 
 Each of the N runs trains the same small config (a population of 3 recurrent agents on
 CartPoleNoVel-v1, two worker processes, several generations) as `evopop train` in its own process
 group, kills the group with SIGKILL after a random delay `--kills` times (resuming after each),
 then resumes to the end and compares `elite_sha256` and the metrics with one uninterrupted
-reference run. Last line: JSON with how many of the N ended identical.
+reference run. With `--tensorboard` every run also logs to TensorBoard, and a run counts as
+identical only if its event files, read back as TensorBoard shows them, hold exactly what its
+metrics.jsonl charts (each generation once, float32). Last line: JSON with how many of the N
+ended identical.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 CONFIG = {
@@ -67,6 +71,25 @@ def fingerprint(run_dir: Path, summary: dict) -> tuple:
     return summary["elite_sha256"], summary["total_env_steps"], fits
 
 
+def events_match(run_dir: Path) -> bool:
+    """The run's TensorBoard events equal what its metrics.jsonl charts, tag by tag."""
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    from evopop.evolution.space import DEFAULT_HP_SPACE
+    from evopop.evolution.tracking import generation_point
+    from evopop.rundir import RunDir
+
+    acc = EventAccumulator(str(RunDir(run_dir).tensorboard), size_guidance={SCALARS: 0})
+    acc.Reload()
+    events = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    expected: dict[str, list[tuple[int, float]]] = {}
+    for record in RunDir(run_dir).generations():
+        point = generation_point(record, tuple(DEFAULT_HP_SPACE))
+        for tag, value in point.scalars.items():
+            expected.setdefault(tag, []).append((point.step, float(np.float32(value))))
+    return events == expected
+
+
 def chaos_run(config: Path, run_dir: Path, kills: int, rng: random.Random, span_s: float) -> dict:
     """Kills the run `kills` times at random moments within its expected span, then finishes it;
     a kill that lands before the first checkpoint restarts the run fresh."""
@@ -89,12 +112,14 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=2, help="SIGKILLs per run")
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill times")
     parser.add_argument("--keep", type=Path, help="keep the run directories here")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="log to TensorBoard too, and compare its events with metrics.jsonl")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     root = args.keep or Path(tempfile.mkdtemp(prefix="evopop-chaos-"))
     root.mkdir(parents=True, exist_ok=True)
     config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
+    config.write_text(yaml.safe_dump({**CONFIG, "tensorboard": args.tensorboard}))
     start = time.perf_counter()
     reference = fingerprint(root / "reference", finish(train(config, root / "reference", False)))
     span = time.perf_counter() - start
@@ -102,9 +127,11 @@ def main() -> None:
     for i in range(args.runs):
         run_dir = root / f"chaos-{i}"
         same = fingerprint(run_dir, chaos_run(config, run_dir, args.kills, rng, span)) == reference
+        same = same and (not args.tensorboard or events_match(run_dir))
         identical += same
         print(f"run {i}: {'identical' if same else 'DIFFERENT'}", flush=True)
     print(json.dumps({"runs": args.runs, "kills_per_run": args.kills, "identical": identical,
+                      "tensorboard": args.tensorboard,
                       "reference_elite_sha256": reference[0], "reference_s": round(span, 1)}))
 
 

@@ -50,6 +50,14 @@ def _placement(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _tensorboard(args: argparse.Namespace) -> dict[str, Any]:
+    """`--tensorboard [DIR]` as the config key: the run dir's tensorboard/, or DIR (relative to
+    here, so made absolute: the key's relative paths are relative to the run dir)."""
+    if args.tensorboard is None:
+        return {}
+    return {"tensorboard": str(Path(args.tensorboard).absolute()) if args.tensorboard else True}
+
+
 def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
     """The config to run and its run directory (a resumed run keeps its own config)."""
     from evopop.config import load_config
@@ -66,10 +74,13 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
                            "(no config.yaml)")
         # where members train does not change the result (cpu <-> cuda changes float
         # rounding from then on), so a run may resume elsewhere
-        return load_config(run_dir.config, _placement(args)), run_dir.path
+        overrides = {**_placement(args), **_tensorboard(args)}
+        return load_config(run_dir.config, overrides), run_dir.path
     if not args.config:
-        raise CliError("train needs a CONFIG file (or --resume RUN_DIR)")
-    overrides = {**_parse_sets(args.set), **_placement(args)}
+        took = (f" (--tensorboard took {args.tensorboard} as its DIR: put it after CONFIG)"
+                if args.tensorboard and Path(args.tensorboard).is_file() else "")
+        raise CliError(f"train needs a CONFIG file (or --resume RUN_DIR){took}")
+    overrides = {**_parse_sets(args.set), **_placement(args), **_tensorboard(args)}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.steps is not None:
@@ -214,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cpu, cuda, cuda:N or auto (default: the config's device)")
     train.add_argument("--wandb", action="store_true",
                        help="log to Weights & Biases (offline unless logged in)")
+    train.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
+                       help="log to TensorBoard event files in DIR (default: RUN_DIR/tensorboard)"
+                            "; put it after CONFIG")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
     evaluate = sub.add_parser("evaluate", help="evaluate (and record) an agent file")

@@ -4,7 +4,7 @@ one.
 A run directory holds `config.yaml` (resolved), `metrics.jsonl` (one `GenerationRecord` per
 line), `lineage.jsonl` (one `LineageRecord` per new member), `checkpoint.safetensors` (the whole
 run, rewritten atomically each generation), `elite.safetensors` (an agent file), `summary.json`
-(the `RunSummary`) and `plots/`.
+(the `RunSummary`), `plots/` and, with TensorBoard on, `tensorboard/` (its event files).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 ELITE_FILE = "elite.safetensors"
 SUMMARY_FILE = "summary.json"
 PLOTS_DIR = "plots"
+TENSORBOARD_DIR = "tensorboard"
+EVENT_FILES = "events.out.tfevents.*"
+"""TensorBoard's event file names (its writers add time, host and process)."""
 RUN_FILES = (CHECKPOINT_FILE, SUMMARY_FILE, ELITE_FILE, METRICS_FILE, LINEAGE_FILE, CONFIG_FILE)
 R = TypeVar("R", GenerationRecord, LineageRecord)
 
@@ -103,6 +106,10 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / PLOTS_DIR
 
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
     def prepare_fresh(self, config_yaml: str, overwrite: bool) -> None:
         """Creates the run dir with its resolved config and empty logs; refuses a used one
         unless `overwrite`."""
@@ -115,8 +122,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         for name in used:
             (self.path / name).unlink()
-        for old_plot in self.plots.glob("*.png"):  # the old run's pictures go too
-            old_plot.unlink()
+        for old in (*self.plots.glob("*.png"), *self.tensorboard.glob(EVENT_FILES)):
+            old.unlink()  # the old run's pictures and charts go too
         atomic_write_bytes(self.config, config_yaml.encode())
 
     def append_generation(self, record: GenerationRecord) -> None:

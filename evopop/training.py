@@ -2,7 +2,8 @@
 
 There is one training path: a config without an `evolution` section trains a single agent as a
 population of one without selection or mutation (`RunConfig.population`), so it gets the same
-records, elite file, `--resume`, `--wandb` and plots as an evolutionary run.
+records, elite file, `--resume`, trackers (`--wandb`, `--tensorboard`) and plots as an
+evolutionary run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from evopop.errors import UserError
 from evopop.evolution.backends import default_workers, make_backend
 from evopop.evolution.loop import Population, initial_state, lineage_record, run_generations
 from evopop.evolution.population import LoopState, load_state, save_state
-from evopop.evolution.tracking import WandbLogger
+from evopop.evolution.tensorboard_tracker import check_log_dir, log_dir, open_tensorboard
+from evopop.evolution.tracking import Tracker, Trackers, generation_point
+from evopop.evolution.wandb_tracker import WandbTracker
 from evopop.execution.placement import Placement
 from evopop.records import GenerationRecord, RunSummary
 from evopop.rundir import RunDir
@@ -77,6 +80,22 @@ def _parallel(config: RunConfig, parallel_members: int | None, members: int) -> 
     return min(count or default_workers(), members)
 
 
+def _trackers(config: RunConfig, run_dir: RunDir, events: Path | None, state: LoopState,
+              resume: bool, wandb: bool) -> Trackers:
+    """The trackers this run logs to: wandb when asked, TensorBoard when `events` is its log
+    directory."""
+    hp_names = tuple(config.population().mutation.hp_space)
+    active: list[Tracker] = []
+    if wandb:
+        active.append(WandbTracker(run_dir.path, config.model_dump(mode="json"),
+                                   run_dir.path.name))
+    if events is not None:
+        active.append(open_tensorboard(
+            events, resume, state.total_env_steps,
+            lambda: [generation_point(r, hp_names) for r in run_dir.generations()]))
+    return Trackers(hp_names, active)
+
+
 def run_training(
     config: RunConfig, run_path: Path, resume: bool = False, progress: bool = True,
     parallel_members: int | None = None, wandb: bool = False, overwrite: bool = False,
@@ -85,21 +104,21 @@ def run_training(
     `summary.json`."""
     resolve_device(config.device)  # a device this machine lacks fails before the run dir is touched
     run_dir = RunDir(Path(run_path))
+    events = log_dir(config.tensorboard, run_dir)
+    if events is not None:  # checked before the run dir is touched
+        check_log_dir(events, resume, overwrite)
     state = _start(config, run_dir, resume, overwrite)
+    trackers = _trackers(config, run_dir, events, state, resume, wandb)
     total = config.max_steps * len(state.members)
     bar = tqdm(total=total, initial=min(state.total_env_steps, total), unit="step",
                disable=not progress, dynamic_ncols=True)
-
-    tracker = WandbLogger(run_dir.path, config.model_dump(mode="json"),
-                          run_dir.path.name) if wandb else None
 
     def on_generation(st: LoopState, record: GenerationRecord) -> None:
         bar.update(min(st.total_env_steps, total) - bar.n)
         bar.set_postfix(elite=f"{record.elite_fitness:.1f}")
         if progress:
             bar.write(_table_line(record))
-        if tracker is not None:
-            tracker.log(record)
+        trackers.log(record)
 
     backend = make_backend(config.backend, _parallel(config, parallel_members, len(state.members)),
                            config.ray, config.ray_env_worker_cpus(), config.engine)
@@ -117,8 +136,7 @@ def run_training(
     finally:
         backend.close(abort=aborted)
         bar.close()
-        if tracker is not None:
-            tracker.close()
+        trackers.close()
     summary = summarise(state, run_dir)
     run_dir.write_summary(summary)
     return summary

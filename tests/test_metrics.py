@@ -11,7 +11,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from evopop.agents.evaluation import evaluate
 from evopop.envs import make_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, final_metrics, mean_metrics
-from evopop.evolution.tracking import WandbLogger
+from evopop.evolution.tracking import generation_point
+from evopop.evolution.wandb_tracker import WandbTracker
 from evopop.records import GenerationRecord, MemberRecord
 from evopop.rollouts.collect import Collector, collect
 from evopop.seeding import torch_generator
@@ -95,7 +96,7 @@ def test_wandb_gets_the_elites_episode_metrics_without_nones(tmp_path, monkeypat
     record = GenerationRecord(generation=0, total_env_steps=10, wall_s=2.0, steps_per_s=5.0,
                               best_fitness=1.0, elite_fitness=1.0, members=(member,),
                               elite_metrics={"alive": 1.0, "failed_orbits_completed": None})
-    WandbLogger(tmp_path, {}, "run").log(record)
+    WandbTracker(tmp_path, {}, "run").write(generation_point(record, ("lr",)))
     (point, step), = points
     assert step == 10 and point["elite/alive"] == 1.0
     assert "elite/failed_orbits_completed" not in point

@@ -142,6 +142,13 @@ class EvolutionConfig(BaseModel):
         return self
 
 
+def _tensorboard_setting(value: Any) -> bool | str:
+    """`tensorboard`: on (true), off (false), or the directory of the event files."""
+    if isinstance(value, bool) or (isinstance(value, str) and value and "\0" not in value):
+        return value
+    raise ValueError(f"expected true, false or a directory, got {value!r}")
+
+
 POINTS_PER_SINGLE_RUN = 20
 """A single agent (a population of one) is evaluated and logged about this often."""
 
@@ -181,6 +188,9 @@ class RunConfig(BaseModel):
         Engine.PER_MEMBER, description="how members train: per_member, batched (stackable "
         "members as one batched computation; the elite then depends on parallel_members too) or "
         "auto (batched where it measured faster)")
+    tensorboard: Annotated[bool | str, BeforeValidator(_tensorboard_setting)] = Field(
+        False, description="log each generation to TensorBoard: true (event files in the run "
+        "dir's tensorboard/), a directory (relative to the run dir) or false")
 
     @model_validator(mode="after")
     def _ray_env_workers_have_a_cluster(self) -> RunConfig:

@@ -225,7 +225,7 @@ def answer(labels: Sequence[str], comparisons: Sequence[Comparison]) -> str:
         return f"One setting, {best}: nothing to compare."
     if not named[Verdict.WORSE] and not named[Verdict.BETTER]:
         return (f"No setting can be told apart from the best, {best}, with these seeds and "
-                f"budget: the ranking below rank 1 is noise.")
+                f"budget: the table's order is not evidence.")
     parts = [f"{best} ranks first."]
     if named[Verdict.WORSE]:
         parts.append(f"Worse than it: {', '.join(named[Verdict.WORSE])}.")

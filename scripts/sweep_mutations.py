@@ -3,7 +3,7 @@
 The same comparison as configs/sweep_mutations.yaml, built as an in-memory sweep spec and run
 with `evopop.sweep.run_plan`. Prints the ranked summary (summary.md) at the end.
 
-    python scripts/sweep_mutations.py --max-steps 51200 --seeds 0 1 2
+    python scripts/sweep_mutations.py --max-steps 81920 --seeds 0 1 2 3 4
     python scripts/sweep_mutations.py --base tiny.yaml --max-steps 256 --seeds 0 --parallel-runs 1
 """
 
@@ -31,10 +31,10 @@ def sweep_spec(base: Path, max_steps: int, seeds: list[int]) -> dict[str, Any]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, default=ROOT / "configs" / "cartpole_novel.yaml",
+    parser.add_argument("--base", type=Path, default=ROOT / "configs" / "delayed_recall.yaml",
                         help="the evolutionary run config every run starts from")
-    parser.add_argument("--max-steps", type=int, default=51_200, help="env steps per member")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-steps", type=int, default=81_920, help="env steps per member")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=Path("runs") / "sweep_mutations_py")
     parser.add_argument("--parallel-runs", type=int, default=None, help="runs at a time (default: "
                         "CPU cores)")

@@ -83,11 +83,13 @@ def test_slugs_are_filesystem_safe_stable_and_unique():
     assert setting_slugs(["a.lr", "b.lr"], [(1, 2)]) == ["a.lr=1_b.lr=2"]  # clashing leaves
 
 
-def test_bundled_sweep_config_plans_twelve_runs():
+def test_bundled_sweep_lasts_long_enough_for_mutations_to_matter():
+    """No target to stop early, at least 10 generations, 5 seeds for the statistics."""
     plan = load_sweep(REPO / "configs" / "sweep_mutations.yaml")
-    assert len(plan.settings) == 4 and plan.seeds == (0, 1, 2) and len(plan.runs) == 12
-    assert {r.config.evolution.target for r in plan.runs} == {475}
-    assert {r.config.max_steps for r in plan.runs} == {51200}
+    assert len(plan.settings) == 4 and plan.seeds == (0, 1, 2, 3, 4) and len(plan.runs) == 20
+    assert {r.config.env.id for r in plan.runs} == {"evopop/DelayedRecall-v0"}
+    assert {r.config.evolution.target for r in plan.runs} == {None}
+    assert {r.config.max_steps // r.config.evolution.evo_steps for r in plan.runs} == {20}
 
 
 @pytest.mark.parametrize(("change", "fragment"), [

@@ -152,8 +152,8 @@ def _note(plan: SweepPlan) -> str:
     target = f"target {' / '.join(targets)}" if targets else "no target"
     return (f"{len(plan.runs)} runs: {len(plan.settings)} settings × seeds {list(plan.seeds)}; "
             f"{target}. Ranked by seeds solved (desc), then mean env steps "
-            f"to target (asc), then mean best elite fitness (desc). ± is the sample std over "
-            f"seeds; steps to target average the seeds that reached it.")
+            f"to target (asc), then the IQM of best elite fitness (desc). ± is the sample std "
+            f"over seeds; steps to target average the seeds that reached it.")
 
 
 def run_plan(plan: SweepPlan, out_dir: Path, parallel_runs: int | None = None,

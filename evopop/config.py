@@ -56,21 +56,42 @@ def _fields(node: Any) -> dict[str, Any]:
     return {}
 
 
-def _valid_keys(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
-    """Field names of the (nested) section a bad key was found in."""
-    node: Any = model
-    for part in path:
+def _variants(node: Any) -> dict[str, type[BaseModel]]:
+    """The models of a union told apart by a `kind` field, by kind (empty for other nodes)."""
+    models = [m for m in typing.get_args(node) if isinstance(m, type) and
+              issubclass(m, BaseModel) and "kind" in m.model_fields]
+    if len(models) < 2:
+        return {}
+    return {str(getattr(m.model_fields["kind"].default, "value", "")): m for m in models}
+
+
+def _resolve(loc: tuple[Any, ...]) -> tuple[list[str], Any]:
+    """The key path as the user wrote it (pydantic puts a union's tag into its error
+    locations) and the section it ends in."""
+    node: Any = RunConfig
+    path: list[str] = []
+    for part in loc:
+        variant = _variants(node).get(str(part))
+        if variant is not None:
+            node = variant
+            continue
+        path.append(str(part))
         field = _fields(node).get(part)
         node = getattr(field, "annotation", None) or getattr(field, "type", None)
-    return list(_fields(node))
+    return path, node
 
 
 def _describe(error: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
-    where = ".".join(str(p) for p in loc)
+    path, node = _resolve(loc)
+    where = ".".join(path)
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        valid = _valid_keys(RunConfig, loc[:-1])
-        return f"unknown config key '{where}'" + _closest(str(loc[-1]), valid)
+        _, section = _resolve(loc[:-1])
+        return f"unknown config key '{where}'" + _closest(str(loc[-1]), list(_fields(section)))
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        kinds = ", ".join(_variants(node))
+        got = error.get("ctx", {}).get("tag")
+        return f"{where}: kind must be one of {kinds}" + (f", not '{got}'" if got else "")
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
 

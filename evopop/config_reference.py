@@ -58,13 +58,34 @@ def _fields(section: type) -> list[tuple[str, Any, Any, str]]:
             for f in dataclasses.fields(section)]
 
 
+def _variants(annotation: Any) -> list[type[BaseModel]]:
+    """The models of a union told apart by `kind` (`evolution.selection`), else []."""
+    models = [m for m in typing.get_args(annotation)
+              if isinstance(m, type) and issubclass(m, BaseModel) and "kind" in m.model_fields]
+    return models if len(models) > 1 else []
+
+
+def _union_rows(key: str, default: Any, doc: str,
+                variants: list[type[BaseModel]]) -> list[tuple[str, str, str]]:
+    """The section, its `kind`, then each variant's own keys (their docs name the kind)."""
+    kinds = [_show(m.model_fields["kind"].default) for m in variants]
+    out = [(key, "section", doc),
+           (f"{key}.kind", _show(default.kind), "one of " + ", ".join(kinds))]
+    for model in variants:
+        out += [row for row in rows(model, f"{key}.") if row[0] != f"{key}.kind"]
+    return out
+
+
 def rows(section: type = RunConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted key, default, description) for every leaf key, depth first."""
     out = []
     for name, annotation, default, doc in _fields(section):
         key = f"{prefix}{name}"
         nested = _section(annotation)
-        if nested is not None and nested is not section:
+        variants = _variants(annotation)
+        if variants:
+            out += _union_rows(key, default, doc, variants)
+        elif nested is not None and nested is not section:
             out.append((key, "section" if default is not None else "null (section)", doc))
             out += rows(nested, f"{key}.")
         else:

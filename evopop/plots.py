@@ -35,8 +35,9 @@ class PlotFile(str, Enum):
 
 class Change(str, Enum):
     """How a member differs from its predecessor: a mutation kind as written in lineage.jsonl
-    (the values of `evopop.evolution.mutation.MutationKind`), KEPT for the elite passing on
-    unchanged, OTHER for a kind this module does not know."""
+    (the values of `evopop.evolution.mutation.MutationKind`), MIGRATION for a copy from another
+    sub-population (multi-frequency selection), KEPT for a member passing on unchanged (the
+    elite, or a survivor of truncation), OTHER for a kind this module does not know."""
 
     KEPT = "kept"
     NONE = "none"
@@ -45,15 +46,17 @@ class Change(str, Enum):
     NEW_LAYER = "new_layer"
     PARAMETERS = "parameters"
     ACTIVATION = "activation"
+    MIGRATION = "migration"
     OTHER = "other"
 
 
 # the short edge label and the colour of each change
 STYLE: dict[Change, tuple[str, str]] = {
-    Change.KEPT: ("elite", "goldenrod"), Change.NONE: ("none", "darkgray"),
+    Change.KEPT: ("kept", "goldenrod"), Change.NONE: ("none", "darkgray"),
     Change.HYPERPARAMETER: ("hp", "C0"), Change.ARCHITECTURE: ("arch", "C3"),
     Change.NEW_LAYER: ("layer", "C2"), Change.PARAMETERS: ("noise", "C4"),
-    Change.ACTIVATION: ("act", "C1"), Change.OTHER: ("?", "black")}
+    Change.ACTIVATION: ("act", "C1"), Change.MIGRATION: ("migr", "C6"),
+    Change.OTHER: ("?", "black")}
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class Node:
 
 @dataclass(frozen=True)
 class Edge:
-    """Predecessor -> member: the same elite one generation on, or a parent -> mutated child."""
+    """Predecessor -> member: the same member one generation on, or a parent -> its copy."""
 
     src: Slot
     dst: Slot
@@ -156,8 +159,8 @@ def _fitness(member: MemberRecord) -> float | None:
 def build_lineage(records: list[GenerationRecord], lineage: list[LineageRecord]) -> Lineage:
     """The lineage tree from metrics generation lines (sorted) and lineage.jsonl lines.
 
-    A member whose id was in the previous generation is the elite kept unchanged; otherwise its
-    parent there is its predecessor and its mutation (lineage.jsonl, else metrics) labels the edge.
+    A member whose id was in the previous generation was kept unchanged; otherwise its parent
+    there is its predecessor and its mutation (lineage.jsonl, else metrics) labels the edge.
     """
     mutations = {r.id: r.mutation for r in lineage}
     founder: dict[int, int] = {}

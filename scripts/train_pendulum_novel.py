@@ -43,7 +43,7 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
     learn_step = max(8, min(1024, args.evo_steps // args.num_envs))
     return {"seed": args.seed, "max_steps": args.max_steps, "env.num_envs": args.num_envs,
             "evolution.population_size": args.population,
-            "evolution.tournament_size": min(2, args.population),
+            "evolution.selection.size": min(2, args.population),
             "evolution.evo_steps": args.evo_steps, "ppo.learn_step": learn_step,
             "ppo.batch_size": min(128, learn_step * args.num_envs)}
 

@@ -75,10 +75,10 @@ LINEAGE = [{"generation": 0, "id": i, "parent_id": None, "born": 0, "mutation": 
 GENERATIONS = [GenerationRecord.from_json(r) for r in RECORDS]
 LINEAGE_RECORDS = [LineageRecord.from_json(r) for r in LINEAGE]
 EXPECTED_EDGES = [
-    Edge((0, 1), (1, 0), Change.KEPT, "elite"),
+    Edge((0, 1), (1, 0), Change.KEPT, "kept"),
     Edge((0, 1), (1, 1), Change.HYPERPARAMETER, "hp:lr"),
     Edge((0, 0), (1, 2), Change.ARCHITECTURE, "arch"),
-    Edge((1, 1), (2, 0), Change.KEPT, "elite"),
+    Edge((1, 1), (2, 0), Change.KEPT, "kept"),
     Edge((1, 1), (2, 1), Change.NONE, "none"),
     Edge((1, 2), (2, 2), Change.NEW_LAYER, "layer"),
 ]

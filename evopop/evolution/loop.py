@@ -23,8 +23,14 @@ from evopop.envs.make import make_env
 from evopop.evolution.backends import Backend, make_backend
 from evopop.evolution.footprint import check_fits
 from evopop.evolution.mutation import MutationEvent, mutate
+from evopop.evolution.pbt import multi_frequency_plan, truncation_plan
 from evopop.evolution.population import LoopState, Member
-from evopop.evolution.selection import elite_index, tournament_select
+from evopop.evolution.selection import Migration, Op, Plan, elite_index, tournament_plan
+from evopop.evolution.selection_settings import (
+    SelectionSettings,
+    TournamentSelection,
+    TruncationSelection,
+)
 from evopop.evolution.settings import RunConfig
 from evopop.evolution.task import TaskResult, TrainTask
 from evopop.execution.placement import Placement
@@ -124,22 +130,26 @@ class Population:
         ]
 
     def select(self) -> list[int]:
-        """Tournament selection with elitism: the next generation's members are clones of the
-        chosen parents (the elite, slot 0, passes unchanged). Returns the parents' slots."""
-        g, evo = self.generation, self.evolution
-        fitness = [m.fitness[-1] for m in self.members]
+        """Makes the next generation by `evolution.selection`: kept members pass on unchanged,
+        the others are copies (new ids) of the members the strategy chose; `mutate` then
+        mutates the clones (not the migrants). Returns each slot's source slot."""
+        g, old = self.generation, self.members
         rng = np.random.default_rng(derive_seed(self.config.seed, g, 0, Stream.SELECT))
-        parents = tournament_select(fitness, evo.tournament_size, evo.elitism, rng)
+        plan = plan_selection(self.evolution.selection, [m.fitness[-1] for m in old], g, rng)
         nxt, self._children = [], []
-        for slot, parent in enumerate(parents):
-            if evo.elitism and slot == 0:
-                nxt.append(self.members[parent])
+        for slot, step in enumerate(plan):
+            if step.op is Op.KEEP:
+                nxt.append(old[step.source])
                 continue
-            nxt.append(self.members[parent].clone(self.state.next_id, g + 1))
+            child = old[step.source].clone(self.state.next_id, g + 1)
             self.state.next_id += 1
-            self._children.append(slot)
+            if step.migration is None:
+                self._children.append(slot)
+            else:
+                _migrate(child, step.migration, old)
+            nxt.append(child)
         self.state.members = nxt
-        return parents
+        return [step.source for step in plan]
 
     def mutate(self) -> list[MutationEvent]:
         """One mutation for each clone `select` made; then the next generation begins."""
@@ -159,6 +169,24 @@ class Population:
         """Lineage records of the members born into the current generation."""
         return [lineage_record(m, self.generation) for m in self.members
                 if m.born == self.generation]
+
+
+def plan_selection(selection: SelectionSettings, fitnesses: list[float], generation: int,
+                   rng: np.random.Generator) -> Plan:
+    """The strategy's plan for the next generation (a function of its arguments alone)."""
+    if isinstance(selection, TournamentSelection):
+        return tournament_plan(fitnesses, selection, rng)
+    if isinstance(selection, TruncationSelection):
+        return truncation_plan(fitnesses, selection, rng)
+    return multi_frequency_plan(fitnesses, selection, generation, rng)
+
+
+def _migrate(child: Member, migration: Migration, old: list[Member]) -> None:
+    """A migrant keeps its learned state; from a faster sub-population it takes the
+    hyperparameters of the receiving sub-population's best (Adam's moments stay)."""
+    if migration.params_from is not None:
+        child.agent.set_params(old[migration.params_from].agent.params)
+    child.mutation = migration.record()
 
 
 def lineage_record(member: Member, generation: int) -> LineageRecord:

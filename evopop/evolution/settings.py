@@ -19,6 +19,13 @@ from evopop.agents.device import check_device_name
 from evopop.agents.spec import MAX_LAYERS, MAX_WIDTH, Activation, NetSpec, PPOParams
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.evolution.engine import Engine
+from evopop.evolution.selection_settings import (
+    MultiFrequencySelection,
+    SelectionKind,
+    SelectionSettings,
+    TournamentSelection,
+    TruncationSelection,
+)
 from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
 from evopop.execution.cluster import RaySettings
 from evopop.execution.placement import Placement
@@ -118,14 +125,19 @@ NO_MUTATION = MutationSettings(**{kind.value: float(kind is MutationKind.NONE)
 """Members pass on unchanged (a population of one, or selection alone)."""
 
 
+LEGACY_TOURNAMENT_KEYS = {"tournament_size": "size", "elitism": "elitism"}
+"""Keys of configs written before `selection`, and their place in a tournament's settings."""
+
+
 class EvolutionConfig(BaseModel):
     """The population and its selection; absent for single-agent training."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     population_size: int = Field(4, ge=1, le=MAX_POPULATION, description="members")
-    tournament_size: int = Field(2, ge=1, description="members drawn per tournament")
-    elitism: bool = Field(True, description="the best member passes unchanged")
+    selection: SelectionSettings = Field(
+        default_factory=TournamentSelection, description="how the next generation is made: "
+        "tournament, truncation or multi_frequency (`kind`, or the name alone for its defaults)")
     evo_steps: int = Field(10_000, ge=1, le=10**12,
                            description="env steps per member per generation")
     target: float | None = Field(None, allow_inf_nan=False,
@@ -134,11 +146,32 @@ class EvolutionConfig(BaseModel):
     mutation: MutationSettings = Field(default_factory=MutationSettings,
                                        description="mutation kinds, probabilities and limits")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_tournament_keys(cls, data: Any) -> Any:
+        """`tournament_size` / `elitism` (configs before `selection`) mean a tournament."""
+        if not isinstance(data, dict):
+            return data
+        legacy = {new: data[old] for old, new in LEGACY_TOURNAMENT_KEYS.items() if old in data}
+        if not legacy:
+            return data
+        if "selection" in data:
+            old = next(k for k in LEGACY_TOURNAMENT_KEYS if k in data)
+            raise ValueError(f"'{old}' is the old spelling of "
+                             f"selection.{LEGACY_TOURNAMENT_KEYS[old]}; give selection alone")
+        rest = {k: v for k, v in data.items() if k not in LEGACY_TOURNAMENT_KEYS}
+        return {**rest, "selection": {"kind": SelectionKind.TOURNAMENT.value, **legacy}}
+
     @model_validator(mode="after")
-    def _tournament_fits(self) -> EvolutionConfig:
-        if self.tournament_size > self.population_size:
-            raise ValueError(f"tournament_size ({self.tournament_size}) is larger than "
-                             f"population_size ({self.population_size})")
+    def _selection_fits(self) -> EvolutionConfig:
+        selection, size = self.selection, self.population_size
+        if isinstance(selection, TournamentSelection) and selection.size > size:
+            raise ValueError(f"the tournament (selection.size, formerly tournament_size) of "
+                             f"{selection.size} is larger than population_size ({size})")
+        if isinstance(selection, TruncationSelection) and size < 2:
+            raise ValueError("truncation selection needs population_size >= 2")
+        if isinstance(selection, MultiFrequencySelection):
+            selection.sub_population_sizes(size)
         return self
 
 
@@ -208,7 +241,7 @@ class RunConfig(BaseModel):
             return self.evolution
         rollout = self.ppo.learn_step * self.env.num_envs
         rollouts = math.ceil(self.max_steps / rollout)
-        return EvolutionConfig(population_size=1, tournament_size=1, elitism=True,
+        return EvolutionConfig(population_size=1, selection=TournamentSelection(size=1),
                                evo_steps=rollout * max(1, rollouts // POINTS_PER_SINGLE_RUN),
                                target=None, random_init_hp=False, mutation=NO_MUTATION)
 

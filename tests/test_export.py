@@ -9,6 +9,7 @@ is a Latin square of cells x action spaces here; the whole 3 x 3 grid is marked 
 """
 
 import json
+import math
 import pickle
 import subprocess
 import sys
@@ -39,7 +40,7 @@ TOL = 1e-5
 BOX = EnvSpec(id="PendulumNoVel-v1")
 # a plain Gymnasium id with evopop's wrappers, one of them seeded: the env is rebuilt from them
 DISCRETE = EnvSpec(id="CartPole-v1", wrappers=["mask_velocity", {"noisy": {"sigma": 0.05}}])
-MULTI = EnvSpec(id="evopop/DelayedRecallEasy-v0")  # MultiDiscrete observations and actions
+MULTI = EnvSpec(id="evopop/DelayedRecallHard-v0")  # MultiDiscrete observations and actions
 CELLS = ("lstm", "gru", "none")
 ENVS = {"box": BOX, "discrete": DISCRETE, "multi": MULTI}
 GRID = [(cell, env) for cell in CELLS for env in ENVS]
@@ -47,7 +48,8 @@ LATIN = [("lstm", "box"), ("gru", "discrete"), ("none", "multi")]
 
 
 def make_agent(cell: str, env_key: str, seed: int = 0) -> Agent:
-    """An agent whose weights are far from init and whose normaliser has real statistics.
+    """An agent whose weights are far from init (noise of their own scale, 1 / sqrt(fan-in))
+    and whose normaliser has real statistics.
 
     LSTM: two layers, separate critic encoder (the actor's state is half the agent's); GRU:
     shared encoder, and gSDE on Box actions; feed-forward: two head layers."""
@@ -57,9 +59,15 @@ def make_agent(cell: str, env_key: str, seed: int = 0) -> Agent:
                    sde=cell == "gru" and env_key == "box")
     agent = Agent(env.observation_space, env.action_space, spec, seed=seed)
     gen = torch_generator(seed + 100)
+    # weight noise of their own scale (1 / sqrt(fan-in); 4x on the tiny policy layer), and Box
+    # means moved up by 1.5 so that some of Pendulum's actions (bound 2) clip
     with torch.no_grad():
-        for param in agent.net.parameters():
-            param.add_(0.4 * torch.randn(param.shape, generator=gen))
+        for name, param in agent.net.named_parameters():
+            if param.dim() > 1:
+                scale = (4.0 if name.startswith("pi.") else 1.0) / math.sqrt(param.shape[-1])
+                param.add_(scale * torch.randn(param.shape, generator=gen))
+        if agent.net.log_std is not None:
+            agent.net.pi.bias.add_(1.5)
     if agent.obs_norm is not None and len(agent.obs_norm.columns):
         rng = np.random.default_rng(seed)
         width = len(agent.obs_norm.columns)
@@ -138,8 +146,11 @@ def max_difference(ours: list[np.ndarray], theirs: list[np.ndarray]) -> float:
 
 
 def check_same_actions(ours: list[np.ndarray], traj: Trajectory, env_key: str) -> None:
+    """Ours are evopop's actions; the policy is not constant, and on Box some actions clip."""
+    assert len({a.tobytes() for a in traj.actions}) > 1
     if env_key == "box":
         assert max_difference(ours, traj.actions) <= TOL
+        assert any(np.abs(a).max() == 2.0 for a in traj.actions)  # Pendulum's bound
     else:  # categorical: the very same actions
         assert max_difference(ours, traj.actions) == 0.0
 
@@ -253,7 +264,7 @@ def test_metadata_documents_the_graph_and_the_env(onnx_files, torchscript_files)
     lstm = read_policy_metadata(torchscript_files["lstm", "multi"])
     assert lstm.export_format.value == "torchscript" and lstm.methods == ["forward", "sample"]
     assert [(i.name, i.shape, i.dtype) for i in lstm.inputs] == [
-        ("obs", ["batch", 2], "int64"), ("h", [2, "batch", 16], "float32"),
+        ("obs", ["batch", 5], "int64"), ("h", [2, "batch", 16], "float32"),
         ("c", [2, "batch", 16], "float32")]
     assert [o.name for o in lstm.outputs] == ["action", "h_out", "c_out"]
     assert read_policy_metadata(torchscript_files["none", "box"]).inputs[1:] == []
@@ -294,7 +305,7 @@ def test_run_exported_plays_evaluate_episodes_without_torch(agent_files, onnx_fi
 
 def test_run_exported_builds_evopop_ids(onnx_files) -> None:
     report, modules = run_exported(str(onnx_files["none", "multi"]), "--episodes", "2")
-    assert report["env_id"] == "evopop/DelayedRecallEasy-v0" and len(report["lengths"]) == 2
+    assert report["env_id"] == "evopop/DelayedRecallHard-v0" and len(report["lengths"]) == 2
     assert "torch" not in modules
 
 
@@ -327,7 +338,7 @@ def test_cli_writes_torchscript_next_to_the_agent(agent_files, capsys) -> None:
     out = agent_file.with_suffix(".pt")
     assert report["path"] == str(out) and report["bytes"] == out.stat().st_size
     assert report["methods"] == ["forward", "sample"]
-    assert read_policy_metadata(out).env["id"] == "evopop/DelayedRecallEasy-v0"
+    assert read_policy_metadata(out).env["id"] == "evopop/DelayedRecallHard-v0"
 
 
 @pytest.mark.parametrize(("content", "message"), [

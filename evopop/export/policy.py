@@ -26,8 +26,6 @@ from evopop.agents.spaces import ActionKind
 from evopop.agents.spec import CellType
 from evopop.export.formats import ExportError
 
-_GUMBEL_EPS = 1e-20  # as `PolicyHead.sample`
-
 
 OBS_SPACES = (spaces.Box, spaces.MultiBinary, spaces.Discrete, spaces.MultiDiscrete)
 """Observation spaces an exported policy reads as one input tensor."""
@@ -141,7 +139,7 @@ class CategoricalActions(nn.Module):
         spec = agent.action_spec
         self.pi = copy.deepcopy(agent.net.pi)
         self.splits = list(spec.nvec)
-        self.gumbel_eps = _GUMBEL_EPS
+        self.gumbel_eps = 1e-20  # as `PolicyHead.sample` (an attribute: TorchScript)
         self.shape = [-1, *spec.shape]  # a batch of env actions
         self.register_buffer("start", torch.tensor(spec.start, dtype=torch.int64))
 

@@ -392,3 +392,13 @@ def test_torchscript_export_imports_no_onnx(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.cuda
+def test_an_agent_on_a_gpu_exports_the_same_cpu_policy(tmp_path) -> None:
+    agent = make_agent("lstm", "box")
+    export_agent(agent, "torchscript", tmp_path / "cpu.pt")
+    export_agent(agent.to("cuda"), "torchscript", tmp_path / "gpu.pt")
+    assert read_policy_metadata(tmp_path / "cpu.pt") == read_policy_metadata(tmp_path / "gpu.pt")
+    traj = reference(agent.to("cpu"), BOX)
+    assert max_difference(replay_torchscript(tmp_path / "gpu.pt", traj), traj.actions) == 0.0

@@ -26,7 +26,6 @@ from evopop.agents.spaces import ActionKind
 from evopop.agents.spec import CellType
 from evopop.export.formats import ExportError
 
-
 OBS_SPACES = (spaces.Box, spaces.MultiBinary, spaces.Discrete, spaces.MultiDiscrete)
 """Observation spaces an exported policy reads as one input tensor."""
 

@@ -6,7 +6,8 @@ The public API is these few names, loaded on first use (so `import evopop` stays
 - `run_training(config, run_dir)`: what `evopop train` runs (logs, checkpoints, resume);
 - `Population(config)`: a custom loop, one generation at a time (`train`, `select`, `mutate`,
   `elite`);
-- `make_vec_env`, `evaluate`, `load_agent`, `save_agent`: run, score and keep an agent.
+- `make_vec_env`, `evaluate`, `load_agent`, `save_agent`: run, score and keep an agent;
+- `export_agent(agent_or_path, fmt, out)`: its policy as a TorchScript or ONNX file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _EXPORTS = {
     "evaluate": "evopop.agents.evaluation",
     "load_agent": "evopop.agents.checkpoint",
     "save_agent": "evopop.agents.checkpoint",
+    "export_agent": "evopop.export",
 }
 
 __all__ = sorted(_EXPORTS)

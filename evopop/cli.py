@@ -15,6 +15,7 @@ import yaml
 from evopop.errors import UserError, one_line
 from evopop.evolution.engine import Engine
 from evopop.evolution.selection import PopulationDiverged
+from evopop.export.formats import ExportFormat
 from evopop.rundir import RunDir, default_run_dir
 
 EXIT_USAGE = 2
@@ -132,6 +133,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from evopop.export.writer import export_agent
+
+    fmt = ExportFormat(args.format)
+    out = Path(args.out) if args.out else Path(args.agent).with_suffix(fmt.suffix)
+    meta = export_agent(Path(args.agent), fmt, out, args.env)
+    print(json.dumps({"path": str(out), "bytes": out.stat().st_size, "format": fmt.value,
+                      "opset": meta.opset, "methods": meta.methods,
+                      "inputs": [i.model_dump() for i in meta.inputs],
+                      "outputs": [o.model_dump() for o in meta.outputs]}))
+    return 0
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from evopop.execution import Placement
     from evopop.sweep import run_sweep
@@ -244,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="where the agent acts: cpu, cuda, cuda:N or auto")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_cmd_evaluate)
+    export = sub.add_parser("export", help="write an agent's policy as a TorchScript or ONNX "
+                                           "file that runs without evopop")
+    export.add_argument("agent", help="agent file (a run's elite.safetensors)")
+    export.add_argument("--format", required=True, choices=[f.value for f in ExportFormat])
+    export.add_argument("--out", help="policy file (default: AGENT with .pt or .onnx)")
+    export.add_argument("--env", help="env id to record (default: the agent file's env)")
+    export.set_defaults(func=_cmd_export)
     sweep = sub.add_parser("sweep", help="compare settings: a grid of config keys x seeds")
     sweep.add_argument("sweep", help="sweep YAML (see configs/sweep_mutations.yaml)")
     sweep.add_argument("--out", help="output directory (default: runs/<sweep name>)")

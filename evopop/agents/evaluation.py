@@ -7,6 +7,7 @@ any width, so fitness does not depend on how evaluation was parallelised.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -16,7 +17,23 @@ from evopop.agents.agent import Agent
 from evopop.agents.episodes import EpisodeLog
 from evopop.agents.spaces import batch_one
 from evopop.envs.metrics import EPISODE_METRICS_KEY, EpisodeMetrics, final_metrics
+from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.seeding import torch_generator
+
+IN_PROCESS_WIDTH = 64
+"""Most in-process (sync) copies one evaluation steps at once: a small recurrent net's batched
+step costs about the same for 16 envs as for 64, so wider evaluations pay fewer policy steps
+per episode (benchmarks/eval_cost.py)."""
+
+
+def eval_env_spec(env: EnvSpec, episodes: int) -> EnvSpec:
+    """The env an evaluation of `episodes` episodes steps: lockstep, a copy per episode up to
+    `IN_PROCESS_WIDTH` in process, or, with a process per copy (async, or independent
+    stepping), up to the copies training runs (process start-up is slow: env.num_envs is what
+    the config asked for). More episodes than copies are played back to back."""
+    lockstep = env.lockstep()
+    in_process = lockstep.vectorization is Vectorization.SYNC
+    return lockstep.with_copies(min(episodes, IN_PROCESS_WIDTH if in_process else env.num_envs))
 
 
 @dataclass
@@ -78,25 +95,40 @@ def _run_vector(
     agent: Agent, envs: gym.vector.VectorEnv, episodes: int, seed: int, deterministic: bool,
     generator: torch.Generator | None,
 ) -> EpisodeLog:
-    """Each sub-env plays one episode per batch; sub-envs past their episode are ignored."""
+    """Every sub-env plays episodes back to back: when one ends and episodes are left, that
+    sub-env is reset with the next episode's seed (and its hidden state zeroed), so W copies
+    play N episodes in about N / W episode lengths of batched steps, not ceil(N / W) times the
+    longest. Sub-envs with nothing left to play are stepped but ignored."""
     n = envs.num_envs
-    log = EpisodeLog()
-    for first in range(0, episodes, n):
-        obs, _ = envs.reset(seed=seed + first)
-        state = agent.initial_state(n)
-        total, steps = np.zeros(n), np.zeros(n, np.int64)
-        running = np.ones(n, bool)
-        metrics: list[EpisodeMetrics | None] = [None] * n
-        while running.any():
-            actions, state = agent.act(obs, state, None, deterministic, generator)
-            obs, reward, term, trunc, infos = envs.step(actions)
-            total += np.where(running, reward, 0.0)
-            steps += running
-            for i in np.flatnonzero(running & (term | trunc)):
-                metrics[i] = final_metrics(infos, int(i))
-            running &= ~(term | trunc)
-        take = min(n, episodes - first)
-        log.returns += total[:take].tolist()
-        log.lengths += steps[:take].tolist()
-        log.metrics += [m for m in metrics[:take] if m is not None]
-    return log
+    playing = np.where(np.arange(n) < episodes, np.arange(n), -1)  # episode per sub-env
+    upcoming = n
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
+    metrics: list[EpisodeMetrics | None] = [None] * episodes
+    obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
+    state, starts = agent.initial_state(n), None
+    total, steps = np.zeros(n), np.zeros(n, np.int64)
+    while (playing >= 0).any():
+        actions, state = agent.act(obs, state, starts, deterministic, generator)
+        obs, reward, term, trunc, infos = envs.step(actions)
+        total += reward
+        steps += 1
+        starts = term | trunc
+        for i in np.flatnonzero(starts & (playing >= 0)):
+            j = playing[i]
+            returns[j], lengths[j], metrics[j] = total[i], steps[i], final_metrics(infos, int(i))
+            playing[i] = upcoming if upcoming < episodes else -1
+            upcoming += 1
+        total[starts], steps[starts] = 0.0, 0
+        obs = _start_next(envs, obs, starts & (playing >= 0), playing, seed)
+    return EpisodeLog(returns.tolist(), lengths.tolist(), [m for m in metrics if m is not None])
+
+
+def _start_next(envs: gym.vector.VectorEnv, obs: Any, restart: np.ndarray, playing: np.ndarray,
+                seed: int) -> Any:
+    """Resets the sub-envs in `restart` with their new episodes' seeds (SAME_STEP autoreset
+    has already reset them unseeded); the others keep their observations."""
+    if not restart.any():
+        return obs
+    seeds = [seed + int(j) if r else None for j, r in zip(playing, restart, strict=True)]
+    obs, _ = envs.reset(seed=seeds, options={"reset_mask": restart})
+    return obs

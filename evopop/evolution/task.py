@@ -23,6 +23,7 @@ from evopop.agents.train import TrainResult, train_agent
 from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec
+from evopop.evolution.fitness import FitnessMode, train_fitness
 from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
 from evopop.rollouts.group_train import train_group
 
@@ -41,6 +42,7 @@ class TrainTask:
     eval_episodes: int
     eval_seed: int
     device: str = "cpu"  # resolved at run start (never "auto"): where the worker builds the agent
+    fitness: FitnessMode = FitnessMode.EVAL
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def _weights_finite(agent_net: torch.nn.Module) -> bool:
 
 
 def run_task(task: TrainTask) -> TaskResult:
-    """Train for `task.steps` env steps, then evaluate deterministically; fitness = mean return.
+    """Train for `task.steps` env steps, then score: the mean return of deterministic
+    evaluation episodes, or of recent training episodes (`evopop.evolution.fitness`).
 
     A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
     """
@@ -124,23 +127,26 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
 
 
 def _evaluated(agent: Agent, task: TrainTask, result: TrainResult) -> TaskResult:
-    """The member's result after training: evaluated unless it went non-finite."""
+    """The member's result after training: scored unless it went non-finite. A `train`
+    fitness needs no evaluation unless no training episode ended."""
     finite = result.finite and _weights_finite(agent.net)
+    train_return = train_fitness(result.episodes.returns)
     returns: tuple[float, ...] = ()
     fitness = -math.inf
     eval_metrics: dict[str, float | None] = {}
-    if finite:
+    if finite and task.fitness is FitnessMode.TRAIN and train_return is not None:
+        fitness = train_return
+    elif finite:
         scores = evaluate(agent, cached_eval_envs(task.eval_env.lockstep()), task.eval_episodes,
                           task.eval_seed)
         returns, fitness = tuple(scores.returns.tolist()), scores.mean
         eval_metrics = mean_metrics(scores.metrics)
-    recent = result.episodes.returns[-20:]
     return TaskResult(
         agent=agent_to_bytes(agent),
         fitness=fitness,
         eval_returns=returns,
         env_steps=result.env_steps,
-        train_return=sum(recent) / len(recent) if recent else None,
+        train_return=train_return,
         finite=finite,
         wall_s=result.wall_s,
         train_metrics=mean_metrics(result.episodes.metrics),

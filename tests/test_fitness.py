@@ -9,6 +9,7 @@ import pytest
 
 import evopop.evolution.fresh as fresh
 import evopop.training as runner
+from evopop.agents import NetSpec
 from evopop.agents.checkpoint import load_agent
 from evopop.agents.evaluation import IN_PROCESS_WIDTH, eval_env_spec, evaluate
 from evopop.cli import main
@@ -19,6 +20,7 @@ from evopop.evolution.fitness import TRAIN_WINDOW, disjoint_start, train_fitness
 from evopop.evolution.fresh import eval_seed_ranges, fresh_first_seed
 from evopop.evolution.loop import Population, eval_seed
 from evopop.records import FreshReturn, RecordError, RunSummary
+from evopop.rollouts.group_eval import evaluate_group
 
 TINY = {
     "env": {"id": "CartPoleNoVel-v1", "num_envs": 4},
@@ -81,6 +83,42 @@ def test_finished_copies_start_the_next_episode_at_once(make_agent):
     lengths = evaluate(agent, envs, 12, seed=4, deterministic=False).lengths.tolist()
     in_batches = sum(max(lengths[b:b + 4]) for b in range(0, 12, 4))  # 4 at a time, waiting
     assert len(steps) == _scheduled_steps(lengths, 4) < in_batches
+
+
+@pytest.mark.parametrize(("env_id", "spec"), [
+    ("CartPoleNoVel-v1", NetSpec(hidden_size=16, head=(16,))),
+    ("PendulumNoVel-v1", NetSpec(cell="gru", hidden_size=16, head=(16,), sde=True)),
+    ("evopop/DelayedRecallEasy-v0", NetSpec(hidden_size=8, head=(8,), shared_encoder=True)),
+])
+def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_id, spec):
+    envs = [make_vec_env(env_id, 3) for _ in range(3)]
+    agents = [make_agent(envs[0], seed=p, spec=spec) for p in range(3)]
+    for p, (agent, member_envs) in enumerate(zip(agents, envs, strict=True)):
+        member_envs.action_space.seed(p)  # members with their own normaliser statistics
+        obs, _ = member_envs.reset(seed=100 + p)
+        for _ in range(3 + 2 * p):
+            agent.preprocess(obs, update=True)
+            obs, *_ = member_envs.step(member_envs.action_space.sample())
+    together = evaluate_group(agents, envs, 7, seed=11)
+    for agent, result in zip(agents, together, strict=True):
+        alone = evaluate(agent, make_vec_env(env_id, 3), 7, seed=11)
+        assert result.lengths.tolist() == alone.lengths.tolist()
+        np.testing.assert_allclose(result.returns, alone.returns, rtol=0, atol=1e-4)
+        if env_id != "PendulumNoVel-v1":  # discrete actions: the same to the bit
+            assert result.returns.tolist() == alone.returns.tolist()
+
+
+def test_the_batched_engine_evaluates_its_groups_at_once(tmp_path, monkeypatch):
+    import evopop.evolution.task as task
+
+    sizes = []
+    real = task.evaluate_group
+    monkeypatch.setattr(task, "evaluate_group",
+                        lambda agents, *args: sizes.append(len(agents)) or real(agents, *args))
+    _run(tmp_path, "batched", engine="batched", max_steps=256)
+    members = _metrics(tmp_path / "batched")[0]["members"]
+    assert sizes == [4]  # one generation, all four stacked
+    assert all(m["fitness"] == float(np.mean(m["eval_returns"])) for m in members)
 
 
 def test_eval_env_is_lockstep_with_a_copy_per_episode_up_to_the_cap():

@@ -7,7 +7,6 @@ any width, so fitness does not depend on how evaluation was parallelised.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -42,6 +41,11 @@ class EvalResult:
     lengths: np.ndarray
     metrics: list[EpisodeMetrics] = field(default_factory=list)  # env-reported, episode order
 
+    @classmethod
+    def of(cls, log: EpisodeLog) -> EvalResult:
+        return cls(np.asarray(log.returns, np.float64), np.asarray(log.lengths, np.int64),
+                   log.metrics)
+
     @property
     def mean(self) -> float:
         return float(np.mean(self.returns))
@@ -65,9 +69,7 @@ def evaluate(
     if not deterministic and generator is None:
         generator = torch_generator(seed)
     run = _run_vector if isinstance(env, gym.vector.VectorEnv) else _run_single
-    log = run(agent, env, episodes, seed, deterministic, generator)
-    return EvalResult(np.asarray(log.returns, np.float64), np.asarray(log.lengths, np.int64),
-                      log.metrics)
+    return EvalResult.of(run(agent, env, episodes, seed, deterministic, generator))
 
 
 def _run_single(
@@ -95,40 +97,57 @@ def _run_vector(
     agent: Agent, envs: gym.vector.VectorEnv, episodes: int, seed: int, deterministic: bool,
     generator: torch.Generator | None,
 ) -> EpisodeLog:
-    """Every sub-env plays episodes back to back: when one ends and episodes are left, that
-    sub-env is reset with the next episode's seed (and its hidden state zeroed), so W copies
-    play N episodes in about N / W episode lengths of batched steps, not ceil(N / W) times the
-    longest. Sub-envs with nothing left to play are stepped but ignored."""
-    n = envs.num_envs
-    playing = np.where(np.arange(n) < episodes, np.arange(n), -1)  # episode per sub-env
-    upcoming = n
-    returns, lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
-    metrics: list[EpisodeMetrics | None] = [None] * episodes
-    obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
-    state, starts = agent.initial_state(n), None
-    total, steps = np.zeros(n), np.zeros(n, np.int64)
-    while (playing >= 0).any():
-        actions, state = agent.act(obs, state, starts, deterministic, generator)
-        obs, reward, term, trunc, infos = envs.step(actions)
-        total += reward
-        steps += 1
-        starts = term | trunc
-        for i in np.flatnonzero(starts & (playing >= 0)):
-            j = playing[i]
-            returns[j], lengths[j], metrics[j] = total[i], steps[i], final_metrics(infos, int(i))
-            playing[i] = upcoming if upcoming < episodes else -1
-            upcoming += 1
-        total[starts], steps[starts] = 0.0, 0
-        obs = _start_next(envs, obs, starts & (playing >= 0), playing, seed)
-    return EpisodeLog(returns.tolist(), lengths.tolist(), [m for m in metrics if m is not None])
+    play = EpisodePlayer(envs, episodes, seed)
+    state = agent.initial_state(envs.num_envs)
+    while play.running:
+        actions, state = agent.act(play.obs, state, play.starts, deterministic, generator)
+        play.step(actions)
+    return play.log()
 
 
-def _start_next(envs: gym.vector.VectorEnv, obs: Any, restart: np.ndarray, playing: np.ndarray,
-                seed: int) -> Any:
-    """Resets the sub-envs in `restart` with their new episodes' seeds (SAME_STEP autoreset
-    has already reset them unseeded); the others keep their observations."""
-    if not restart.any():
-        return obs
-    seeds = [seed + int(j) if r else None for j, r in zip(playing, restart, strict=True)]
-    obs, _ = envs.reset(seed=seeds, options={"reset_mask": restart})
-    return obs
+class EpisodePlayer:
+    """Plays `episodes` seeded episodes on a vector env, every sub-env back to back: sub-env i
+    starts episode i, and when one ends and episodes are left, that sub-env is reset with the
+    next episode's seed (its hidden state is zeroed through `starts`). So W copies play N
+    episodes in about N / W episode lengths of batched steps, not ceil(N / W) times the
+    longest. Sub-envs with nothing left to play are stepped but ignored. The policy is the
+    caller's: one member (`evaluate`) or a batched group of them."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> None:
+        n = envs.num_envs
+        self.envs, self.seed, self.episodes = envs, seed, episodes
+        self.playing = np.where(np.arange(n) < episodes, np.arange(n), -1)  # episode per copy
+        self.upcoming = n
+        self.returns, self.lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
+        self.metrics: list[EpisodeMetrics | None] = [None] * episodes
+        self.total, self.steps = np.zeros(n), np.zeros(n, np.int64)
+        self.obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
+        self.starts = np.ones(n, bool)  # sub-envs whose episode starts at the next step
+
+    @property
+    def running(self) -> bool:
+        return bool((self.playing >= 0).any())
+
+    def step(self, actions: np.ndarray) -> None:
+        """Steps every sub-env; records the episodes that ended and starts the next ones."""
+        self.obs, reward, term, trunc, infos = self.envs.step(actions)
+        self.total += reward
+        self.steps += 1
+        self.starts = term | trunc
+        for i in np.flatnonzero(self.starts & (self.playing >= 0)):
+            j = self.playing[i]
+            self.returns[j], self.lengths[j] = self.total[i], self.steps[i]
+            self.metrics[j] = final_metrics(infos, int(i))
+            self.playing[i] = self.upcoming if self.upcoming < self.episodes else -1
+            self.upcoming += 1
+        self.total[self.starts], self.steps[self.starts] = 0.0, 0
+        restart = self.starts & (self.playing >= 0)
+        if restart.any():  # SAME_STEP autoreset has reset them unseeded: seed them anew
+            seeds = [self.seed + int(j) if r else None
+                     for j, r in zip(self.playing, restart, strict=True)]
+            self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": restart})
+
+    def log(self) -> EpisodeLog:
+        """The episodes in episode order."""
+        return EpisodeLog(self.returns.tolist(), self.lengths.tolist(),
+                          [m for m in self.metrics if m is not None])

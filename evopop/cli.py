@@ -94,7 +94,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from evopop.execution.worker import set_one_thread
-    from evopop.training import run_training
+    from evopop.training import run_training, summary_line
 
     config, run_dir = _train_config(args)
     set_one_thread()
@@ -102,6 +102,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                             parallel_members=args.parallel_members, wandb=args.wandb,
                             overwrite=args.overwrite)
     _plot_after_run(run_dir, args.quiet)
+    if not args.quiet:
+        print(summary_line(summary), file=sys.stderr)
     print(json.dumps(summary.to_json()))
     return 0
 

@@ -250,9 +250,39 @@ class LineageRecord:
 
 
 @dataclass(frozen=True)
+class FreshReturn:
+    """The final elite on fresh deterministic episodes `first_seed ..` (none of them an
+    evaluation episode of the run): what it scores on episodes selection never saw."""
+
+    mean: float
+    std: float
+    episodes: int
+    first_seed: int
+
+    WHAT = "fresh-episode return"
+
+    def to_json(self) -> Json:
+        return {"mean": self.mean, "std": self.std, "episodes": self.episodes,
+                "first_seed": self.first_seed}
+
+    @classmethod
+    def from_json(cls, data: Any) -> FreshReturn:
+        w = cls.WHAT
+        data = _mapping(data)
+        return cls(mean=_read(data, "mean", _number, w), std=_read(data, "std", _number, w),
+                   episodes=_read(data, "episodes", _int, w),
+                   first_seed=_read(data, "first_seed", _int, w))
+
+
+def _optional_fresh(value: Any) -> FreshReturn | None:
+    return None if value is None else FreshReturn.from_json(value)
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """summary.json: how a finished run ended. A run whose whole population diverged has no
-    elite (`diverged`, no `elite_sha256`, fitness -inf)."""
+    elite (`diverged`, no `elite_sha256`, fitness -inf). `elite_fresh` is absent when the run
+    played no fresh episodes (`final_eval_episodes: 0`, or a summary from before it existed)."""
 
     target_reached: bool
     best_fitness: float  # best elite fitness of any generation
@@ -262,16 +292,20 @@ class RunSummary:
     wall_s: float
     elite_sha256: str | None
     diverged: bool = False
+    elite_fresh: FreshReturn | None = None
 
     WHAT = "run summary"
 
     def to_json(self) -> Json:
-        return {SCHEMA_KEY: SCHEMA_VERSION, "target_reached": self.target_reached,
+        data = {SCHEMA_KEY: SCHEMA_VERSION, "target_reached": self.target_reached,
                 "best_fitness": json_number(self.best_fitness),
                 "elite_fitness": json_number(self.elite_fitness),
                 "generations": self.generations, "total_env_steps": self.total_env_steps,
                 "wall_s": self.wall_s, "elite_sha256": self.elite_sha256,
                 "diverged": self.diverged}
+        if self.elite_fresh is not None:  # an optional key: version-1 readers know the rest
+            data["elite_fresh"] = self.elite_fresh.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> RunSummary:
@@ -285,4 +319,5 @@ class RunSummary:
             total_env_steps=_read(data, "total_env_steps", _int, w),
             wall_s=_read(data, "wall_s", _number, w),
             elite_sha256=_read(data, "elite_sha256", _optional_str, w, None),
-            diverged=_read(data, "diverged", _bool, w, False))
+            diverged=_read(data, "diverged", _bool, w, False),
+            elite_fresh=_read(data, "elite_fresh", _optional_fresh, w, None))

@@ -17,6 +17,7 @@ from evopop.agents.device import resolve_device
 from evopop.config import RunConfig, dump_config
 from evopop.errors import UserError
 from evopop.evolution.backends import default_workers, make_backend
+from evopop.evolution.fresh import fresh_return
 from evopop.evolution.loop import Population, initial_state, lineage_record, run_generations
 from evopop.evolution.population import LoopState, load_state, save_state
 from evopop.evolution.tensorboard_tracker import check_log_dir, log_dir, open_tensorboard
@@ -49,14 +50,28 @@ def _table_line(record: GenerationRecord) -> str:
             f"{record.steps_per_s or 0:8.0f} steps/s | {fits}")
 
 
-def summarise(state: LoopState, run_dir: RunDir) -> RunSummary:
+def summarise(config: RunConfig, state: LoopState, run_dir: RunDir) -> RunSummary:
     """`best_fitness` is the best elite fitness of any generation; `elite_fitness` and the elite
-    file are the last generation's elite."""
+    file are the last generation's elite, and `elite_fresh` is that elite on fresh episodes."""
+    elite = load_agent(run_dir.elite, resolve_device(config.device))
+    generations = len(state.elite_history)
     return RunSummary(
         target_reached=state.target_reached, best_fitness=state.best_fitness,
-        elite_fitness=state.elite_history[-1], generations=len(state.elite_history),
+        elite_fitness=state.elite_history[-1], generations=generations,
         total_env_steps=state.total_env_steps, wall_s=round(state.wall_s, 3),
-        elite_sha256=weights_sha256(load_agent(run_dir.elite)))
+        elite_sha256=weights_sha256(elite),
+        elite_fresh=fresh_return(config, elite, generations))
+
+
+def summary_line(summary: RunSummary) -> str:
+    """The elite in words: its selection fitness and, where played, its fresh-episode return
+    (what it can be expected to score)."""
+    line = f"elite: fitness {summary.elite_fitness:.2f} (selection)"
+    fresh = summary.elite_fresh
+    if fresh is not None:
+        line += (f"; fresh {fresh.mean:.2f} ± {fresh.std:.2f} over {fresh.episodes} new "
+                 f"episodes (seeds {fresh.first_seed}..)")
+    return line
 
 
 def _start(config: RunConfig, run_dir: RunDir, resume: bool, overwrite: bool) -> LoopState:
@@ -137,6 +152,6 @@ def run_training(
         backend.close(abort=aborted)
         bar.close()
         trackers.close()
-    summary = summarise(state, run_dir)
+    summary = summarise(config, state, run_dir)
     run_dir.write_summary(summary)
     return summary

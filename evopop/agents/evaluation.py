@@ -16,7 +16,23 @@ from evopop.agents.agent import Agent
 from evopop.agents.episodes import EpisodeLog
 from evopop.agents.spaces import batch_one
 from evopop.envs.metrics import EPISODE_METRICS_KEY, EpisodeMetrics, final_metrics
+from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.seeding import torch_generator
+
+IN_PROCESS_WIDTH = 64
+"""Most in-process (sync) copies one evaluation steps at once: a small recurrent net's batched
+step costs about the same for 16 envs as for 64, so wider evaluations pay fewer policy steps
+per episode (benchmarks/eval_cost.py)."""
+
+
+def eval_env_spec(env: EnvSpec, episodes: int) -> EnvSpec:
+    """The env an evaluation of `episodes` episodes steps: lockstep, a copy per episode up to
+    `IN_PROCESS_WIDTH` in process, or, with a process per copy (async, or independent
+    stepping), up to the copies training runs (process start-up is slow: env.num_envs is what
+    the config asked for). More episodes than copies are played back to back."""
+    lockstep = env.lockstep()
+    in_process = lockstep.vectorization is Vectorization.SYNC
+    return lockstep.with_copies(min(episodes, IN_PROCESS_WIDTH if in_process else env.num_envs))
 
 
 @dataclass
@@ -24,6 +40,11 @@ class EvalResult:
     returns: np.ndarray
     lengths: np.ndarray
     metrics: list[EpisodeMetrics] = field(default_factory=list)  # env-reported, episode order
+
+    @classmethod
+    def of(cls, log: EpisodeLog) -> EvalResult:
+        return cls(np.asarray(log.returns, np.float64), np.asarray(log.lengths, np.int64),
+                   log.metrics)
 
     @property
     def mean(self) -> float:
@@ -48,9 +69,7 @@ def evaluate(
     if not deterministic and generator is None:
         generator = torch_generator(seed)
     run = _run_vector if isinstance(env, gym.vector.VectorEnv) else _run_single
-    log = run(agent, env, episodes, seed, deterministic, generator)
-    return EvalResult(np.asarray(log.returns, np.float64), np.asarray(log.lengths, np.int64),
-                      log.metrics)
+    return EvalResult.of(run(agent, env, episodes, seed, deterministic, generator))
 
 
 def _run_single(
@@ -78,25 +97,57 @@ def _run_vector(
     agent: Agent, envs: gym.vector.VectorEnv, episodes: int, seed: int, deterministic: bool,
     generator: torch.Generator | None,
 ) -> EpisodeLog:
-    """Each sub-env plays one episode per batch; sub-envs past their episode are ignored."""
-    n = envs.num_envs
-    log = EpisodeLog()
-    for first in range(0, episodes, n):
-        obs, _ = envs.reset(seed=seed + first)
-        state = agent.initial_state(n)
-        total, steps = np.zeros(n), np.zeros(n, np.int64)
-        running = np.ones(n, bool)
-        metrics: list[EpisodeMetrics | None] = [None] * n
-        while running.any():
-            actions, state = agent.act(obs, state, None, deterministic, generator)
-            obs, reward, term, trunc, infos = envs.step(actions)
-            total += np.where(running, reward, 0.0)
-            steps += running
-            for i in np.flatnonzero(running & (term | trunc)):
-                metrics[i] = final_metrics(infos, int(i))
-            running &= ~(term | trunc)
-        take = min(n, episodes - first)
-        log.returns += total[:take].tolist()
-        log.lengths += steps[:take].tolist()
-        log.metrics += [m for m in metrics[:take] if m is not None]
-    return log
+    play = EpisodePlayer(envs, episodes, seed)
+    state = agent.initial_state(envs.num_envs)
+    while play.running:
+        actions, state = agent.act(play.obs, state, play.starts, deterministic, generator)
+        play.step(actions)
+    return play.log()
+
+
+class EpisodePlayer:
+    """Plays `episodes` seeded episodes on a vector env, every sub-env back to back: sub-env i
+    starts episode i, and when one ends and episodes are left, that sub-env is reset with the
+    next episode's seed (its hidden state is zeroed through `starts`). So W copies play N
+    episodes in about N / W episode lengths of batched steps, not ceil(N / W) times the
+    longest. Sub-envs with nothing left to play are stepped but ignored. The policy is the
+    caller's: one member (`evaluate`) or a batched group of them."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> None:
+        n = envs.num_envs
+        self.envs, self.seed, self.episodes = envs, seed, episodes
+        self.playing = np.where(np.arange(n) < episodes, np.arange(n), -1)  # episode per copy
+        self.upcoming = n
+        self.returns, self.lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
+        self.metrics: list[EpisodeMetrics | None] = [None] * episodes
+        self.total, self.steps = np.zeros(n), np.zeros(n, np.int64)
+        self.obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
+        self.starts = np.ones(n, bool)  # sub-envs whose episode starts at the next step
+
+    @property
+    def running(self) -> bool:
+        return bool((self.playing >= 0).any())
+
+    def step(self, actions: np.ndarray) -> None:
+        """Steps every sub-env; records the episodes that ended and starts the next ones."""
+        self.obs, reward, term, trunc, infos = self.envs.step(actions)
+        self.total += reward
+        self.steps += 1
+        self.starts = term | trunc
+        for i in np.flatnonzero(self.starts & (self.playing >= 0)):
+            j = self.playing[i]
+            self.returns[j], self.lengths[j] = self.total[i], self.steps[i]
+            self.metrics[j] = final_metrics(infos, int(i))
+            self.playing[i] = self.upcoming if self.upcoming < self.episodes else -1
+            self.upcoming += 1
+        self.total[self.starts], self.steps[self.starts] = 0.0, 0
+        restart = self.starts & (self.playing >= 0)
+        if restart.any():  # SAME_STEP autoreset has reset them unseeded: seed them anew
+            seeds = [self.seed + int(j) if r else None
+                     for j, r in zip(self.playing, restart, strict=True)]
+            self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": restart})
+
+    def log(self) -> EpisodeLog:
+        """The episodes in episode order."""
+        return EpisodeLog(self.returns.tolist(), self.lengths.tolist(),
+                          [m for m in self.metrics if m is not None])

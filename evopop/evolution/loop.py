@@ -18,6 +18,7 @@ import numpy as np
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes, save_agent
 from evopop.agents.device import resolve_device
+from evopop.agents.evaluation import eval_env_spec
 from evopop.agents.spaces import ActionSpec, ObsEncoder
 from evopop.envs.make import make_env
 from evopop.evolution.backends import Backend, make_backend
@@ -49,6 +50,7 @@ class Stream(IntEnum):
     MUTATE_TORCH = 4
     INIT_HP = 5
     INIT_WEIGHTS = 6
+    FRESH = 7  # once per run (no generation, no slot): the final elite's fresh episodes
 
 
 def initial_state(config: RunConfig) -> LoopState:
@@ -107,8 +109,9 @@ class Population:
         return self.members[elite_index([m.fitness[-1] for m in self.members])]
 
     def train(self) -> list[float]:
-        """One learning cycle for every member; returns their fitnesses (mean return over
-        `eval_episodes` deterministic episodes, the same episodes for every member)."""
+        """One learning cycle for every member; returns their fitnesses (`config.fitness`:
+        mean return over `eval_episodes` deterministic episodes, the same episodes for every
+        member, or over its recent training episodes)."""
         self.last_results = self.backend.map(self._tasks())
         for member, result in zip(self.members, self.last_results, strict=True):
             member.agent = agent_from_bytes(result.agent)
@@ -119,13 +122,12 @@ class Population:
 
     def _tasks(self) -> list[TrainTask]:
         config, g = self.config, self.generation
-        eval_seed = derive_seed(config.seed, g, 0, Stream.EVAL)  # common to all: a fair contest
-        eval_env = config.env.with_copies(min(config.eval_episodes, 16))
+        eval_env = eval_env_spec(config.env, config.eval_episodes)
         return [
             TrainTask(agent_to_bytes(m.agent), config.env, eval_env, config.ray,
                       self.evolution.evo_steps, derive_seed(config.seed, g, slot, Stream.TRAIN),
-                      (m.env_steps, config.max_steps), config.eval_episodes, eval_seed,
-                      device=str(self.device))
+                      (m.env_steps, config.max_steps), config.eval_episodes,
+                      eval_seed(config, g), device=str(self.device), fitness=config.fitness)
             for slot, m in enumerate(self.members)
         ]
 
@@ -187,6 +189,12 @@ def _migrate(child: Member, migration: Migration, old: list[Member]) -> None:
     if migration.params_from is not None:
         child.agent.set_params(old[migration.params_from].agent.params)
     child.mutation = migration.record()
+
+
+def eval_seed(config: RunConfig, generation: int) -> int:
+    """The first seed of a generation's evaluation episodes, common to all members: a fair
+    contest (episode j is seeded `eval_seed + j`)."""
+    return derive_seed(config.seed, generation, 0, Stream.EVAL)
 
 
 def lineage_record(member: Member, generation: int) -> LineageRecord:

@@ -19,6 +19,7 @@ from evopop.agents.device import check_device_name
 from evopop.agents.spec import MAX_LAYERS, MAX_WIDTH, Activation, NetSpec, PPOParams
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.evolution.engine import Engine
+from evopop.evolution.fitness import FitnessMode
 from evopop.evolution.selection_settings import (
     MultiFrequencySelection,
     SelectionKind,
@@ -203,6 +204,14 @@ class RunConfig(BaseModel):
         10, ge=1, le=100_000,
         description="deterministic episodes each member is evaluated on per generation "
         "(the same episodes for every member; the mean return is its fitness)")
+    fitness: FitnessMode = Field(
+        FitnessMode.EVAL, description="eval (mean return of the eval_episodes) or train (mean "
+        "return of the member's last 20 training episodes of the generation, no extra env "
+        "steps; evaluated as eval when none ended)")
+    final_eval_episodes: int = Field(
+        50, ge=0, le=100_000,
+        description="fresh deterministic episodes (seeds disjoint from every evaluation seed) "
+        "the final elite is played on for summary.json; 0: none")
     seed: int = Field(0, ge=0, le=2**63 - 1,
                       description="the one seed every random stream derives from")
     evolution: EvolutionConfig | None = Field(

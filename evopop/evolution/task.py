@@ -18,12 +18,14 @@ from gymnasium.vector import VectorEnv
 
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
-from evopop.agents.evaluation import evaluate
+from evopop.agents.evaluation import EvalResult, evaluate
 from evopop.agents.train import TrainResult, train_agent
 from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec
+from evopop.evolution.fitness import FitnessMode, train_fitness
 from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
+from evopop.rollouts.group_eval import evaluate_group
 from evopop.rollouts.group_train import train_group
 
 _ENV_CACHE: dict[str, Rollouts | VectorEnv] = {}
@@ -41,6 +43,7 @@ class TrainTask:
     eval_episodes: int
     eval_seed: int
     device: str = "cpu"  # resolved at run start (never "auto"): where the worker builds the agent
+    fitness: FitnessMode = FitnessMode.EVAL
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,9 @@ def cached_group_rollouts(spec: EnvSpec, slot: int) -> VectorRollouts:
     return _cached(f"group|{spec.key()}|{slot}", lambda: VectorRollouts(make_vec_env(spec)))
 
 
-def cached_eval_envs(spec: EnvSpec) -> VectorEnv:
-    return _cached(f"eval|{spec.key()}", lambda: make_vec_env(spec))
+def cached_eval_envs(spec: EnvSpec, slot: int = 0) -> VectorEnv:
+    """Lockstep evaluation envs (`eval_env_spec`); a group's members each their own `slot`."""
+    return _cached(f"eval|{spec.key()}|{slot}", lambda: make_vec_env(spec))
 
 
 def close_cached_envs() -> None:
@@ -101,7 +105,8 @@ def _weights_finite(agent_net: torch.nn.Module) -> bool:
 
 
 def run_task(task: TrainTask) -> TaskResult:
-    """Train for `task.steps` env steps, then evaluate deterministically; fitness = mean return.
+    """Train for `task.steps` env steps, then score: the mean return of deterministic
+    evaluation episodes, or of recent training episodes (`evopop.evolution.fitness`).
 
     A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
     """
@@ -109,40 +114,68 @@ def run_task(task: TrainTask) -> TaskResult:
     source = cached_rollouts(task.env, task.ray)
     before = source.timed_out
     result = train_agent(agent, source, task.steps, task.seed, schedule=task.schedule)
-    return dataclasses.replace(_evaluated(agent, task, result),
+    scores = None
+    if _needs_evaluation(agent, task, result):
+        scores = evaluate(agent, cached_eval_envs(task.eval_env), task.eval_episodes,
+                          task.eval_seed)
+    return dataclasses.replace(_scored(agent, task, result, scores),
                                env_timeouts=source.timed_out - before)
 
 
 def run_group_task(group: GroupTask) -> list[TaskResult]:
-    """`run_task` for every member of the group, the training batched (`train_group`)."""
+    """`run_task` for every member of the group, the training batched (`train_group`) and
+    the members to evaluate evaluated at once (`evaluate_group`; they share the generation's
+    evaluation episodes)."""
     tasks = group.members
     agents = [agent_from_bytes(t.agent) for t in tasks]
     sources = [cached_group_rollouts(t.env, slot) for slot, t in enumerate(tasks)]
     results = train_group(agents, sources, tasks[0].steps, [t.seed for t in tasks],
                           [t.schedule for t in tasks])
-    return [_evaluated(a, t, r) for a, t, r in zip(agents, tasks, results, strict=True)]
+    scores: list[EvalResult | None] = [None] * len(tasks)
+    todo = [i for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))
+            if _needs_evaluation(a, t, r)]
+    if todo:
+        first = tasks[todo[0]]
+        envs = [cached_eval_envs(tasks[i].eval_env, slot) for slot, i in enumerate(todo)]
+        for i, score in zip(todo, evaluate_group([agents[i] for i in todo], envs,
+                                                 first.eval_episodes, first.eval_seed),
+                            strict=True):
+            scores[i] = score
+    return [_scored(a, t, r, s) for a, t, r, s in zip(agents, tasks, results, scores,
+                                                       strict=True)]
 
 
-def _evaluated(agent: Agent, task: TrainTask, result: TrainResult) -> TaskResult:
-    """The member's result after training: evaluated unless it went non-finite."""
-    finite = result.finite and _weights_finite(agent.net)
-    returns: tuple[float, ...] = ()
+def _finite(agent: Agent, result: TrainResult) -> bool:
+    return result.finite and _weights_finite(agent.net)
+
+
+def _needs_evaluation(agent: Agent, task: TrainTask, result: TrainResult) -> bool:
+    """A finite member is evaluated, unless its fitness is `train` and training episodes
+    ended this generation."""
+    if not _finite(agent, result):
+        return False
+    return task.fitness is FitnessMode.EVAL or train_fitness(result.episodes.returns) is None
+
+
+def _scored(agent: Agent, task: TrainTask, result: TrainResult,
+            scores: EvalResult | None) -> TaskResult:
+    """The member's result after training: its evaluation's mean return if it was evaluated,
+    else its `train` fitness, or -inf if it went non-finite."""
+    finite = _finite(agent, result)
+    train_return = train_fitness(result.episodes.returns)
     fitness = -math.inf
-    eval_metrics: dict[str, float | None] = {}
-    if finite:
-        scores = evaluate(agent, cached_eval_envs(task.eval_env.lockstep()), task.eval_episodes,
-                          task.eval_seed)
-        returns, fitness = tuple(scores.returns.tolist()), scores.mean
-        eval_metrics = mean_metrics(scores.metrics)
-    recent = result.episodes.returns[-20:]
+    if scores is not None:
+        fitness = scores.mean
+    elif finite and train_return is not None:
+        fitness = train_return
     return TaskResult(
         agent=agent_to_bytes(agent),
         fitness=fitness,
-        eval_returns=returns,
+        eval_returns=() if scores is None else tuple(scores.returns.tolist()),
         env_steps=result.env_steps,
-        train_return=sum(recent) / len(recent) if recent else None,
+        train_return=train_return,
         finite=finite,
         wall_s=result.wall_s,
         train_metrics=mean_metrics(result.episodes.metrics),
-        eval_metrics=eval_metrics,
+        eval_metrics={} if scores is None else mean_metrics(scores.metrics),
     )

@@ -1,0 +1,243 @@
+"""Fitness: vectorised evaluation (episode j on seed j at any width, finished copies refilled),
+`fitness: train` (recent training episodes, evaluation only as a fallback, exact resume), and the
+final elite's fresh-episode return in summary.json (seeds disjoint from every evaluation seed)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import evopop.evolution.fresh as fresh
+import evopop.training as runner
+from evopop.agents import NetSpec
+from evopop.agents.checkpoint import load_agent
+from evopop.agents.evaluation import IN_PROCESS_WIDTH, eval_env_spec, evaluate
+from evopop.cli import main
+from evopop.config import load_config, parse_config
+from evopop.envs import EnvSpec
+from evopop.envs.make import make_env, make_vec_env
+from evopop.evolution.fitness import TRAIN_WINDOW, disjoint_start, train_fitness
+from evopop.evolution.fresh import eval_seed_ranges, fresh_first_seed
+from evopop.evolution.loop import Population, eval_seed
+from evopop.records import FreshReturn, RecordError, RunSummary
+from evopop.rollouts.group_eval import evaluate_group
+
+TINY = {
+    "env": {"id": "CartPoleNoVel-v1", "num_envs": 4},
+    "net": {"cell": "lstm", "hidden_size": 16, "head": [16]},
+    "ppo": {"learn_step": 32, "batch_size": 64, "update_epochs": 2},
+    "max_steps": 1024,
+    "seed": 3,
+    "eval_episodes": 3,
+    "final_eval_episodes": 20,
+    "evolution": {"population_size": 4, "tournament_size": 2, "evo_steps": 256},
+}
+VOLATILE = {"wall_s", "steps_per_s"}
+
+
+def _run(tmp_path, name, **changes):
+    config = parse_config({**TINY, **changes})
+    summary = runner.run_training(config, tmp_path / name, progress=False, parallel_members=1)
+    return config, summary
+
+
+def _stable(data: dict) -> dict:
+    return {k: v for k, v in data.items() if k not in VOLATILE}
+
+
+def _metrics(run_dir) -> list[dict]:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [_stable(line) for line in lines]
+
+
+def _cartpole_agent(make_agent):
+    return make_agent(make_vec_env("CartPoleNoVel-v1", 1), seed=1)
+
+
+@pytest.mark.parametrize("width", [1, 2, 4, 9, 12])
+def test_episode_j_is_played_on_seed_j_at_any_width(make_agent, width):
+    agent = _cartpole_agent(make_agent)
+    alone = evaluate(agent, make_env("CartPoleNoVel-v1"), 9, seed=4)
+    vector = evaluate(agent, make_vec_env("CartPoleNoVel-v1", width), 9, seed=4)
+    assert vector.returns.tolist() == alone.returns.tolist()
+    assert vector.lengths.tolist() == alone.lengths.tolist()
+
+
+def _scheduled_steps(lengths: list[int], width: int) -> int:
+    """Batched steps when every copy plays its next episode as soon as its last one ends
+    (copy i starts with episode i; copies freed at the same step take episodes in copy order)."""
+    free_at = [0] * width
+    for j, length in enumerate(lengths):
+        i = j if j < width else min(range(width), key=lambda c: (free_at[c], c))
+        free_at[i] += length
+    return max(free_at)
+
+
+def test_finished_copies_start_the_next_episode_at_once(make_agent):
+    agent = _cartpole_agent(make_agent)
+    envs = make_vec_env("CartPoleNoVel-v1", 4)
+    steps = []
+    real_step = envs.step
+    envs.step = lambda actions: steps.append(1) or real_step(actions)
+    # stochastic: lengths vary more than the untrained deterministic policy's
+    lengths = evaluate(agent, envs, 12, seed=4, deterministic=False).lengths.tolist()
+    in_batches = sum(max(lengths[b:b + 4]) for b in range(0, 12, 4))  # 4 at a time, waiting
+    assert len(steps) == _scheduled_steps(lengths, 4) < in_batches
+
+
+@pytest.mark.parametrize(("env_id", "spec"), [
+    ("CartPoleNoVel-v1", NetSpec(hidden_size=16, head=(16,))),
+    ("PendulumNoVel-v1", NetSpec(cell="gru", hidden_size=16, head=(16,), sde=True)),
+    ("evopop/DelayedRecallEasy-v0", NetSpec(hidden_size=8, head=(8,), shared_encoder=True)),
+])
+def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_id, spec):
+    envs = [make_vec_env(env_id, 3) for _ in range(3)]
+    agents = [make_agent(envs[0], seed=p, spec=spec) for p in range(3)]
+    for p, (agent, member_envs) in enumerate(zip(agents, envs, strict=True)):
+        member_envs.action_space.seed(p)  # members with their own normaliser statistics
+        obs, _ = member_envs.reset(seed=100 + p)
+        for _ in range(3 + 2 * p):
+            agent.preprocess(obs, update=True)
+            obs, *_ = member_envs.step(member_envs.action_space.sample())
+    together = evaluate_group(agents, envs, 7, seed=11)
+    for agent, result in zip(agents, together, strict=True):
+        alone = evaluate(agent, make_vec_env(env_id, 3), 7, seed=11)
+        assert result.lengths.tolist() == alone.lengths.tolist()
+        np.testing.assert_allclose(result.returns, alone.returns, rtol=0, atol=1e-4)
+        if env_id != "PendulumNoVel-v1":  # discrete actions: the same to the bit
+            assert result.returns.tolist() == alone.returns.tolist()
+
+
+def test_the_batched_engine_evaluates_its_groups_at_once(tmp_path, monkeypatch):
+    import evopop.evolution.task as task
+
+    sizes = []
+    real = task.evaluate_group
+    monkeypatch.setattr(task, "evaluate_group",
+                        lambda agents, *args: sizes.append(len(agents)) or real(agents, *args))
+    _run(tmp_path, "batched", engine="batched", max_steps=256)
+    members = _metrics(tmp_path / "batched")[0]["members"]
+    assert sizes == [4]  # one generation, all four stacked
+    assert all(m["fitness"] == float(np.mean(m["eval_returns"])) for m in members)
+
+
+def test_eval_env_is_lockstep_with_a_copy_per_episode_up_to_the_cap():
+    sync = EnvSpec(id="CartPoleNoVel-v1", num_envs=2)
+    assert eval_env_spec(sync, 10).num_envs == 10
+    assert eval_env_spec(sync, 1000).num_envs == IN_PROCESS_WIDTH
+    independent = EnvSpec(id="CartPoleNoVel-v1", num_envs=4, vectorization="independent",
+                          env_workers=2)
+    spec = eval_env_spec(independent, 1000)  # a process per copy: as many as training runs
+    assert spec.vectorization.value == "async" and spec.num_envs == 4
+    assert eval_env_spec(independent, 3).num_envs == 3
+
+
+def test_train_fitness_is_the_mean_of_the_last_window_of_episodes():
+    returns = [float(i) for i in range(30)]
+    assert train_fitness(returns) == sum(returns[-TRAIN_WINDOW:]) / TRAIN_WINDOW == 19.5
+    assert train_fitness([1.0, 2.0]) == 1.5
+    assert train_fitness([]) is None
+
+
+def test_train_fitness_needs_no_evaluation_and_resumes_exactly(tmp_path, monkeypatch):
+    _, straight = _run(tmp_path, "straight", fitness="train")
+    members = [m for line in _metrics(tmp_path / "straight") for m in line["members"]]
+    assert all(m["eval_returns"] == [] and m["fitness"] == m["train_return"] for m in members)
+    real_save = runner.save_state
+
+    def save_then_stop(path, state):
+        real_save(path, state)
+        if state.generation == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "resumed", fitness="train")
+    monkeypatch.undo()
+    run_dir = tmp_path / "resumed"
+    resumed = runner.run_training(load_config(run_dir / "config.yaml"), run_dir, resume=True,
+                                  progress=False, parallel_members=1)
+    assert _stable(resumed.to_json()) == _stable(straight.to_json())
+    assert _metrics(run_dir) == _metrics(tmp_path / "straight")
+
+
+def test_a_member_that_finished_no_training_episode_is_evaluated_instead():
+    config = parse_config({  # 64 env steps per generation; a Pendulum episode is 200 steps
+        "env": {"id": "PendulumNoVel-v1", "num_envs": 2},
+        "net": {"cell": "gru", "hidden_size": 8, "head": [8]},
+        "ppo": {"learn_step": 32, "batch_size": 64, "update_epochs": 1},
+        "max_steps": 256, "eval_episodes": 2, "fitness": "train",
+        "evolution": {"population_size": 2, "evo_steps": 64}})
+    with Population(config) as population:
+        fitness = population.train()
+        results = population.last_results
+    assert all(r.train_return is None and len(r.eval_returns) == 2 for r in results)
+    assert fitness == [float(np.mean(r.eval_returns)) for r in results]
+
+
+def test_summary_has_the_elites_return_on_fresh_episodes_disjoint_from_evaluation(tmp_path):
+    config, summary = _run(tmp_path, "a")
+    played = summary.elite_fresh
+    assert played is not None and played.episodes == 20
+    start = played.first_seed
+    assert start == fresh_first_seed(config, summary.generations)
+    taken = eval_seed_ranges(config, summary.generations)
+    assert len(taken) == summary.generations == 4
+    assert all(start + 20 <= low or high <= start for low, high in taken)
+    elite = load_agent(tmp_path / "a" / "elite.safetensors")
+    again = evaluate(elite, make_vec_env("CartPoleNoVel-v1", 20), 20, seed=start)
+    assert (played.mean, played.std) == (again.mean, again.std)
+    assert RunSummary.from_json(json.loads((tmp_path / "a" / "summary.json").read_text())) \
+        == summary
+    _, rerun = _run(tmp_path, "b")
+    assert rerun.elite_fresh == played
+
+
+def test_fresh_seeds_move_past_an_evaluation_range_they_would_overlap(monkeypatch):
+    config = parse_config(TINY)
+    low = eval_seed(config, 1)
+    monkeypatch.setattr(fresh, "derive_seed", lambda *keys: low + 2)
+    start = fresh_first_seed(config, 4)
+    assert start >= low + config.eval_episodes
+    assert all(start + 20 <= lo or hi <= start for lo, hi in eval_seed_ranges(config, 4))
+    assert disjoint_start(10, 5, [(12, 14), (14, 20), (30, 31)]) == 20
+    assert disjoint_start(10, 5, [(15, 20)]) == 10
+    assert disjoint_start(10, 5, [(0, 10), (14, 16), (18, 22)]) == 22
+
+
+def test_no_fresh_episodes_means_no_fresh_key(tmp_path):
+    _, summary = _run(tmp_path, "none", final_eval_episodes=0, max_steps=256)
+    assert summary.elite_fresh is None
+    assert "elite_fresh" not in json.loads((tmp_path / "none" / "summary.json").read_text())
+
+
+def test_fresh_return_round_trips_and_a_bad_one_is_a_one_line_error():
+    summary = RunSummary(False, 1.5, 1.0, 2, 64, 1.0, "ab" * 32,
+                         elite_fresh=FreshReturn(0.75, 0.5, 50, 123))
+    data = json.loads(json.dumps(summary.to_json(), allow_nan=False))
+    assert data["schema_version"] == 1 and data["elite_fresh"]["first_seed"] == 123
+    assert RunSummary.from_json(data) == summary
+    old = {k: v for k, v in data.items() if k != "elite_fresh"}  # a summary from before
+    assert RunSummary.from_json(old).elite_fresh is None
+    with pytest.raises(RecordError, match="'mean' is missing"):
+        RunSummary.from_json({**data, "elite_fresh": {"std": 1.0}})
+    with pytest.raises(RecordError, match="'elite_fresh' is not an object"):
+        RunSummary.from_json({**data, "elite_fresh": 3})
+
+
+def test_train_prints_the_elites_fitness_and_fresh_return(tmp_path, capsys, monkeypatch):
+    import evopop.cli as cli
+
+    summary = RunSummary(False, 9.0, 8.25, 2, 64, 1.0, "ab" * 32,
+                         elite_fresh=FreshReturn(6.5, 1.25, 50, 123))
+    monkeypatch.setattr(runner, "run_training", lambda *args, **kwargs: summary)
+    monkeypatch.setattr(cli, "_plot_after_run", lambda run_dir, quiet: None)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(json.dumps(TINY))
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == summary.to_json()
+    assert err.strip() == ("elite: fitness 8.25 (selection); fresh 6.50 ± 1.25 over 50 new "
+                           "episodes (seeds 123..)")
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

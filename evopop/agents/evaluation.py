@@ -30,7 +30,7 @@ def eval_env_spec(env: EnvSpec, episodes: int) -> EnvSpec:
     `IN_PROCESS_WIDTH` in process, or, with a process per copy (async, or independent
     stepping), up to the copies training runs (process start-up is slow: env.num_envs is what
     the config asked for). More episodes than copies are played back to back."""
-    lockstep = env.lockstep()
+    lockstep = env.for_evaluation()
     in_process = lockstep.vectorization is Vectorization.SYNC
     return lockstep.with_copies(min(episodes, IN_PROCESS_WIDTH if in_process else env.num_envs))
 

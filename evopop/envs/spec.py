@@ -121,9 +121,13 @@ class EnvSpec(BaseModel):
         workers = None if self.env_workers is None else min(self.env_workers, num_envs)
         return self.model_copy(update={"num_envs": num_envs, "env_workers": workers})
 
-    def lockstep(self) -> EnvSpec:
-        """This env for code that steps all copies together (evaluation)."""
-        return self.model_copy(update={"vectorization": self.vectorization.lockstep()})
+    def for_evaluation(self) -> EnvSpec:
+        """This env for evaluation, which steps all copies together and seeds each episode as
+        it starts (a copy per episode): envpool's batch seeds its copies only when it is built,
+        so `fast` evaluates on Gymnasium's envs (the same dynamics) in this process."""
+        mode = self.vectorization.lockstep()
+        return self.model_copy(update={
+            "vectorization": Vectorization.SYNC if mode is Vectorization.FAST else mode})
 
     def key(self) -> str:
         """A stable string identity (for caching built envs)."""

@@ -17,11 +17,14 @@ study reports, per task:
 - `picks_best`: how often that elite is the member with the best fresh return;
 - `regret_se`: best fresh return minus the elite's, in fresh SE.
 
-An SE of 0 (every fresh episode scored the same) counts a gap of 0 as 0 SE and any other gap
-against an SE of 1e-9 of the return. Results go to `--out` (JSON with every row); the table
-prints as markdown, and the last line is JSON.
+`gap` is the elite's mean gap in the task's return units. An SE of 0 (every fresh episode
+scored the same) counts a gap of 0 as 0 SE; any other gap is then undefined in SE and left out
+of the SE figures (counted as `undefined`). The `all` rows pool the elites of every task (SE
+units compare across tasks) and average the per-task correlations. Rows go to `--out` (JSON),
+`--load` adds earlier ones to the analysis; the table prints as markdown, the last line is
+JSON. Each run prints its wall and CPU seconds (the driver and its member workers).
 
-    nice -n 5 python benchmarks/fitness_study.py [--tasks pendulum cartpole recall] [--seeds 0 1]
+    nice -n 5 python benchmarks/fitness_study.py [--tasks pendulum cartpole count] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,13 +57,12 @@ EVAL = 64
 FRESH = 50
 SELECTION_EPISODES = 32
 FRESH_KEY = 12  # derive_seed(seed, generation, FRESH_KEY): this study's fresh episodes
-SE_FLOOR = 1e-9
-RECALL = {  # the CI learning test's recall settings (it learns in ~12k steps), as a population
-    "env": {"id": "evopop/DelayedRecallEasy-v0", "num_envs": 8},
+COUNT = {  # the CI recall test's settings on a graded memory task (random ~0.45, solved 1)
+    "env": {"id": "evopop/CountEvents-v0", "num_envs": 8},
     "net": {"cell": "lstm", "hidden_size": 32, "head": [32]},
     "ppo": {"lr": 3e-3, "learn_step": 32, "batch_size": 128, "update_epochs": 4,
-            "max_seq_len": 8, "ent_coef": 0.01},
-    "evolution": {"population_size": 4, "evo_steps": 2048},
+            "max_seq_len": 16, "ent_coef": 0.01},
+    "evolution": {"population_size": 4, "evo_steps": 4096},
 }
 TASKS: dict[str, Callable[[int], RunConfig]] = {
     # the bundled configs, shortened, no target (every run spends its budget)
@@ -67,7 +70,7 @@ TASKS: dict[str, Callable[[int], RunConfig]] = {
         "seed": seed, "max_steps": 6 * 8192, "evolution.target": None}),
     "cartpole": lambda seed: load_config(CONFIGS / "cartpole_novel.yaml", {
         "seed": seed, "max_steps": 6 * 10240, "evolution.target": None}),
-    "recall": lambda seed: parse_config({**RECALL, "seed": seed, "max_steps": 8 * 2048}),
+    "count": lambda seed: parse_config({**COUNT, "seed": seed, "max_steps": 8 * 4096}),
 }
 MODES = {f"eval-{k}": k for k in (3, 10, 32, 64)}
 TRAIN = "train"
@@ -150,67 +153,102 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def _in_se(diff: float, se: float) -> float:
-    if abs(diff) <= SE_FLOOR:
-        return 0.0
-    return diff / max(se, SE_FLOOR)
+def _in_se(diff: float, se: float) -> float | None:
+    """`diff` in units of `se`; None where that is undefined (no spread, yet a gap)."""
+    if se > 0:
+        return diff / se
+    return 0.0 if diff == 0 else None
+
+
+def _elites(rows: Sequence[Row], mode: str) -> list[tuple[Row, float]]:
+    """Per (task, seed, generation): the member `mode` picks (first of equals, as
+    `elite_index`) and the best fresh return among its population."""
+    cells: dict[tuple[str, int, int], list[Row]] = {}
+    for r in rows:
+        cells.setdefault((r.task, r.seed, r.generation), []).append(r)
+    return [(members[int(np.argmax([m.fitness(mode) for m in members]))],
+             max(m.fresh_mean for m in members)) for members in cells.values()]
+
+
+def _gaps(rows: Sequence[Row], mode: str) -> dict[str, float]:
+    elites = _elites(rows, mode)
+    gaps = [_in_se(e.fitness(mode) - e.fresh_mean, e.fresh_se) for e, _ in elites]
+    defined = np.array([g for g in gaps if g is not None])
+    regrets = [_in_se(best - e.fresh_mean, e.fresh_se) for e, best in elites]
+    return {"gap_se": float(np.mean(defined)), "gap_se_median": float(np.median(defined)),
+            "over_1se": float(np.mean(defined > 1.0)),
+            "picks_best": float(np.mean([e.fresh_mean == best for e, best in elites])),
+            "regret_se": float(np.mean([r for r in regrets if r is not None])),
+            "gap": float(np.mean([e.fitness(mode) - e.fresh_mean for e, _ in elites])),
+            "elites": len(elites), "undefined": len(gaps) - len(defined)}
 
 
 def summarise(rows: Sequence[Row], mode: str) -> dict[str, float]:
-    """The mode's correlations, elite gap, pick rate and regret over `rows`."""
+    """One task: the mode's correlations with the fresh return over every member and
+    generation, and its elites' gaps, pick rate and regret."""
     fitness = np.array([r.fitness(mode) for r in rows])
     fresh = np.array([r.fresh_mean for r in rows])
-    gaps, regrets, picks = [], [], []
-    cells: dict[tuple[int, int], list[Row]] = {}
-    for r in rows:
-        cells.setdefault((r.seed, r.generation), []).append(r)
-    for members in cells.values():
-        elite = members[int(np.argmax([m.fitness(mode) for m in members]))]
-        best = max(m.fresh_mean for m in members)
-        gaps.append(_in_se(elite.fitness(mode) - elite.fresh_mean, elite.fresh_se))
-        regrets.append(_in_se(best - elite.fresh_mean, elite.fresh_se))
-        picks.append(elite.fresh_mean == best)
     return {"pearson": _correlation(fitness, fresh),
-            "spearman": _correlation(_ranks(fitness), _ranks(fresh)),
-            "gap_se": float(np.mean(gaps)), "gap_se_median": float(np.median(gaps)),
-            "over_1se": float(np.mean(np.array(gaps) > 1.0)),
-            "picks_best": float(np.mean(picks)), "regret_se": float(np.mean(regrets)),
-            "elites": len(gaps)}
+            "spearman": _correlation(_ranks(fitness), _ranks(fresh)), **_gaps(rows, mode)}
+
+
+def pooled(rows: Sequence[Row], mode: str, tasks: Sequence[str]) -> dict[str, float]:
+    """Every task: gaps and picks over all elites (SE units are comparable across tasks), the
+    correlations as the mean of the per-task ones (return scales are not)."""
+    each = [summarise([r for r in rows if r.task == t], mode) for t in tasks]
+    gaps = _gaps(rows, mode)
+    del gaps["gap"]  # return units differ between tasks
+    return {"pearson": float(np.mean([e["pearson"] for e in each])),
+            "spearman": float(np.mean([e["spearman"] for e in each])), **gaps}
 
 
 def table(rows: Sequence[Row]) -> tuple[str, dict[str, Any]]:
-    """The markdown table (task x mode, plus every task pooled) and the same as JSON."""
-    modes = [*MODES, TRAIN]
+    """The markdown table (task x mode, then all tasks) and the same as JSON."""
     tasks = sorted({r.task for r in rows}, key=list(TASKS).index)
     lines = ["| task | fitness | pearson | spearman | elite gap (SE) mean / median | "
-             "elites > 1 SE | picks best fresh | regret (SE) |", "|---" * 8 + "|"]
+             "elite gap (return) | elites > 1 SE | picks best fresh | regret (SE) |",
+             "|---" * 9 + "|"]
     out: dict[str, Any] = {}
     for task in [*tasks, "all"]:
-        mine = [r for r in rows if task in ("all", r.task)]
-        for mode in modes:
-            s = summarise(mine, mode)
+        for mode in [*MODES, TRAIN]:
+            if task == "all":
+                s = pooled(rows, mode, tasks)
+            else:
+                s = summarise([r for r in rows if r.task == task], mode)
             out[f"{task}/{mode}"] = s
+            undefined = f" ({s['undefined']} undefined)" if s["undefined"] else ""
+            gap = f"{s['gap']:+.3g}" if "gap" in s else "—"
             lines.append(f"| {task} | {mode} | {s['pearson']:.3f} | {s['spearman']:.3f} | "
-                         f"{s['gap_se']:+.2f} / {s['gap_se_median']:+.2f} | "
-                         f"{100 * s['over_1se']:.0f}% | {100 * s['picks_best']:.0f}% | "
-                         f"{s['regret_se']:.2f} |")
+                         f"{s['gap_se']:+.2f} / {s['gap_se_median']:+.2f}{undefined} | "
+                         f"{gap} | {100 * s['over_1se']:.0f}% | "
+                         f"{100 * s['picks_best']:.0f}% | {s['regret_se']:.2f} |")
     return "\n".join(lines), out
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the member workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), \
+        resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--tasks", nargs="*", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/fitness_study.json"))
+    parser.add_argument("--load", type=Path, nargs="*", default=[],
+                        help="rows of earlier runs (their --out files) to analyse with these")
     args = parser.parse_args()
     set_one_thread()
-    rows: list[Row] = []
+    rows = [Row(**r) for path in args.load for r in json.loads(path.read_text())]
     for task in args.tasks:
         for seed in args.seeds:
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), _cpu_s()
             rows += run_task(task, seed, args.workers)
-            print(f"{task} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+            print(f"{task} seed {seed}: {time.perf_counter() - wall:.0f} s wall, "
+                  f"{_cpu_s() - cpu:.0f} s CPU", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps([r.__dict__ for r in rows]))
     text, summary = table(rows)

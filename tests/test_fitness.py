@@ -20,7 +20,7 @@ from evopop.evolution.fitness import TRAIN_WINDOW, disjoint_start, train_fitness
 from evopop.evolution.fresh import eval_seed_ranges, fresh_first_seed
 from evopop.evolution.loop import Population, eval_seed
 from evopop.records import FreshReturn, RecordError, RunSummary
-from evopop.rollouts.group_eval import evaluate_group
+from evopop.rollouts.group_eval import AT_ONCE_MAX_WIDTH, evaluate_group
 
 TINY = {
     "env": {"id": "CartPoleNoVel-v1", "num_envs": 4},
@@ -108,16 +108,19 @@ def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_i
             assert result.returns.tolist() == alone.returns.tolist()
 
 
-def test_the_batched_engine_evaluates_its_groups_at_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("episodes", "at_once"), [(3, [4]), (AT_ONCE_MAX_WIDTH + 1, [])])
+def test_the_batched_engine_evaluates_narrow_groups_at_once(tmp_path, monkeypatch, episodes,
+                                                            at_once):
     import evopop.evolution.task as task
 
     sizes = []
     real = task.evaluate_group
     monkeypatch.setattr(task, "evaluate_group",
                         lambda agents, *args: sizes.append(len(agents)) or real(agents, *args))
-    _run(tmp_path, "batched", engine="batched", max_steps=256)
+    _run(tmp_path, "batched", engine="batched", max_steps=256, eval_episodes=episodes)
     members = _metrics(tmp_path / "batched")[0]["members"]
-    assert sizes == [4]  # one generation, all four stacked
+    assert sizes == at_once  # one generation, all four stacked, evaluated at once if narrow
+    assert all(len(m["eval_returns"]) == episodes for m in members)
     assert all(m["fitness"] == float(np.mean(m["eval_returns"])) for m in members)
 
 

@@ -25,7 +25,7 @@ from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec
 from evopop.evolution.fitness import FitnessMode, train_fitness
 from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
-from evopop.rollouts.group_eval import evaluate_group
+from evopop.rollouts.group_eval import at_once_pays, evaluate_group
 from evopop.rollouts.group_train import train_group
 
 _ENV_CACHE: dict[str, Rollouts | VectorEnv] = {}
@@ -123,26 +123,27 @@ def run_task(task: TrainTask) -> TaskResult:
 
 
 def run_group_task(group: GroupTask) -> list[TaskResult]:
-    """`run_task` for every member of the group, the training batched (`train_group`) and
-    the members to evaluate evaluated at once (`evaluate_group`; they share the generation's
-    evaluation episodes)."""
+    """`run_task` for every member of the group, the training batched (`train_group`) and the
+    members to evaluate evaluated at once (`evaluate_group`; they share the generation's
+    evaluation episodes) where that measured faster (`at_once_pays`)."""
     tasks = group.members
     agents = [agent_from_bytes(t.agent) for t in tasks]
     sources = [cached_group_rollouts(t.env, slot) for slot, t in enumerate(tasks)]
     results = train_group(agents, sources, tasks[0].steps, [t.seed for t in tasks],
                           [t.schedule for t in tasks])
-    scores: list[EvalResult | None] = [None] * len(tasks)
     todo = [i for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))
             if _needs_evaluation(a, t, r)]
-    if todo:
-        first = tasks[todo[0]]
+    scores: dict[int, EvalResult] = {}
+    if len(todo) > 1 and at_once_pays(tasks[0].eval_env.num_envs):
         envs = [cached_eval_envs(tasks[i].eval_env, slot) for slot, i in enumerate(todo)]
-        for i, score in zip(todo, evaluate_group([agents[i] for i in todo], envs,
-                                                 first.eval_episodes, first.eval_seed),
-                            strict=True):
-            scores[i] = score
-    return [_scored(a, t, r, s) for a, t, r, s in zip(agents, tasks, results, scores,
-                                                       strict=True)]
+        together = evaluate_group([agents[i] for i in todo], envs, tasks[0].eval_episodes,
+                                  tasks[0].eval_seed)
+        scores = dict(zip(todo, together, strict=True))
+    else:
+        scores = {i: evaluate(agents[i], cached_eval_envs(tasks[i].eval_env),
+                              tasks[i].eval_episodes, tasks[i].eval_seed) for i in todo}
+    return [_scored(a, t, r, scores.get(i))
+            for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))]
 
 
 def _finite(agent: Agent, result: TrainResult) -> bool:

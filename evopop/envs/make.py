@@ -137,6 +137,11 @@ def make_vec_env(
     if count < 1:
         raise EnvError(f"num_envs must be >= 1, got {count}")
     envs = _VECTOR_BUILDERS[spec.vectorization.lockstep()]([env_factory(spec)] * count)
+    return seeded(envs, seed)
+
+
+def seeded(envs: VectorEnv, seed: int | None) -> VectorEnv:
+    """With a `seed`, the batched spaces are seeded and the envs reset once with it."""
     if seed is not None:
         envs.action_space.seed(seed)
         envs.observation_space.seed(seed)

@@ -25,6 +25,7 @@ from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec
 from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
 from evopop.rollouts.group_train import train_group
+from evopop.rollouts.make import lockstep_rollouts
 
 _ENV_CACHE: dict[str, Rollouts | VectorEnv] = {}
 
@@ -82,7 +83,7 @@ def cached_rollouts(spec: EnvSpec, ray: Any = None) -> Rollouts:
 
 def cached_group_rollouts(spec: EnvSpec, slot: int) -> VectorRollouts:
     """In-process vector envs for the `slot`-th member of a group: every member its own."""
-    return _cached(f"group|{spec.key()}|{slot}", lambda: VectorRollouts(make_vec_env(spec)))
+    return _cached(f"group|{spec.key()}|{slot}", lambda: lockstep_rollouts(spec))
 
 
 def cached_eval_envs(spec: EnvSpec) -> VectorEnv:

@@ -8,6 +8,7 @@ bytes on a fresh worker, with the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Protocol
@@ -27,6 +28,7 @@ from evopop.execution.inline import InlinePool
 from evopop.execution.placement import Placement
 from evopop.execution.pool import WorkerPool, default_workers
 from evopop.execution.processes import ProcessPool
+from evopop.execution.ray_pool import RayPool, Reservation
 from evopop.execution.tasks import map_tasks
 
 
@@ -63,10 +65,10 @@ class PoolBackend:
         self.pool.close(abort)
 
 
-def _ray_size(resources: RaySettings, workers: int | None, env_worker_cpus: float) -> int:
+def _ray_size(member: Reservation, workers: int | None, env_worker_cpus: float) -> int:
     """As many member actors as the cluster fits (with their env workers), at most `workers`."""
     total = totals()
-    needs = resources.member_needs(env_worker_cpus)
+    needs = dataclasses.replace(member, cpus=member.cpus + env_worker_cpus).needs()
     if any(total.get(name, 0.0) < amount for name, amount in needs.items()):
         has = {name: total.get(name, 0.0) for name in needs}
         raise RayError(f"one member needs {needs} ({env_worker_cpus} CPUs of them for its env "
@@ -76,18 +78,16 @@ def _ray_size(resources: RaySettings, workers: int | None, env_worker_cpus: floa
 
 
 def _ray_pool(resources: RaySettings, workers: int | None, env_worker_cpus: float) -> WorkerPool:
-    from evopop.execution.ray_pool import RayPool, Reservation
-
+    reservation = Reservation(cpus=resources.num_cpus_per_member,
+                              gpus=resources.num_gpus_per_member,
+                              resources=resources.resources_per_member)
     owns = connect(resources.address)
     try:
-        size = _ray_size(resources, workers, env_worker_cpus)
+        size = _ray_size(reservation, workers, env_worker_cpus)
     except RayError:
         if owns:
             import_ray().shutdown()
         raise
-    reservation = Reservation(cpus=resources.num_cpus_per_member,
-                              gpus=resources.num_gpus_per_member,
-                              resources=resources.resources_per_member)
     return RayPool([MemberHandler] * size, [reservation] * size, owns)
 
 

@@ -51,13 +51,6 @@ class RaySettings(BaseModel):
                              "num_gpus_per_member")
         return value
 
-    def member_needs(self, env_worker_cpus: float = 0.0) -> dict[str, float]:
-        """What one member takes from the cluster (its env workers' CPUs included), by Ray
-        resource name; zero needs left out."""
-        needs = {"CPU": self.num_cpus_per_member + env_worker_cpus,
-                 "GPU": self.num_gpus_per_member, **self.resources_per_member}
-        return {name: amount for name, amount in needs.items() if amount > 0}
-
 
 def import_ray() -> ModuleType:
     try:

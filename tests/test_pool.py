@@ -1,6 +1,7 @@
-"""The execution layer's pools: a dead worker is replaced and its task re-run, a task that keeps
-killing its worker fails after the limit, an aborting close kills busy workers, and a task's
-exception comes back with its traceback."""
+"""The execution layer's pools: a dead worker is replaced and its task re-run (or, with no room
+for a new one, retired while the others take its work), a task that keeps killing its worker
+fails after the limit, an aborting close kills busy workers, and a task's exception comes back
+with its traceback."""
 
 import os
 import signal
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evopop.execution.inline import InlinePool
-from evopop.execution.pool import MAX_DEATHS_PER_TASK, WorkerError
+from evopop.execution.pool import MAX_DEATHS_PER_TASK, Death, Reply, WorkerError
 from evopop.execution.processes import ProcessPool
 from evopop.execution.tasks import map_tasks
 from evopop.execution.worker import stateless
@@ -96,3 +97,61 @@ def test_an_exception_in_a_task_comes_back_with_its_traceback(pool):
 def test_an_inline_pool_raises_a_task_exception_as_it_is():
     with pytest.raises(ValueError, match="bad value 3"):
         map_tasks(InlinePool([stateless(_fail)]), [3])
+
+
+class _NoRoomPool:
+    """Runs a worker's task when it is waited on. The workers in `dies` die on their next task
+    and can never be replaced (as when a Ray node is lost and the cluster is full)."""
+
+    def __init__(self, size: int, dies: set[int]) -> None:
+        self.size, self.restarts, self.dies = size, 0, set(dies)
+        self.retired: set[int] = set()
+        self.ran: list[tuple[int, int]] = []  # (task, worker)
+        self._messages: dict[int, int] = {}
+
+    def put(self, value):
+        return value
+
+    def submit(self, worker, task):
+        self._messages[worker] = task
+
+    def wait(self, pending, timeout=None):
+        worker = min(pending)
+        task = self._messages.pop(worker)
+        if worker in self.dies:
+            self.dies.discard(worker)
+            return [Death(worker, "its node was lost")]
+        self.ran.append((task, worker))
+        return [Reply(worker, task * task)]
+
+    def restart(self, worker):
+        self.retired.add(worker)
+        return False
+
+    def serving(self):
+        return [w for w in range(self.size) if w not in self.retired]
+
+    def pids(self):
+        return []
+
+    def close(self, abort=False):
+        pass
+
+
+def test_a_worker_that_cannot_be_replaced_is_retired_and_the_others_take_its_task():
+    pool = _NoRoomPool(2, dies={1})
+    assert map_tasks(pool, [1, 2, 3]) == [1, 4, 9]
+    assert pool.serving() == [0] and {worker for _, worker in pool.ran} == {0}
+    assert (2, 0) in pool.ran  # the lost worker's task, re-run by the survivor
+    assert map_tasks(pool, [4, 5]) == [16, 25]  # later maps run on the survivor alone
+
+
+def test_an_idle_worker_takes_over_a_retired_worker_s_task():
+    pool = _NoRoomPool(3, dies={0})
+    assert map_tasks(pool, [7]) == [49]  # one task: workers 1 and 2 were not in use
+    assert pool.ran == [(7, 1)] and pool.serving() == [1, 2]
+
+
+def test_when_no_worker_is_left_the_map_fails_with_a_message():
+    with pytest.raises(WorkerError, match="every worker was lost and none could be replaced"):
+        map_tasks(_NoRoomPool(2, dies={0, 1}), [1, 2], "member task")

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ from evopop import training as runner  # noqa: E402
 from evopop.agents.ppo import recompute_log_probs  # noqa: E402
 from evopop.config import parse_config  # noqa: E402
 from evopop.envs import EnvSpec  # noqa: E402
-from evopop.execution import Placement  # noqa: E402
+from evopop.execution import Placement, ray_pool  # noqa: E402
 from evopop.execution.cluster import RayError, RaySettings  # noqa: E402
-from evopop.execution.ray_pool import RayPool  # noqa: E402
+from evopop.execution.ray_pool import RayPool, Reservation  # noqa: E402
+from evopop.execution.tasks import map_tasks  # noqa: E402
+from evopop.execution.worker import stateless  # noqa: E402
 from evopop.rollouts import make_rollout_envs  # noqa: E402
 from evopop.rundir import RunDir  # noqa: E402
 from evopop.sweep.run import run_plan  # noqa: E402
@@ -122,3 +125,23 @@ def test_env_workers_that_cannot_be_placed_fail_with_a_message(monkeypatch):
         make_rollout_envs(EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization="independent",
                                   env_workers=2, env_worker_backend="ray"),
                           RaySettings(num_cpus_per_env_worker=1.5))
+
+
+def test_an_actor_without_room_to_restart_is_retired_and_the_others_finish(monkeypatch):
+    monkeypatch.setattr(ray_pool, "has_room", lambda needs: False)  # as if its node were lost
+    monkeypatch.setattr(ray_pool, "ROOM_WAIT_S", 0.1)
+    slow_square = lambda x: (time.sleep(0.2), x * x)[1]  # noqa: E731 (pickled by value)
+    pool = RayPool([stateless(slow_square)] * 2, [Reservation()] * 2, owns_ray=False)
+    try:
+        threading.Timer(0.3, os.kill, (pool.pids()[1], signal.SIGKILL)).start()
+        assert map_tasks(pool, list(range(8))) == [x * x for x in range(8)]
+        assert pool.serving() == [0] and pool.restarts == 0
+        assert map_tasks(pool, [3, 4]) == [9, 16]  # the next map runs on the survivor alone
+    finally:
+        pool.close()
+
+
+def test_custom_resources_the_cluster_lacks_are_refused_with_the_numbers(tmp_path):
+    with pytest.raises(RayError, match=r"needs \{'CPU': 1.0, 'evopop_member': 1.0\}.*"
+                                       r"has \{'CPU': 2.0, 'evopop_member': 0.0\}"):
+        _run(tmp_path, "ray", backend="ray", ray={"resources_per_member": {"evopop_member": 1}})

@@ -20,9 +20,15 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as dump_tensors
 
 from evopop.agents.agent import Agent
-from evopop.agents.file_schema import AgentFileError, check_weights, validate_header
+from evopop.agents.file_schema import (
+    AgentFileError,
+    check_state,
+    check_weights,
+    validate_header,
+)
 from evopop.agents.spaces import space_from_dict, space_to_dict
 from evopop.atomic import atomic_write_bytes
+from evopop.errors import one_line
 
 FORMAT = "evopop-agent"
 FORMAT_VERSION = 1
@@ -128,6 +134,7 @@ def agent_from_parts(
     action = space_from_dict(meta["action_space"])
     check_weights(spec, observation, action, tensors, source)
     agent = Agent(observation, action, spec, params)
+    check_state(agent, tensors, meta["optimizer_groups"], source)
     load_agent_tensors(agent, tensors, meta["optimizer_groups"])
     return agent.to(device)
 
@@ -174,7 +181,8 @@ def load_agent_tensors(
     try:
         agent.net.load_state_dict(net_state)
     except RuntimeError as err:
-        raise AgentFileError(f"agent file weights do not match its spec: {err}") from None
+        raise AgentFileError(one_line(f"agent file weights do not match its spec: {err}")) \
+            from None
     for name, norm in (("obs_norm", agent.obs_norm), ("reward_norm", agent.reward_scaler)):
         if norm is not None and f"{name}.mean" in tensors:
             norm.rms.load({k: tensors[f"{name}.{k}"].numpy() for k in ("mean", "var", "count")})

@@ -1,4 +1,5 @@
-"""The JSON header of an agent file, validated before anything is built from it.
+"""The JSON header of an agent file, validated before anything is built from it, and the
+tensors, checked against the agent before they are loaded into it.
 
 A header is data from outside (a file, a worker, a checkpoint), so it is parsed by strict schemas:
 known keys only, exact types, sane ranges, known space types with bounded sizes. Then the number of
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -18,6 +20,7 @@ import torch
 from gymnasium import spaces
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from evopop.agents.agent import Agent
 from evopop.agents.networks import parameter_count
 from evopop.agents.spaces import ActionSpec, ObsEncoder
 from evopop.agents.spec import NetSpec, PPOParams
@@ -166,3 +169,94 @@ def check_weights(spec: NetSpec, observation: spaces.Space, action: spaces.Space
     if carried != expected:
         raise AgentFileError(f"{source}: its spec implies {expected} network weights but the "
                              f"file carries {carried}")
+
+
+ADAM_SLOTS = frozenset({"step", "exp_avg", "exp_avg_sq"})
+"""Adam's per-parameter state (evopop's Adam never uses amsgrad)."""
+_ADAM_KEY = re.compile(r"optim\.(\d{1,4})\.(\w+)")
+
+
+def check_state(agent: Agent, tensors: dict[str, torch.Tensor],
+                optimizer_groups: list[dict[str, Any]], source: str) -> None:
+    """The carried tensors must be exactly state this agent has, of its shapes: network
+    weights, complete and finite normaliser statistics, and Adam state (step, exp_avg,
+    exp_avg_sq per parameter) with settings of the agent's own Adam; else a loaded agent would
+    fail (or go wrong) at its first update."""
+    try:
+        _check_norms(agent, tensors)
+        slots = _adam_slots(agent, tensors)
+        if slots:
+            _check_adam_groups(agent, optimizer_groups)
+    except ValueError as error:
+        raise AgentFileError(one_line(f"{source}: {error}")) from None
+
+
+def _check_norms(agent: Agent, tensors: dict[str, torch.Tensor]) -> None:
+    for name, norm in (("obs_norm", agent.obs_norm), ("reward_norm", agent.reward_scaler)):
+        carried = {k for k in tensors if k.startswith(f"{name}.")}
+        if not carried:
+            continue
+        if norm is None:
+            raise ValueError(f"it carries {name} statistics its params do not normalise with")
+        state = norm.rms.state()
+        if carried != {f"{name}.{k}" for k in state}:
+            raise ValueError(f"its {name} statistics must be exactly {sorted(state)}")
+        for key, value in state.items():
+            tensor = tensors[f"{name}.{key}"]
+            if tuple(tensor.shape) != np.shape(value) or not torch.isfinite(tensor).all():
+                raise ValueError(f"{name}.{key} must be {list(np.shape(value))} finite numbers")
+            if key != "mean" and (tensor < 0).any():
+                raise ValueError(f"{name}.{key} must not be negative")
+
+
+def _adam_slots(agent: Agent, tensors: dict[str, torch.Tensor]) -> dict[int, set[str]]:
+    """Adam's slots per parameter index, once every `optim.` tensor has been checked."""
+    params = list(agent.net.parameters())
+    slots: dict[int, set[str]] = {}
+    for key, tensor in tensors.items():
+        if key.startswith(("net.", "obs_norm.", "reward_norm.")):
+            continue
+        match = _ADAM_KEY.fullmatch(key)
+        if match is None or match[2] not in ADAM_SLOTS or int(match[1]) >= len(params):
+            raise ValueError(f"it carries an unknown tensor {key[:60]!r}")
+        index, slot = int(match[1]), match[2]
+        param = params[index]
+        shape = () if slot == "step" else tuple(param.shape)
+        if tuple(tensor.shape) != shape or tensor.dtype != param.dtype \
+                or not torch.isfinite(tensor).all():
+            raise ValueError(f"{key} must be {list(shape)} finite {param.dtype} numbers")
+        slots.setdefault(index, set()).add(slot)
+    partial = sorted(i for i, found in slots.items() if found != ADAM_SLOTS)
+    if partial:
+        raise ValueError(f"Adam state of parameter {partial[0]} is not {sorted(ADAM_SLOTS)}")
+    return slots
+
+
+def _check_adam_groups(agent: Agent, groups: list[dict[str, Any]]) -> None:
+    """One group: betas, eps and weight_decay in range; any other key one of this torch's
+    Adam options, set as evopop's Adam sets it (a file from an older torch may lack some)."""
+    fresh = {k: v for k, v in agent.optimizer.param_groups[0].items() if k not in ("params", "lr")}
+    if len(groups) != 1:
+        raise ValueError("optimizer_groups must be one group")
+    group = groups[0]
+    unknown = sorted(set(group) - set(fresh))
+    if unknown or not {"betas", "eps", "weight_decay"} <= set(group):
+        raise ValueError(f"optimizer settings must be betas, eps, weight_decay and some of "
+                         f"{sorted(set(fresh) - {'betas', 'eps', 'weight_decay'})}")
+    betas = group["betas"]
+    if not (isinstance(betas, list) and len(betas) == 2
+            and all(_number(b) and 0 <= b < 1 for b in betas)):
+        raise ValueError("optimizer betas must be two numbers in [0, 1)")
+    if not (_number(group["eps"]) and group["eps"] > 0):
+        raise ValueError("optimizer eps must be a positive number")
+    if not (_number(group["weight_decay"]) and group["weight_decay"] >= 0):
+        raise ValueError("optimizer weight_decay must be a number >= 0")
+    flags = sorted(k for k, v in group.items()
+                   if k not in ("betas", "eps", "weight_decay") and v != fresh[k])
+    if flags:
+        raise ValueError(f"optimizer settings {flags} differ from evopop's Adam")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)

@@ -137,7 +137,11 @@ def make_vec_env(
     count = spec.num_envs if num_envs is None else num_envs
     if count < 1:
         raise EnvError(f"num_envs must be >= 1, got {count}")
-    envs = _build(spec, count)
+    return seeded(_build(spec, count), seed)
+
+
+def seeded(envs: VectorEnv, seed: int | None) -> VectorEnv:
+    """With a `seed`, the batched spaces are seeded and the envs reset once with it."""
     if seed is not None:
         envs.action_space.seed(seed)
         envs.observation_space.seed(seed)

@@ -61,11 +61,12 @@ class EnvSpec(BaseModel):
         Placement.PROCESSES,
         description="independent stepping's workers: local processes or Ray actors (see ray)")
     step_timeout_s: float | None = Field(
-        None, gt=0, description="independent stepping: an env worker slower than this per step "
-        "(its rollout's steps x this) is killed and replaced, and the rollout completes")
+        None, gt=0, description="async or independent stepping: an env copy slower than this "
+        "per step (async: each step, an episode's closing reset included; independent: its "
+        "worker's rollout, steps x this) is killed and replaced, and the rollout completes")
     reset_timeout_s: float | None = Field(
-        None, gt=0, description="independent stepping: time a worker may take to start and reset "
-        "its copies before a rollout (with step_timeout_s; default 60)")
+        None, gt=0, description="with step_timeout_s: time an async copy or an env worker may "
+        "take to start and reset (default 60)")
     wrappers: list[str | dict[str, dict[str, Any]]] = Field(
         default_factory=list,
         description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",

@@ -8,6 +8,7 @@ bytes on a fresh worker, with the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Protocol
@@ -27,6 +28,7 @@ from evopop.execution.inline import InlinePool
 from evopop.execution.placement import Placement
 from evopop.execution.pool import WorkerPool, default_workers
 from evopop.execution.processes import ProcessPool
+from evopop.execution.ray_pool import RayPool, Reservation
 from evopop.execution.tasks import map_tasks
 
 
@@ -63,33 +65,29 @@ class PoolBackend:
         self.pool.close(abort)
 
 
-def _ray_size(resources: RaySettings, workers: int | None, env_worker_cpus: float) -> int:
+def _ray_size(member: Reservation, workers: int | None, env_worker_cpus: float) -> int:
     """As many member actors as the cluster fits (with their env workers), at most `workers`."""
-    cpus, gpus = totals()
-    per_member = resources.num_cpus_per_member + env_worker_cpus
-    if per_member > cpus or resources.num_gpus_per_member > gpus:
-        raise RayError(
-            f"one member needs {per_member} CPUs ({env_worker_cpus} of them for its env "
-            f"workers) and {resources.num_gpus_per_member} GPUs; the Ray cluster has "
-            f"{cpus} CPUs and {gpus} GPUs")
-    fits = math.floor(cpus / per_member)
-    if resources.num_gpus_per_member > 0:
-        fits = min(fits, math.floor(gpus / resources.num_gpus_per_member))
+    total = totals()
+    needs = dataclasses.replace(member, cpus=member.cpus + env_worker_cpus).needs()
+    if any(total.get(name, 0.0) < amount for name, amount in needs.items()):
+        has = {name: total.get(name, 0.0) for name in needs}
+        raise RayError(f"one member needs {needs} ({env_worker_cpus} CPUs of them for its env "
+                       f"workers); the Ray cluster has {has}")
+    fits = min(math.floor(total[name] / amount) for name, amount in needs.items())
     return min(workers, fits) if workers else fits
 
 
 def _ray_pool(resources: RaySettings, workers: int | None, env_worker_cpus: float) -> WorkerPool:
-    from evopop.execution.ray_pool import RayPool, Reservation
-
+    reservation = Reservation(cpus=resources.num_cpus_per_member,
+                              gpus=resources.num_gpus_per_member,
+                              resources=resources.resources_per_member)
     owns = connect(resources.address)
     try:
-        size = _ray_size(resources, workers, env_worker_cpus)
+        size = _ray_size(reservation, workers, env_worker_cpus)
     except RayError:
         if owns:
             import_ray().shutdown()
         raise
-    reservation = Reservation(cpus=resources.num_cpus_per_member,
-                              gpus=resources.num_gpus_per_member)
     return RayPool([MemberHandler] * size, [reservation] * size, owns)
 
 

@@ -26,8 +26,7 @@ from evopop.agents.checkpoint import (
     read_file,
     unpack,
 )
-
-RUN_FORMAT = "evopop-run"
+from evopop.evolution.checkpoint_schema import RUN_FORMAT, validate_run_header
 
 
 @dataclass
@@ -86,15 +85,18 @@ def save_state(path: Path, state: LoopState) -> None:
 
 
 def load_state(path: Path) -> LoopState:
+    """The run a checkpoint holds, validated (`checkpoint_schema`) before any member is built;
+    each member's agent is checked as an agent file is."""
     tensors, meta = unpack(read_file(path), str(path))
-    if meta.get("format") != RUN_FORMAT or meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
         raise AgentFileError(f"{path} is not an evopop run checkpoint")
+    run = validate_run_header(meta, tensors, str(path))
     members = []
-    for slot, record in enumerate(meta["members"]):
+    for slot, entry in enumerate(run.members):
         prefix = f"m{slot}."
         own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        agent = agent_from_parts(own, record["agent"])
-        members.append(Member(record["id"], record["parent_id"], record["born"], agent,
-                              record["env_steps"], record["fitness"], record["mutation"]))
-    counters = {k: meta[k] for k in LoopState.__dataclass_fields__ if k != "members"}
+        agent = agent_from_parts(own, entry.agent, source=f"{path} member {slot}")
+        members.append(Member(entry.id, entry.parent_id, entry.born, agent, entry.env_steps,
+                              list(entry.fitness), entry.mutation))
+    counters = run.model_dump(exclude={"format", "format_version", "members"})
     return LoopState(members=members, **counters)

@@ -27,6 +27,7 @@ from evopop.evolution.fitness import FitnessMode, train_fitness
 from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
 from evopop.rollouts.group_eval import at_once_pays, evaluate_group
 from evopop.rollouts.group_train import train_group
+from evopop.rollouts.make import lockstep_rollouts
 
 _ENV_CACHE: dict[str, Rollouts | VectorEnv] = {}
 
@@ -85,7 +86,7 @@ def cached_rollouts(spec: EnvSpec, ray: Any = None) -> Rollouts:
 
 def cached_group_rollouts(spec: EnvSpec, slot: int) -> VectorRollouts:
     """In-process vector envs for the `slot`-th member of a group: every member its own."""
-    return _cached(f"group|{spec.key()}|{slot}", lambda: VectorRollouts(make_vec_env(spec)))
+    return _cached(f"group|{spec.key()}|{slot}", lambda: lockstep_rollouts(spec))
 
 
 def cached_eval_envs(spec: EnvSpec, slot: int = 0) -> VectorEnv:

@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from evopop.errors import UserError
 
 
 class RayError(UserError):
     """Ray is missing, or the cluster cannot be reached or cannot fit one member."""
+
+
+BUILTIN_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+"""Ray's own resource names: set through the num_* settings, never as custom resources."""
+ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class RaySettings(BaseModel):
@@ -30,6 +37,19 @@ class RaySettings(BaseModel):
     num_gpus_per_member: float = Field(0.0, ge=0, description="GPUs per member (fractional ok)")
     num_cpus_per_env_worker: float = Field(
         1.0, gt=0, description="CPUs per env worker actor (independent stepping on Ray)")
+    resources_per_member: dict[ResourceName, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, max_length=16,
+        description="custom Ray resources each member actor reserves, e.g. {evopop: 1}: "
+        "members go only to nodes started with ray start --resources='{\"evopop\": N}'")
+
+    @field_validator("resources_per_member")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        builtin = sorted(set(value) & set(BUILTIN_RESOURCES))
+        if builtin:
+            raise ValueError(f"{builtin} are Ray's own resources: use num_cpus_per_member / "
+                             "num_gpus_per_member")
+        return value
 
 
 def import_ray() -> ModuleType:
@@ -57,14 +77,20 @@ def connect(address: str | None) -> bool:
     return True
 
 
-def totals() -> tuple[float, float]:
-    """The connected cluster's CPUs and GPUs."""
-    total = import_ray().cluster_resources()
-    return float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0))
+def totals() -> dict[str, float]:
+    """The connected cluster's resources (CPU, GPU, custom ones), over its living nodes."""
+    return {name: float(amount) for name, amount in import_ray().cluster_resources().items()}
 
 
 def free_cpus() -> float:
     return float(import_ray().available_resources().get("CPU", 0.0))
+
+
+def has_room(needs: Mapping[str, float]) -> bool:
+    """Whether the cluster has `needs` free right now (summed over nodes: a fit, not a
+    placement promise)."""
+    free = import_ray().available_resources()
+    return all(float(free.get(name, 0.0)) >= amount for name, amount in needs.items())
 
 
 def deaths(ray: ModuleType) -> tuple[type[Exception], ...]:

@@ -31,10 +31,14 @@ class InlinePool:
         with one_thread():
             return [Reply(worker, self._hosts[worker].handle(*self._messages.pop(worker)))]
 
-    def restart(self, worker: int) -> None:
+    def restart(self, worker: int) -> bool:
         self._hosts[worker].close()
         self._hosts[worker] = Host(self._hosts[worker].factory)
         self.restarts += 1
+        return True
+
+    def serving(self) -> list[int]:
+        return list(range(self.size))
 
     def pids(self) -> list[int]:
         return [os.getpid()] * self.size

@@ -48,6 +48,8 @@ class WorkerPool(Protocol):
 
     A worker starts on its first message. `wait` blocks until at least one of the `pending`
     workers replied, failed or died, or until `timeout` seconds passed (then it returns []).
+    A dead worker that cannot be replaced (its Ray node is gone and the rest of the cluster is
+    full) is retired: `serving` leaves it out, and its work goes to the others.
     Workers ignore Ctrl-C: the parent decides, usually by `close(abort=True)`, which kills busy
     workers (a graceful close lets them close their envs for up to `CLOSE_TIMEOUT_S`).
     """
@@ -63,12 +65,17 @@ class WorkerPool(Protocol):
 
     def wait(self, pending: Collection[int], timeout: float | None = None) -> list[Outcome]: ...
 
-    def restart(self, worker: int) -> None:
-        """Replace a dead worker by a fresh one from the same factory."""
+    def restart(self, worker: int) -> bool:
+        """Replace a dead worker by a fresh one from the same factory; False when there is no
+        room for one (the worker is retired)."""
+        ...
+
+    def serving(self) -> list[int]:
+        """The workers not retired, in order."""
         ...
 
     def pids(self) -> list[int]:
-        """Every worker's process id (starting those not started yet)."""
+        """Every serving worker's process id, in order (starting those not started yet)."""
         ...
 
     def close(self, abort: bool = False) -> None: ...

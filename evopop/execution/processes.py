@@ -32,10 +32,11 @@ class _Raised:
     traceback: str
 
 
-def _serve(conn: Connection, factory: HandlerFactory) -> None:
+def _serve(conn: Connection, factory: HandlerFactory, torch_worker: bool) -> None:
     """A worker's life: Ctrl-C is the parent's to handle, so it is ignored here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_one_thread()
+    if torch_worker:
+        set_one_thread()
     host = Host(factory)
     try:
         while True:
@@ -59,15 +60,18 @@ def _serve(conn: Connection, factory: HandlerFactory) -> None:
 
 class ProcessPool:
     """Workers are spawned processes. `daemon=False` lets a worker start processes of its own
-    (subprocess envs, env workers); daemonic workers die with an exiting parent."""
+    (subprocess envs, env workers); daemonic workers die with an exiting parent.
+    `torch_worker=False`: the handlers never run torch (env copies), so workers skip importing
+    it (a second and ~100 MB each) to set its thread count."""
 
     def __init__(self, factories: Sequence[HandlerFactory], daemon: bool = False,
-                 name: str = "evopop-worker") -> None:
+                 name: str = "evopop-worker", torch_worker: bool = True) -> None:
         self.size = len(factories)
         self.restarts = 0
         self.closed = False
         self._factories = list(factories)
         self._daemon = daemon
+        self._torch_worker = torch_worker
         self._name = name
         self._context = mp.get_context("spawn")
         self._procs: dict[int, BaseProcess] = {}
@@ -77,8 +81,9 @@ class ProcessPool:
         if self.closed:
             raise WorkerError("this worker pool was closed (after a failure or Ctrl-C)")
         ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(theirs, self._factories[worker]),
-                                        name=f"{self._name}-{worker}", daemon=self._daemon)
+        process = self._context.Process(
+            target=_serve, args=(theirs, self._factories[worker], self._torch_worker),
+            name=f"{self._name}-{worker}", daemon=self._daemon)
         process.start()
         theirs.close()
         self._procs[worker], self._conns[worker] = process, ours
@@ -123,10 +128,15 @@ class ProcessPool:
         process.join()
         self._conns.pop(worker).close()
 
-    def restart(self, worker: int) -> None:
+    def restart(self, worker: int) -> bool:
+        """A local process always has room."""
         self._discard(worker)
         self.restarts += 1
         self._start(worker)
+        return True
+
+    def serving(self) -> list[int]:
+        return list(range(self.size))
 
     def pids(self) -> list[int]:
         for worker in range(self.size):

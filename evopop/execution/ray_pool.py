@@ -2,28 +2,45 @@
 
 Messages and replies travel through the object store; an actor that dies (or whose node or
 result is lost) is reported as a death, so the caller replaces it and resends, exactly like a
-dead worker process. ray is imported only when such a pool is built.
+dead worker process. A lost node may take the room its actors had with it: a fresh actor is
+started only when the cluster has room for it, else the worker is retired and the survivors
+take its work (an actor waiting for room that never comes would hang the run). ray is
+imported only when such a pool is built.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from evopop.execution.cluster import deaths, import_ray
+from evopop.execution.cluster import deaths, has_room, import_ray
 from evopop.execution.pool import CLOSE_TIMEOUT_S, Death, Failure, Outcome, Reply, WorkerError
 from evopop.execution.worker import HandlerFactory, Host, set_one_thread
+
+LOG = logging.getLogger("evopop.execution")
+ROOM_WAIT_S = 5.0
+"""How long a restart waits for the room a dead actor held to show up free again (Ray frees
+a killed actor's CPUs within ~0.1 s; a lost node's never come back)."""
 
 
 @dataclass(frozen=True)
 class Reservation:
-    """What one actor reserves; `spread` places actors on different nodes before doubling up."""
+    """What one actor reserves (`resources`: custom Ray resources); `spread` places actors on
+    different nodes before doubling up."""
 
     cpus: float = 1.0
     gpus: float = 0.0
     spread: bool = False
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+    def needs(self) -> dict[str, float]:
+        """By Ray resource name, zero needs left out."""
+        needs = {"CPU": self.cpus, "GPU": self.gpus, **self.resources}
+        return {name: amount for name, amount in needs.items() if amount > 0}
 
 
 class _HostActor(Host):
@@ -32,6 +49,9 @@ class _HostActor(Host):
     def __init__(self, factory: HandlerFactory) -> None:
         set_one_thread()
         super().__init__(factory)
+
+    def node_id(self) -> str:
+        return str(import_ray().get_runtime_context().get_node_id())
 
 
 class RayPool:
@@ -46,13 +66,17 @@ class RayPool:
         self.closed = False
         self._owns_ray = owns_ray
         self._factories = list(factories)
+        self._reservations = list(reservations)
         self._classes = [self._actor_class(r) for r in reservations]
         self._actors: dict[int, Any] = {}
         self._refs: dict[int, Any] = {}
+        self._retired: set[int] = set()
 
     def _actor_class(self, reservation: Reservation) -> Any:
         options: dict[str, Any] = {"num_cpus": reservation.cpus, "num_gpus": reservation.gpus,
                                    "max_restarts": 0}
+        if reservation.resources:
+            options["resources"] = dict(reservation.resources)
         if reservation.spread:
             options["scheduling_strategy"] = "SPREAD"
         return self._ray.remote(**options)(_HostActor)
@@ -86,20 +110,46 @@ class RayPool:
         except (ray.exceptions.RayActorError, *deaths(ray)) as error:
             return [Death(worker, f"its Ray actor died: {error}")]
 
-    def restart(self, worker: int) -> None:
+    def restart(self, worker: int) -> bool:
+        """A fresh actor where the cluster has room for it (waiting up to `ROOM_WAIT_S` for
+        the dead one's to be freed); else the worker is retired."""
         self._ray.kill(self._actors.pop(worker), no_restart=True)
         self._refs.pop(worker, None)
+        if not self._room_for(worker):
+            self._retired.add(worker)
+            LOG.warning("Ray worker %d is gone and the cluster has no room for a new one "
+                        "(a node was lost?): %d workers go on", worker, len(self.serving()))
+            return False
         self.restarts += 1
         self._start(worker)
+        return True
+
+    def _room_for(self, worker: int) -> bool:
+        needs = self._reservations[worker].needs()
+        deadline = time.monotonic() + ROOM_WAIT_S
+        while not has_room(needs):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def serving(self) -> list[int]:
+        return [w for w in range(self.size) if w not in self._retired]
 
     def _start_all(self) -> None:
-        for worker in range(self.size):
+        for worker in self.serving():
             if worker not in self._actors:
                 self._start(worker)
 
     def pids(self) -> list[int]:
+        """Of the serving workers."""
         self._start_all()
-        return self._ray.get([self._actors[w].pid.remote() for w in range(self.size)])
+        return self._ray.get([self._actors[w].pid.remote() for w in self.serving()])
+
+    def node_ids(self) -> list[str]:
+        """The Ray node each serving worker runs on."""
+        self._start_all()
+        return self._ray.get([self._actors[w].node_id.remote() for w in self.serving()])
 
     def unplaced(self, timeout_s: float) -> int:
         """Starts every actor; how many Ray could not place within `timeout_s` (e.g. the

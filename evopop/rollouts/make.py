@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from evopop.envs.make import env_factory, make_vec_env
+from evopop.envs.make import env_factory, make_vec_env, seeded
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.execution.cluster import RayError, RaySettings, connect, free_cpus
 from evopop.execution.placement import Placement
@@ -14,9 +14,11 @@ from evopop.execution.pool import WorkerPool
 from evopop.execution.processes import ProcessPool
 from evopop.execution.worker import HandlerFactory
 from evopop.rollouts.env_worker import EnvWorker
+from evopop.rollouts.lockstep import timed_vector_env
 from evopop.rollouts.source import Rollouts
+from evopop.rollouts.timeouts import StepTimeouts
 from evopop.rollouts.vector import VectorRollouts
-from evopop.rollouts.workers import StepTimeouts, WorkerRollouts, split_envs
+from evopop.rollouts.workers import WorkerRollouts, split_envs
 
 PLACEMENT_TIMEOUT_S = 60.0
 """How long env worker actors may wait for CPUs before the run stops with a message."""
@@ -58,12 +60,20 @@ def _worker_rollouts(env: EnvSpec, ray: RaySettings | None) -> WorkerRollouts:
                                                               env.reset_timeout_s))
 
 
+def lockstep_rollouts(env: EnvSpec, seed: int | None = None) -> VectorRollouts:
+    """A lockstep vector env (see `make_vec_env`); `async` with `env.step_timeout_s` replaces
+    a copy that hangs (`evopop.rollouts.lockstep`)."""
+    if env.vectorization is Vectorization.ASYNC and env.step_timeout_s is not None:
+        return VectorRollouts(seeded(timed_vector_env(env, env.step_timeout_s), seed))
+    return VectorRollouts(make_vec_env(env, seed=seed))
+
+
 def make_rollout_envs(env: EnvSpec, ray: RaySettings | None = None,
                       seed: int | None = None) -> Rollouts:
-    """Rollouts for training: a lockstep vector env (see `make_vec_env`) or, for
+    """Rollouts for training: lockstep vector envs (`lockstep_rollouts`) or, for
     `independent`, `env.env_workers` env workers (default: one per core, at most one per copy)
     as local processes or as Ray actors (`ray`: the run's Ray settings). `seed` only matters
     for lockstep envs: `train_agent` restarts both kinds with its own seeds anyway."""
     if env.vectorization is not Vectorization.INDEPENDENT:
-        return VectorRollouts(make_vec_env(env, seed=seed))
+        return lockstep_rollouts(env, seed)
     return _worker_rollouts(env, ray)

@@ -1,4 +1,4 @@
-"""Rollouts collected in this process on a (sync or async) Gymnasium vector env."""
+"""Rollouts collected in this process on a lockstep vector env (sync, async or timed async)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
 from evopop.agents.episodes import EpisodeLog
 from evopop.rollouts.collect import Collector, collect
+from evopop.rollouts.lockstep import TimedVectorEnv
 from evopop.seeding import torch_generator
 
 
@@ -20,7 +21,6 @@ class VectorRollouts:
 
     def __init__(self, envs: VectorEnv) -> None:
         self.envs = envs
-        self.timed_out = 0  # lockstep envs have no step timeout
         self.num_envs = envs.num_envs
         self.single_observation_space: Any = envs.single_observation_space
         self.single_action_space: Any = envs.single_action_space
@@ -31,6 +31,11 @@ class VectorRollouts:
     @property
     def closed(self) -> bool:
         return bool(self.envs.closed)
+
+    @property
+    def timed_out(self) -> int:
+        """Copies replaced for missing a deadline (only timed lockstep envs have one)."""
+        return self.envs.timed_out if isinstance(self.envs, TimedVectorEnv) else 0
 
     def start(self, env_seed: int, sample_seed: int) -> None:
         self._seeds = (env_seed, sample_seed)

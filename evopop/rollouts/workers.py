@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from evopop.agents.agent import Agent
@@ -34,6 +33,7 @@ from evopop.execution.pool import (
     WorkerPool,
 )
 from evopop.rollouts.env_worker import RolloutRequest, RolloutShare, join_buffers, merge_stats
+from evopop.rollouts.timeouts import StepTimeouts
 from evopop.seeding import derive_seed
 
 
@@ -47,24 +47,6 @@ def split_envs(num_envs: int, workers: int) -> list[int]:
 
 
 LOG = logging.getLogger("evopop.rollouts")
-DEFAULT_RESET_S = 60.0
-"""Start-up and reset allowance when only `env.step_timeout_s` is set."""
-
-
-@dataclass(frozen=True)
-class StepTimeouts:
-    """How long an env worker may take: `step_s` per step of its rollout, plus `reset_s` when it
-    (re)starts and resets its copies first (a fresh worker process imports torch and builds its
-    envs inside that allowance). `step_s` None: no limit (a hung env then hangs its member)."""
-
-    step_s: float | None = None
-    reset_s: float | None = None
-
-    def budget(self, steps: int, resets: bool) -> float | None:
-        if self.step_s is None:
-            return None
-        reset = DEFAULT_RESET_S if self.reset_s is None else self.reset_s
-        return steps * self.step_s + (reset if resets else 0.0)
 
 
 class WorkerRollouts:
@@ -119,7 +101,9 @@ class WorkerRollouts:
         if deaths > MAX_DEATHS_PER_TASK:
             raise WorkerError(f"env worker {death.worker} died {deaths} times in one rollout "
                               f"({death.how})")
-        self.pool.restart(death.worker)
+        if not self.pool.restart(death.worker):
+            raise WorkerError(f"env worker {death.worker} died ({death.how}) and the cluster has "
+                              f"no room for a new one: its env copies are lost")
         self._incarnation[death.worker] += 1
         self._started[death.worker] = False
 

@@ -100,7 +100,8 @@ def _sweep_pool(todo: Sequence[PlannedRun], parallel_runs: int, backend: Placeme
         owns = connect(ray_address)
         reservations = [Reservation(cpus=run.config.ray.num_cpus_per_member
                                     + run.config.ray_env_worker_cpus(),
-                                    gpus=run.config.ray.num_gpus_per_member)
+                                    gpus=run.config.ray.num_gpus_per_member,
+                                    resources=run.config.ray.resources_per_member)
                         for run in todo]
         return RayPool([stateless(_pool_run)] * len(todo), reservations, owns)
     if parallel_runs == 1:

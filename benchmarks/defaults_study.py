@@ -2,7 +2,7 @@
 sb3-contrib RecurrentPPO with its defaults, on tasks nobody tuned for.
 
 Usage: bash benchmarks/setup_peers.sh   # once: the sb3 venv
-       nice -n 5 python benchmarks/defaults_study.py --steps 20000 --jobs 2
+       nice -n 5 python benchmarks/defaults_study.py --steps 10240 --jobs 3
        python benchmarks/defaults_study.py --table      # the tables, from the results file
 
 Every (task, arm, seed) is one run at `--steps` env steps per agent:
@@ -236,24 +236,35 @@ def append_result(path: Path, result: Result) -> None:
         os.fsync(fh.fileno())
 
 
+HEADLINE = (Arm.RANDOM, Arm.SB3, Arm.EVOPOP)
+"""The comparison the study is for; candidates run after it, so a study cut short by compute
+has the main table whole."""
+
+
 def plan(tasks: Iterable[Task], arms: Iterable[Arm], seeds: Iterable[int], steps: int,
          done: set[tuple[str, str, int, int]]) -> list[Job]:
-    """Seed-major order, so an interrupted study has whole seeds; sb3 runs (the slow ones)
-    interleaved with evopop's so both workers stay busy."""
-    arms = list(arms)
+    """The headline arms first, then the candidates; within each, seed-major (an interrupted
+    study has whole seeds), and sb3 (the slowest runs) first within a seed, for packing."""
+    arms, seeds = list(arms), list(seeds)
     jobs = [Job(task, arm, seed, steps) for seed in seeds for task in tasks for arm in arms]
-    return [job for job in jobs if job.key not in done]
+
+    def order(job: Job) -> tuple[bool, int, bool]:
+        return job.arm not in HEADLINE, seeds.index(job.seed), job.arm is not Arm.SB3
+
+    return sorted((job for job in jobs if job.key not in done), key=order)
 
 
-def _cell(results: list[Result]) -> str:
-    """mean ± std over seeds of the per-run means; a crash is shown as such."""
+def _cell(results: list[Result], seeds: int) -> str:
+    """mean ± std over seeds of the per-run means (with the count when some seeds are still
+    missing); a crash is shown as such."""
     if not results:
         return "—"
     crashes = [r for r in results if r.status != "ok"]
     if crashes:
         return f"crash ({crashes[0].extra.get('error', '?').split(':')[0]})"
     means = np.array([r.mean for r in results])
-    return f"{means.mean():.3g} ± {means.std():.2g}"
+    count = f" (n={len(results)})" if len(results) < seeds else ""
+    return f"{means.mean():.3g} ± {means.std():.2g}{count}"
 
 
 def _scores(results: list[Result], task: str, arm: Arm, steps: int) -> list[Result]:
@@ -275,7 +286,7 @@ def table(results: list[Result], tasks: Iterable[Task], arms: list[Arm], steps: 
     tasks = list(tasks)
     for task in tasks:
         seeds = {r.seed for r in results if r.task == task.name and r.steps == steps}
-        cells = [_cell(_scores(results, task.name, arm, steps)) for arm in arms]
+        cells = [_cell(_scores(results, task.name, arm, steps), len(seeds)) for arm in arms]
         lines.append(f"| {task.name} | {len(seeds)} | " + " | ".join(cells) + " |")
     lines.append("")
     for arm in arms:
@@ -310,7 +321,7 @@ def _tally(results: list[Result], tasks: list[Task], arm: Arm, other: Arm, steps
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20_480, help="env steps per agent")
+    parser.add_argument("--steps", type=int, default=10_240, help="env steps per agent")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=None,
                         help="default: the whole suite")

@@ -53,9 +53,12 @@ def test_a_resumed_study_skips_finished_runs_and_torn_lines(study, tmp_path: Pat
         fh.write('{"task": "torn')
     read = study.read_results(results)
     assert [r.key for r in read] == [done.key]
-    jobs = study.plan(tasks, [study.Arm.SB3, study.Arm.EVOPOP], [0, 1], 100, {done.key})
-    assert len(jobs) == 2 * 2 * 2 - 1 and done.key not in {j.key for j in jobs}
-    assert [j.seed for j in jobs] == [0, 0, 0, 1, 1, 1, 1]
+    arms = [study.Arm.EPOCHS_10, study.Arm.SB3, study.Arm.EVOPOP]
+    jobs = study.plan(tasks, arms, [0, 1], 100, {done.key})
+    assert len(jobs) == 2 * 3 * 2 - 1 and done.key not in {j.key for j in jobs}
+    assert [(j.arm.value, j.seed) for j in jobs] == [
+        ("sb3", 0), ("evopop", 0), ("evopop", 0), ("sb3", 1), ("sb3", 1), ("evopop", 1),
+        ("evopop", 1), *[("evopop+epochs10", seed) for seed in (0, 0, 1, 1)]]
 
 
 def test_random_play_is_seeded(study) -> None:
@@ -76,6 +79,6 @@ def test_table_shows_crashes_and_tallies_wins(study) -> None:
     arms = [study.Arm.SB3, study.Arm.EVOPOP, study.Arm.EPOCHS_10]
     text = study.table(rows, tasks, arms, 10)
     assert "| A | 1 | crash (TypeError) | 0.5 ± 0 | 0.7 ± 0 |" in text
-    assert "| B | 2 | 1 ± 0 | 3 ± 1 | 3 ± 0 |" in text
+    assert "| B | 2 | 1 ± 0 (n=1) | 3 ± 1 | 3 ± 0 (n=1) |" in text
     assert "evopop+epochs10 vs evopop defaults: higher on 1, equal on 1, lower on 0" in text
     assert "- evopop vs sb3: higher on 2, equal on 0, lower on 0" in text

@@ -215,16 +215,18 @@ def run_job(job: Job, work: Path) -> Result:
 
 
 def read_results(path: Path) -> list[Result]:
-    """Every complete line of the results file (a line torn by a kill is skipped)."""
+    """Every complete line of the results file, the first per run (a line torn by a kill is
+    skipped; two studies sharing the file may both finish a run)."""
     if not path.is_file():
         return []
-    results = []
+    results: dict[tuple[str, str, int, int], Result] = {}
     for line in path.read_text().splitlines():
         try:
-            results.append(Result(**json.loads(line)))
+            result = Result(**json.loads(line))
         except (json.JSONDecodeError, TypeError):
             continue
-    return results
+        results.setdefault(result.key, result)
+    return list(results.values())
 
 
 def append_result(path: Path, result: Result) -> None:

@@ -49,10 +49,11 @@ def test_a_resumed_study_skips_finished_runs_and_torn_lines(study, tmp_path: Pat
     tasks = study.SUITE[:2]
     done = study.Result(tasks[0].name, "sb3", 0, 100, "crash", extra={"error": "TypeError: x"})
     study.append_result(results, done)
+    study.append_result(results, study.Result(tasks[0].name, "sb3", 0, 100, "ok", 1.0))
     with results.open("a") as fh:
         fh.write('{"task": "torn')
     read = study.read_results(results)
-    assert [r.key for r in read] == [done.key]
+    assert [(r.key, r.status) for r in read] == [(done.key, "crash")]
     arms = [study.Arm.EPOCHS_10, study.Arm.SB3, study.Arm.EVOPOP]
     jobs = study.plan(tasks, arms, [0, 1], 100, {done.key})
     assert len(jobs) == 2 * 3 * 2 - 1 and done.key not in {j.key for j in jobs}

@@ -1,31 +1,67 @@
 #!/usr/bin/env bash
 # Create the peer programs' own venvs for the side-by-side benchmarks (never project dependencies).
 #   bash benchmarks/setup_peers.sh
-# Makes benchmarks/.peers/agilerl-venv with a CPU build of torch and a pinned AgileRL.
-# Idempotent: an existing venv that already imports AgileRL at the pinned version is kept.
+# Makes, each with a CPU build of torch:
+#   benchmarks/.peers/agilerl-venv  a pinned AgileRL (benchmarks/peers/agilerl_w1.py)
+#   benchmarks/.peers/sb3-venv      pinned stable-baselines3 + sb3-contrib (benchmarks/peers/sb3_recurrent.py),
+#                                   which imports this checkout's evopop.envs for its registered ids
+# Idempotent: an existing venv that already imports its peer at the pinned version is kept.
 set -euo pipefail
 
 PEER_PIN=2.58.0  # the AgileRL release measured against; it requires torch>=2.11 (the CPU wheel below)
+SB3_PIN=2.9.2    # the stable-baselines3 and sb3-contrib release measured against (released together)
 TORCH_VERSION=2.13.0    # the project's torch; its PyPI wheel for Linux x86_64 here is the CPU build
 # agilerl.algorithms imports peft at import time (agilerl.distributed), though peft is only in
 # its LLM extras; these are the versions those extras pin.
 LLM_IMPORTS=("peft==0.21.0" "transformers==5.14.1")
+# What `import evopop.envs` needs beyond sb3's own dependencies (numpy, gymnasium, torch).
+EVOPOP_ENV_IMPORTS=("pydantic>=2.5" "pyyaml>=6" "safetensors>=0.4")
 PYTHON=${PYTHON:-python3}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-venv="$here/.peers/agilerl-venv"
+repo=$(cd "$here/.." && pwd)
 
-if "$venv/bin/python" -c "import agilerl.algorithms, importlib.metadata as m; \
-    assert m.version('agilerl') == '$PEER_PIN'" 2>/dev/null; then
-  echo "agilerl $PEER_PIN venv already set up: $venv"
-  exit 0
-fi
+setup_agilerl() {
+  local venv="$here/.peers/agilerl-venv"
+  if "$venv/bin/python" -c "import agilerl.algorithms, importlib.metadata as m; \
+      assert m.version('agilerl') == '$PEER_PIN'" 2>/dev/null; then
+    echo "agilerl $PEER_PIN venv already set up: $venv"
+    return
+  fi
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --upgrade pip
+  # torch first, pinned, so resolving agilerl cannot pull a CUDA build.
+  "$venv/bin/pip" install --quiet "torch==$TORCH_VERSION"
+  "$venv/bin/pip" install --quiet "agilerl==$PEER_PIN" "${LLM_IMPORTS[@]}" "torch==$TORCH_VERSION"
+  "$venv/bin/python" -c "import agilerl.algorithms, torch; print('torch', torch.__version__)"
+  echo "agilerl venv ready: $venv"
+}
 
-rm -rf "$venv"
-"$PYTHON" -m venv "$venv"
-"$venv/bin/pip" install --quiet --upgrade pip
-# torch first, pinned, so resolving agilerl cannot pull a CUDA build.
-"$venv/bin/pip" install --quiet "torch==$TORCH_VERSION"
-"$venv/bin/pip" install --quiet "agilerl==$PEER_PIN" "${LLM_IMPORTS[@]}" "torch==$TORCH_VERSION"
-"$venv/bin/python" -c "import agilerl.algorithms, torch; print('torch', torch.__version__)"
-echo "agilerl venv ready: $venv"
+setup_sb3() {
+  local venv="$here/.peers/sb3-venv"
+  if "$venv/bin/python" -c "import sb3_contrib, evopop.envs, importlib.metadata as m; \
+      assert m.version('sb3-contrib') == m.version('stable-baselines3') == '$SB3_PIN'" \
+      2>/dev/null; then
+    echo "sb3-contrib $SB3_PIN venv already set up: $venv"
+    return
+  fi
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --upgrade pip
+  # torch first, pinned, so resolving stable-baselines3 cannot pull a CUDA build.
+  "$venv/bin/pip" install --quiet "torch==$TORCH_VERSION"
+  "$venv/bin/pip" install --quiet "stable-baselines3==$SB3_PIN" "sb3-contrib==$SB3_PIN" \
+    "gymnasium[classic-control]" "${EVOPOP_ENV_IMPORTS[@]}" "torch==$TORCH_VERSION"
+  # This checkout on the venv's path (not installed: evopop's own dependencies stay out), so
+  # the peer sees exactly the env ids evopop registers.
+  local site
+  site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  echo "$repo" > "$site/evopop-checkout.pth"
+  "$venv/bin/python" -c "import sb3_contrib, evopop.envs, torch; \
+      print('torch', torch.__version__, 'sb3-contrib', sb3_contrib.__version__)"
+  echo "sb3 venv ready: $venv"
+}
+
+setup_agilerl
+setup_sb3

@@ -298,7 +298,8 @@ def test_single_agent_generation_length_is_whole_rollouts_about_a_twentieth():
     assert parse_config({**SINGLE, "max_steps": 40 * rollout}).population().evo_steps \
         == 2 * rollout
     evo = parse_config(SINGLE).population()
-    assert (evo.population_size, evo.tournament_size, evo.elitism, evo.target) == (1, 1, True, None)
+    assert (evo.population_size, evo.selection.size, evo.selection.elitism, evo.target) == \
+        (1, 1, True, None)
     assert evo.mutation.probabilities()[0] == 1.0
 
 

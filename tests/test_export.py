@@ -374,6 +374,8 @@ def test_export_refuses_what_it_cannot_write(tmp_path, monkeypatch) -> None:
     with pytest.raises(ExportError, match="cannot export an agent observing Dict"):
         export_agent(Agent(observing, spaces.Discrete(2)), "torchscript", out)
     assert out.read_bytes() == b"an older policy"  # nothing written over it
+    with pytest.raises(ExportError, match=r"kept\.pt is not an evopop policy file"):
+        read_policy_metadata(out)
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if onnx were not installed
     with pytest.raises(ExportError, match=r"needs the onnx package: pip install 'evopop\[export"):
         export_agent(agent, "onnx", tmp_path / "p.onnx")

@@ -201,13 +201,14 @@ class RunConfig(BaseModel):
     max_steps: int = Field(100_000, ge=1, le=10**12,
                            description="env steps per agent (per member)")
     eval_episodes: int = Field(
-        10, ge=1, le=100_000,
+        32, ge=1, le=100_000,
         description="deterministic episodes each member is evaluated on per generation "
-        "(the same episodes for every member; the mean return is its fitness)")
+        "(the same episodes for every member; their mean return is its fitness under "
+        "fitness: eval; 32 was chosen by benchmarks/fitness_study.py, see Fitness)")
     fitness: FitnessMode = Field(
         FitnessMode.EVAL, description="eval (mean return of the eval_episodes) or train (mean "
         "return of the member's last 20 training episodes of the generation, no extra env "
-        "steps; evaluated as eval when none ended)")
+        "steps, but it picks the best member less often; evaluated as eval when none ended)")
     final_eval_episodes: int = Field(
         50, ge=0, le=100_000,
         description="fresh deterministic episodes (seeds disjoint from every evaluation seed) "

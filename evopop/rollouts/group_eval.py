@@ -23,8 +23,9 @@ AT_ONCE_MAX_WIDTH = 16
 """The widest evaluation (copies per member) that runs faster at once than member by member:
 the batched step saves per-op overhead, which dominates narrow steps, but its hand-written
 cells (and the critic it computes along) cost more than `nn.LSTM` on wide ones. Four members,
-CPU time (benchmarks/eval_cost.py): at once took 0.66x / 0.49x of one by one (Pendulum /
-CartPole) at 3 copies, 0.76x / 0.66x at 10, 1.06x / 1.06x at 32 and 1.00x / 1.17x at 64."""
+CPU time (benchmarks/eval_cost.py): at once took 0.63x / 0.52x of one by one (Pendulum /
+CartPole) at 3 copies, 0.70x / 0.64x at 10, 0.89x / 0.79x at 16, 0.99x / 1.17x at 32 and
+1.04x / 1.09x at 64."""
 
 
 def at_once_pays(width: int) -> bool:

@@ -177,8 +177,9 @@ def test_worker_that_keeps_dying_raises(make_agent, monkeypatch):
     restart = ProcessPool.restart
 
     def doomed(self, worker):
-        restart(self, worker)
+        replaced = restart(self, worker)
         _kill(self.pids()[worker])
+        return replaced
 
     try:
         monkeypatch.setattr(ProcessPool, "restart", doomed)

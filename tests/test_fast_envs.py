@@ -153,3 +153,11 @@ def test_fast_env_is_a_gymnasium_vector_env_with_the_spaces_of_the_wrapped_env()
     assert envs.observation_space.shape == (4, 3)
     envs.close()
     reference.close()
+
+
+def test_seeding_single_copies_is_refused_in_one_line() -> None:
+    envs = make_vec_env(EnvSpec(id="CartPoleNoVel-v1", vectorization="fast"), 2, seed=0)
+    with pytest.raises(ValueError, match="cannot reset single copies"):
+        envs.reset(seed=[3, None], options={"reset_mask": np.array([True, False])})
+    assert EnvSpec(id="CartPoleNoVel-v1").for_evaluation().vectorization is Vectorization.SYNC
+    envs.close()

@@ -50,15 +50,20 @@ def _metrics(run_dir) -> list[dict]:
     return [_stable(line) for line in lines]
 
 
+def _vec(env_id: str, copies: int):
+    """Gymnasium's envs, as evaluation builds them (`EnvSpec.for_evaluation`)."""
+    return make_vec_env(EnvSpec(id=env_id, vectorization="sync"), copies)
+
+
 def _cartpole_agent(make_agent):
-    return make_agent(make_vec_env("CartPoleNoVel-v1", 1), seed=1)
+    return make_agent(_vec("CartPoleNoVel-v1", 1), seed=1)
 
 
 @pytest.mark.parametrize("width", [1, 2, 4, 9, 12])
 def test_episode_j_is_played_on_seed_j_at_any_width(make_agent, width):
     agent = _cartpole_agent(make_agent)
     alone = evaluate(agent, make_env("CartPoleNoVel-v1"), 9, seed=4)
-    vector = evaluate(agent, make_vec_env("CartPoleNoVel-v1", width), 9, seed=4)
+    vector = evaluate(agent, _vec("CartPoleNoVel-v1", width), 9, seed=4)
     assert vector.returns.tolist() == alone.returns.tolist()
     assert vector.lengths.tolist() == alone.lengths.tolist()
 
@@ -75,7 +80,7 @@ def _scheduled_steps(lengths: list[int], width: int) -> int:
 
 def test_finished_copies_start_the_next_episode_at_once(make_agent):
     agent = _cartpole_agent(make_agent)
-    envs = make_vec_env("CartPoleNoVel-v1", 4)
+    envs = _vec("CartPoleNoVel-v1", 4)
     steps = []
     real_step = envs.step
     envs.step = lambda actions: steps.append(1) or real_step(actions)
@@ -91,7 +96,7 @@ def test_finished_copies_start_the_next_episode_at_once(make_agent):
     ("evopop/DelayedRecallEasy-v0", NetSpec(hidden_size=8, head=(8,), shared_encoder=True)),
 ])
 def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_id, spec):
-    envs = [make_vec_env(env_id, 3) for _ in range(3)]
+    envs = [_vec(env_id, 3) for _ in range(3)]
     agents = [make_agent(envs[0], seed=p, spec=spec) for p in range(3)]
     for p, (agent, member_envs) in enumerate(zip(agents, envs, strict=True)):
         member_envs.action_space.seed(p)  # members with their own normaliser statistics
@@ -101,7 +106,7 @@ def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_i
             obs, *_ = member_envs.step(member_envs.action_space.sample())
     together = evaluate_group(agents, envs, 7, seed=11)
     for agent, result in zip(agents, together, strict=True):
-        alone = evaluate(agent, make_vec_env(env_id, 3), 7, seed=11)
+        alone = evaluate(agent, _vec(env_id, 3), 7, seed=11)
         assert result.lengths.tolist() == alone.lengths.tolist()
         np.testing.assert_allclose(result.returns, alone.returns, rtol=0, atol=1e-4)
         if env_id != "PendulumNoVel-v1":  # discrete actions: the same to the bit
@@ -188,7 +193,7 @@ def test_summary_has_the_elites_return_on_fresh_episodes_disjoint_from_evaluatio
     assert len(taken) == summary.generations == 4
     assert all(start + 20 <= low or high <= start for low, high in taken)
     elite = load_agent(tmp_path / "a" / "elite.safetensors")
-    again = evaluate(elite, make_vec_env("CartPoleNoVel-v1", 20), 20, seed=start)
+    again = evaluate(elite, _vec("CartPoleNoVel-v1", 20), 20, seed=start)
     assert (played.mean, played.std) == (again.mean, again.std)
     assert RunSummary.from_json(json.loads((tmp_path / "a" / "summary.json").read_text())) \
         == summary

@@ -138,7 +138,13 @@ class FastVectorEnv(VectorEnv):
     def reset(self, *, seed: int | Sequence[int] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """A seed rebuilds the batch with copy i seeded `seed + i` (as Gymnasium's vector envs
-        seed their copies); without one, every copy starts a new episode of its stream."""
+        seed their copies); without one, every copy starts a new episode of its stream. A batch
+        is seeded only when it is built, so resetting some copies with seeds of their own
+        (`options["reset_mask"]`, as evaluation does) is refused: evaluate on
+        `EnvSpec.for_evaluation()`, Gymnasium's envs with the same dynamics."""
+        if options and "reset_mask" in options:
+            raise ValueError("envpool's batch cannot reset single copies with seeds of their "
+                             "own; evaluate on EnvSpec.for_evaluation() (Gymnasium's envs)")
         if seed is not None:
             seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) \
                 else [int(s) for s in seed]

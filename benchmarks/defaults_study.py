@@ -282,7 +282,7 @@ def _mean(rows: list[Result]) -> float | None:
 
 def table(results: list[Result], tasks: Iterable[Task], arms: list[Arm], steps: int) -> str:
     """The per-task table (markdown), then wins of each candidate over evopop's defaults and
-    of each evopop arm over sb3."""
+    of each evopop arm over sb3, on the seeds both have run."""
     header = "| task | seeds | " + " | ".join(arm.value for arm in arms) + " |"
     lines = [header, "|" + "---|" * (len(arms) + 2)]
     tasks = list(tasks)
@@ -303,14 +303,16 @@ def table(results: list[Result], tasks: Iterable[Task], arms: list[Arm], steps: 
 
 
 def _tally(results: list[Result], tasks: list[Task], arm: Arm, other: Arm, steps: int) -> str:
-    """Tasks where `arm`'s seed mean is higher, equal or lower than `other`'s (a crash of
-    `other` counts as a win for `arm`)."""
+    """Tasks where `arm`'s mean over the seeds both have run is higher, equal or lower than
+    `other`'s (a crash of `other` counts as a win for `arm`)."""
     wins = ties = losses = 0
     for task in tasks:
-        mine = _mean(_scores(results, task.name, arm, steps))
+        mine_rows = _scores(results, task.name, arm, steps)
         theirs_rows = _scores(results, task.name, other, steps)
-        theirs = _mean(theirs_rows)
-        if mine is None or not theirs_rows:
+        common = {r.seed for r in mine_rows} & {r.seed for r in theirs_rows}
+        mine = _mean([r for r in mine_rows if r.seed in common])
+        theirs = _mean([r for r in theirs_rows if r.seed in common])
+        if mine is None or not common:
             continue
         if theirs is None or mine > theirs + 1e-9:
             wins += 1

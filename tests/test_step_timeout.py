@@ -34,9 +34,11 @@ class Hang(gym.Wrapper):
         self.reset_at, self.seeded_at, self.resets, self.seeded = reset_at, seeded_at, 0, 0
 
     def _maybe_hang(self):
-        if not os.path.exists(self.marker):
-            open(self.marker, "w").close()
-            time.sleep(3600)
+        try:  # atomic: copies in lockstep reach it together, and only one may hang
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return
+        time.sleep(3600)
 
     def reset(self, **kwargs):
         self.resets += 1

@@ -21,38 +21,38 @@ PYTHON=${PYTHON:-python3}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
-setup_agilerl() {
-  local venv="$here/.peers/agilerl-venv"
-  if "$venv/bin/python" -c "import agilerl.algorithms, importlib.metadata as m; \
-      assert m.version('agilerl') == '$PEER_PIN'" 2>/dev/null; then
-    echo "agilerl $PEER_PIN venv already set up: $venv"
-    return
+# make_venv NAME CHECK PACKAGE...: the venv benchmarks/.peers/NAME, kept when CHECK (Python code)
+# already passes in it, else made afresh with the pinned CPU torch first (so that resolving the
+# peer cannot pull a CUDA build) and then PACKAGE... (torch pinned again).
+make_venv() {
+  local name=$1 check=$2
+  shift 2
+  local venv="$here/.peers/$name"
+  if "$venv/bin/python" -c "$check" 2>/dev/null; then
+    echo "$name already set up: $venv"
+    return 1
   fi
   rm -rf "$venv"
   "$PYTHON" -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
-  # torch first, pinned, so resolving agilerl cannot pull a CUDA build.
   "$venv/bin/pip" install --quiet "torch==$TORCH_VERSION"
-  "$venv/bin/pip" install --quiet "agilerl==$PEER_PIN" "${LLM_IMPORTS[@]}" "torch==$TORCH_VERSION"
+  "$venv/bin/pip" install --quiet "$@" "torch==$TORCH_VERSION"
+}
+
+setup_agilerl() {
+  local venv="$here/.peers/agilerl-venv"
+  make_venv agilerl-venv "import agilerl.algorithms, importlib.metadata as m; \
+      assert m.version('agilerl') == '$PEER_PIN'" "agilerl==$PEER_PIN" "${LLM_IMPORTS[@]}" || return 0
   "$venv/bin/python" -c "import agilerl.algorithms, torch; print('torch', torch.__version__)"
   echo "agilerl venv ready: $venv"
 }
 
 setup_sb3() {
   local venv="$here/.peers/sb3-venv"
-  if "$venv/bin/python" -c "import sb3_contrib, evopop.envs, importlib.metadata as m; \
+  make_venv sb3-venv "import sb3_contrib, evopop.envs, importlib.metadata as m; \
       assert m.version('sb3-contrib') == m.version('stable-baselines3') == '$SB3_PIN'" \
-      2>/dev/null; then
-    echo "sb3-contrib $SB3_PIN venv already set up: $venv"
-    return
-  fi
-  rm -rf "$venv"
-  "$PYTHON" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --upgrade pip
-  # torch first, pinned, so resolving stable-baselines3 cannot pull a CUDA build.
-  "$venv/bin/pip" install --quiet "torch==$TORCH_VERSION"
-  "$venv/bin/pip" install --quiet "stable-baselines3==$SB3_PIN" "sb3-contrib==$SB3_PIN" \
-    "gymnasium[classic-control]" "${EVOPOP_ENV_IMPORTS[@]}" "torch==$TORCH_VERSION"
+    "stable-baselines3==$SB3_PIN" "sb3-contrib==$SB3_PIN" "gymnasium[classic-control]" \
+    "${EVOPOP_ENV_IMPORTS[@]}" || return 0
   # This checkout on the venv's path (not installed: evopop's own dependencies stay out), so
   # the peer sees exactly the env ids evopop registers.
   local site

@@ -69,3 +69,25 @@ def make_agent():
                      spec or NetSpec(), PPOParams(**params), seed=seed)
 
     return build
+
+
+@pytest.fixture
+def stop_after_generation(monkeypatch):
+    """`stop(generation, before_stop=None)`: the next training run raises KeyboardInterrupt
+    right after checkpointing `generation` (an interrupt at the worst moment that resume must
+    survive); `monkeypatch.undo()` ends it."""
+    import evopop.training as runner
+
+    real_save = runner.save_state
+
+    def stop(generation: int, before_stop=None) -> None:
+        def save_then_stop(path, state):
+            real_save(path, state)
+            if state.generation == generation:
+                if before_stop is not None:
+                    before_stop(path)
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(runner, "save_state", save_then_stop)
+
+    return stop

@@ -42,20 +42,6 @@ def _run(tmp_path: Path, name: str, workers: int = 1, **changes) -> tuple[dict, 
     return summary.to_json(), run_dir
 
 
-def _stop_after_generation(monkeypatch, generation: int, before_stop=None) -> None:
-    """The next run raises KeyboardInterrupt right after checkpointing `generation`."""
-    real_save = runner.save_state
-
-    def save_then_stop(path, state):
-        real_save(path, state)
-        if state.generation == generation:
-            if before_stop is not None:
-                before_stop(path)
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner, "save_state", save_then_stop)
-
-
 def _start_cli_run(config: Path, run_dir: Path, workers: int, **popen) -> subprocess.Popen:
     """`evopop train` in a subprocess, returned once its first checkpoint is on disk."""
     cmd = [sys.executable, "-m", "evopop.cli", "train", str(config), "--run-dir", str(run_dir),
@@ -125,9 +111,10 @@ def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):
             {id(p) for p in child.agent.net.parameters()}
 
 
-def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
+def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch,
+                                                         stop_after_generation):
     straight, straight_dir = _run(tmp_path, "straight")
-    _stop_after_generation(monkeypatch, 2)
+    stop_after_generation(2)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "resumed")
     monkeypatch.undo()
@@ -139,7 +126,8 @@ def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch):
     assert _metrics(run_dir) == _metrics(straight_dir)
 
 
-def test_batched_engine_same_seed_same_elite_and_exact_resume(tmp_path, monkeypatch):
+def test_batched_engine_same_seed_same_elite_and_exact_resume(tmp_path, monkeypatch,
+                                                              stop_after_generation):
     groups = []
     real = backends.run_group_task
     monkeypatch.setattr(backends, "run_group_task",
@@ -148,7 +136,7 @@ def test_batched_engine_same_seed_same_elite_and_exact_resume(tmp_path, monkeypa
     assert groups and max(groups) == 4  # generation 0: all four stack
     again, _ = _run(tmp_path, "again", engine="batched")
     assert _stable(again) == _stable(straight)
-    _stop_after_generation(monkeypatch, 2)
+    stop_after_generation(2)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "resumed", engine="batched")
     run_dir = tmp_path / "resumed"
@@ -254,12 +242,12 @@ def test_resuming_a_finished_run_keeps_every_log_line(tmp_path):
     assert _stable(again.to_json()) == _stable(summary) and _metrics(run_dir) == metrics
 
 
-def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch):
+def test_torn_log_line_is_dropped_on_resume(tmp_path, monkeypatch, stop_after_generation):
     def tear_lineage(path):
         with (path.parent / "lineage.jsonl").open("a") as fh:
             fh.write('{"generation": 2, "id": 9, "par')  # killed mid-write
 
-    _stop_after_generation(monkeypatch, 1, tear_lineage)
+    stop_after_generation(1, tear_lineage)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "torn")
     monkeypatch.undo()
@@ -303,14 +291,15 @@ def test_single_agent_generation_length_is_whole_rollouts_about_a_twentieth():
     assert evo.mutation.probabilities()[0] == 1.0
 
 
-def test_a_single_agent_is_a_population_of_one_and_resumes_exactly(tmp_path, monkeypatch):
+def test_a_single_agent_is_a_population_of_one_and_resumes_exactly(tmp_path, monkeypatch,
+                                                                   stop_after_generation):
     straight, straight_dir = _run(tmp_path, "straight", **{"evolution": None, "eval_episodes": 2})
     metrics = _metrics(straight_dir)
     assert straight["generations"] == len(metrics) == 8 and straight["total_env_steps"] == 1024
     assert all(len(m["members"]) == 1 and m["members"][0]["id"] == 0 for m in metrics)
     assert len(RunDir(straight_dir).lineage_records()) == 1  # the founder, never mutated
     assert load_agent(straight_dir / "elite.safetensors").spec.cell.value == "lstm"
-    _stop_after_generation(monkeypatch, 3)
+    stop_after_generation(3)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "resumed", **{"evolution": None, "eval_episodes": 2})
     monkeypatch.undo()

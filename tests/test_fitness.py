@@ -147,18 +147,12 @@ def test_train_fitness_is_the_mean_of_the_last_window_of_episodes():
     assert train_fitness([]) is None
 
 
-def test_train_fitness_needs_no_evaluation_and_resumes_exactly(tmp_path, monkeypatch):
+def test_train_fitness_needs_no_evaluation_and_resumes_exactly(tmp_path, monkeypatch,
+                                                               stop_after_generation):
     _, straight = _run(tmp_path, "straight", fitness="train")
     members = [m for line in _metrics(tmp_path / "straight") for m in line["members"]]
     assert all(m["eval_returns"] == [] and m["fitness"] == m["train_return"] for m in members)
-    real_save = runner.save_state
-
-    def save_then_stop(path, state):
-        real_save(path, state)
-        if state.generation == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner, "save_state", save_then_stop)
+    stop_after_generation(2)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "resumed", fitness="train")
     monkeypatch.undo()

@@ -232,20 +232,13 @@ def _metrics(run_dir: Path) -> list[dict]:
     ({"kind": "multi_frequency", "intervals": [1, 2]}, 6, 10, "processes"),  # 4, 2, 4 at least
 ], ids=["truncation", "multi_frequency"])
 def test_resume_and_backends_give_the_same_run(tmp_path, monkeypatch, selection, size, min_kept,
-                                               backend):
+                                               backend, stop_after_generation):
     """Straight on the local backend; stopped after generation 2 and resumed (there, or on two
     worker processes)."""
     config = _config(selection, size, evolution_steps=64, max_steps=256,
                      env={"id": "CartPoleNoVel-v1", "num_envs": 2})  # 4 generations
     straight = runner.run_training(config, tmp_path / "straight", progress=False)
-    real_save = runner.save_state
-
-    def save_then_stop(path, state):
-        real_save(path, state)
-        if state.generation == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner, "save_state", save_then_stop)
+    stop_after_generation(2)
     with pytest.raises(KeyboardInterrupt):
         runner.run_training(config, tmp_path / "resumed", progress=False)
     monkeypatch.undo()

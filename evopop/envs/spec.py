@@ -69,7 +69,8 @@ class EnvSpec(BaseModel):
         "take to start and reset (default 60)")
     wrappers: list[str | dict[str, dict[str, Any]]] = Field(
         default_factory=list,
-        description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",
+        description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]; "
+        "prev_action_reward (last) appends the previous action and reward",
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gym.make")
     packages: list[str] = Field(default_factory=list, description="imported to register more ids")

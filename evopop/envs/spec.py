@@ -69,7 +69,8 @@ class EnvSpec(BaseModel):
         "take to start and reset (default 60)")
     wrappers: list[str | dict[str, dict[str, Any]]] = Field(
         default_factory=list,
-        description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]",
+        description="POMDP wrappers, e.g. [mask_velocity, {noisy: {sigma: 0.1}}]; "
+        "prev_action_reward (last) appends the previous action and reward",
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to gym.make")
     packages: list[str] = Field(default_factory=list, description="imported to register more ids")
@@ -87,7 +88,10 @@ class EnvSpec(BaseModel):
         kwargs, packages = data.get("kwargs") or {}, data.get("packages") or []
         if not isinstance(kwargs, dict) or not isinstance(packages, list):
             return data  # field validation words the error
-        fast = fast_unsupported(data["id"], kwargs, packages) is None
+        wrappers = data.get("wrappers")
+        if not isinstance(wrappers, (list, tuple)):
+            wrappers = []  # none given, or malformed: field validation words that error
+        fast = fast_unsupported(data["id"], kwargs, packages, wrappers) is None
         return {**data, "vectorization": Vectorization.FAST if fast else Vectorization.SYNC}
 
     @model_validator(mode="before")
@@ -109,7 +113,7 @@ class EnvSpec(BaseModel):
             raise ValueError(f"env_workers ({self.env_workers}) is larger than num_envs "
                              f"({self.num_envs}): each worker steps at least one copy")
         if self.vectorization is Vectorization.FAST:
-            reason = fast_unsupported(self.id, self.kwargs, self.packages)
+            reason = fast_unsupported(self.id, self.kwargs, self.packages, self.wrappers)
             if reason is not None:
                 raise ValueError(f"vectorization fast: {reason}")
         if self.env_worker_backend is Placement.LOCAL:

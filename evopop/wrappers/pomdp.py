@@ -2,7 +2,8 @@
 
 Recurrent agents only earn their keep when the observation hides part of the state. These
 wrappers hide it in three standard ways (drop velocities, add noise, drop whole frames) and
-compose freely; `parse_wrappers` turns config-file entries into `WrapperSpec`s.
+compose freely; a fourth, `PrevActionReward`, adds the standard memory-task input (the previous
+action and reward) after them. `parse_wrappers` turns config-file entries into `WrapperSpec`s.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -156,19 +157,74 @@ class FlickerObservation(_SeededObservationWrapper):
         return observation
 
 
+def _flat_box(space: spaces.Space, role: str) -> spaces.Box:
+    """The Box that `spaces.flatten` maps `space` into (one-hots for categorical parts)."""
+    if not space.is_np_flattenable:
+        raise ValueError(f"PrevActionReward cannot flatten the {role} space {space}")
+    return spaces.flatten_space(space)
+
+
+class PrevActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Append the previous action and reward to the flattened observation.
+
+    A recurrent agent that sees what it just did and what that earned can tell its own
+    exploration from the task's dynamics (the usual input of memory and meta-RL tasks). The
+    observation becomes a flat float32 Box: `spaces.flatten` of the observation, the action
+    (categorical ones one-hot, Box ones clipped to their bounds) and the reward; after every
+    reset the action and reward parts are zeros.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+        obs_box = _flat_box(env.observation_space, "observation")
+        action_box = _flat_box(env.action_space, "action")
+        low = np.concatenate([obs_box.low, action_box.low, [-np.inf]]).astype(np.float32)
+        high = np.concatenate([obs_box.high, action_box.high, [np.inf]]).astype(np.float32)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self._no_action = np.zeros(action_box.shape, np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """A new episode has no previous action or reward: both parts are zeros."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._observe(obs, self._no_action, 0.0), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env, then show the action just taken and the reward it earned."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return (self._observe(obs, self._encode_action(action), reward), reward, terminated,
+                truncated, info)
+
+    def _encode_action(self, action: Any) -> np.ndarray:
+        """Box actions as the env applies them (clipped); categorical ones one-hot."""
+        space = self.env.action_space
+        if isinstance(space, spaces.Box):
+            action = np.clip(np.asarray(action, np.float64).reshape(space.shape), space.low,
+                             space.high)
+        return spaces.flatten(space, action).astype(np.float32, copy=False)
+
+    def _observe(self, obs: Any, action_code: np.ndarray, reward: SupportsFloat) -> np.ndarray:
+        flat = spaces.flatten(self.env.observation_space, obs).astype(np.float32, copy=False)
+        return np.concatenate([flat, action_code, np.array([reward], np.float32)])
+
+
 class WrapperKind(str, Enum):
     """Names of the wrappers as they appear in config files."""
 
     MASK_VELOCITY = "mask_velocity"
     NOISY = "noisy"
     FLICKER = "flicker"
+    PREV_ACTION_REWARD = "prev_action_reward"
 
 
-_WRAPPER_CLASSES: Mapping[WrapperKind, type[gym.ObservationWrapper]] = MappingProxyType(
+_WRAPPER_CLASSES: Mapping[WrapperKind, type[gym.Wrapper]] = MappingProxyType(
     {
         WrapperKind.MASK_VELOCITY: MaskVelocity,
         WrapperKind.NOISY: NoisyObservation,
         WrapperKind.FLICKER: FlickerObservation,
+        WrapperKind.PREV_ACTION_REWARD: PrevActionReward,
     }
 )
 
@@ -234,4 +290,15 @@ def parse_wrappers(
     """Turn a config-style wrapper list into specs, failing early with a readable message."""
     if isinstance(items, (str, Mapping)):  # `wrappers: noisy` in YAML instead of a list
         raise ValueError(f"wrappers must be a list of entries, got {items!r}")
-    return tuple(_parse_item(item) for item in items or ())
+    specs = tuple(_parse_item(item) for item in items or ())
+    _check_order(specs)
+    return specs
+
+
+def _check_order(specs: Sequence[WrapperSpec]) -> None:
+    """`prev_action_reward` comes last: a wrapper after it would mask, noise or drop the
+    action and reward it appends, or index into its flattened observation."""
+    kind = WrapperKind.PREV_ACTION_REWARD
+    if any(spec.kind is kind for spec in specs[:-1]):
+        raise ValueError(f"{kind.value} must be the last wrapper listed, got "
+                         f"[{', '.join(spec.kind.value for spec in specs)}]")

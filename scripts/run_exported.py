@@ -8,8 +8,9 @@ Everything comes from the file: the env to build and the names, shapes and dtype
 inputs and outputs (`evopop export` writes them into the model's metadata). The env wrappers
 (velocity masks, noise, flicker, the previous action and reward) and evopop's ids
 (`CartPoleNoVel-v1`, `evopop/...`) are part of the env, not of the policy, so for them, and only
-for them, the script imports `evopop.envs`, which imports neither torch nor onnx. Episode j is reset with seed + j and the recurrent state
-starts at zeros, as `evopop evaluate` plays its deterministic episodes.
+for them, the script imports `evopop.envs`, which imports neither torch nor onnx. Episode j is
+reset with seed + j and the recurrent state starts at zeros, as `evopop evaluate` plays its
+deterministic episodes.
 """
 
 from __future__ import annotations

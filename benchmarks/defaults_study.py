@@ -85,14 +85,32 @@ class Arm(str, Enum):
     EVOPOP = "evopop"
     EPOCHS_10 = "evopop+epochs10"
     RANDOM_INIT_HP = "evopop+random_init_hp"
+    PREV_ACTION_REWARD = "evopop+prev_action_reward"
+    HIDDEN_128 = "evopop+hidden128"
+    LR_3E4 = "evopop+lr3e-4"
 
 
-CANDIDATES: Mapping[Arm, dict[str, Any]] = {
-    Arm.EVOPOP: {},
+@dataclass(frozen=True)
+class Candidate:
+    """One change to the minimal config: sections merged into it, wrappers appended to the
+    task's own (after them: `prev_action_reward` must come last)."""
+
+    sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    wrappers: tuple[str, ...] = ()
+
+
+CANDIDATES: Mapping[Arm, Candidate] = {
+    Arm.EVOPOP: Candidate(),
     # sb3's 10 passes: 2.5x the gradient steps per env step, the cheapest sample efficiency
-    Arm.EPOCHS_10: {"ppo": {"update_epochs": 10}},
+    Arm.EPOCHS_10: Candidate({"ppo": {"update_epochs": 10}}),
     # a population that starts spread over the hp space instead of four copies of one setting
-    Arm.RANDOM_INIT_HP: {"evolution": {"random_init_hp": True}},
+    Arm.RANDOM_INIT_HP: Candidate({"evolution": {"random_init_hp": True}}),
+    # the standard memory-task input: what the agent just did and what it earned
+    Arm.PREV_ACTION_REWARD: Candidate(wrappers=("prev_action_reward",)),
+    # sb3's LSTM is 256 wide; twice the memory of the default 64
+    Arm.HIDDEN_128: Candidate({"net": {"hidden_size": 128}}),
+    # sb3's learning rate
+    Arm.LR_3E4: Candidate({"ppo": {"lr": 3e-4}}),
 }
 """Each evopop arm's additions to the minimal config."""
 
@@ -131,9 +149,13 @@ class Result:
 
 def user_config(job: Job) -> dict[str, Any]:
     """The config a new user writes: the env, a population with every default, the budget."""
-    config: dict[str, Any] = {"env": job.task.env_section(), "evolution": {},
-                              "max_steps": job.steps, "seed": job.seed}
-    for section, values in CANDIDATES[job.arm].items():
+    candidate = CANDIDATES[job.arm]
+    env = job.task.env_section()
+    if candidate.wrappers:
+        env["wrappers"] = [*env.get("wrappers", []), *candidate.wrappers]
+    config: dict[str, Any] = {"env": env, "evolution": {}, "max_steps": job.steps,
+                              "seed": job.seed}
+    for section, values in candidate.sections.items():
         config[section] = {**config.get(section, {}), **values}
     return config
 

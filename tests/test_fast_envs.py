@@ -161,3 +161,19 @@ def test_seeding_single_copies_is_refused_in_one_line() -> None:
         envs.reset(seed=[3, None], options={"reset_mask": np.array([True, False])})
     assert EnvSpec(id="CartPoleNoVel-v1").for_evaluation().vectorization is Vectorization.SYNC
     envs.close()
+
+
+def test_evaluate_plays_a_fast_env_as_gymnasium_s_envs(make_agent) -> None:
+    """Episodes are seeded as they start, which envpool cannot do: the same episodes as on a
+    sync env of the same spec."""
+    from evopop.agents import evaluate
+
+    fast = make_vec_env("PendulumNoVel-v1", 3)
+    sync = make_vec_env(EnvSpec(id="PendulumNoVel-v1", vectorization="sync"), 3)
+    assert isinstance(fast, FastVectorEnv)
+    agent = make_agent(sync)
+    ours, theirs = evaluate(agent, fast, 5, seed=11), evaluate(agent, sync, 5, seed=11)
+    np.testing.assert_array_equal(ours.returns, theirs.returns)
+    assert len(set(ours.returns.tolist())) == 5  # five different episodes
+    fast.close()
+    sync.close()

@@ -6,6 +6,7 @@ any width, so fitness does not depend on how evaluation was parallelised.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -15,6 +16,8 @@ import torch
 from evopop.agents.agent import Agent
 from evopop.agents.episodes import EpisodeLog
 from evopop.agents.spaces import batch_one
+from evopop.envs.fast import FastVectorEnv
+from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import EPISODE_METRICS_KEY, EpisodeMetrics, final_metrics
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.seeding import torch_generator
@@ -64,9 +67,16 @@ def evaluate(
     deterministic: bool = True,
     generator: torch.Generator | None = None,
 ) -> EvalResult:
-    """Runs `episodes` whole episodes; returns per-episode returns and lengths in episode order."""
+    """Runs `episodes` whole episodes; returns per-episode returns and lengths in episode order.
+
+    Episodes are seeded as they start, which envpool's batch cannot do (it seeds its copies
+    only when built): a `fast` env is played as the same spec on Gymnasium's envs."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if isinstance(env, FastVectorEnv):
+        spec = env.env_spec.for_evaluation()
+        with closing(make_vec_env(spec, env.num_envs)) as lockstep:
+            return evaluate(agent, lockstep, episodes, seed, deterministic, generator)
     if not deterministic and generator is None:
         generator = torch_generator(seed)
     run = _run_vector if isinstance(env, gym.vector.VectorEnv) else _run_single

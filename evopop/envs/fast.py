@@ -103,7 +103,7 @@ class FastVectorEnv(VectorEnv):
 
     def __init__(self, spec: EnvSpec, num_envs: int) -> None:
         self.base_id, novel = base_id(spec.id)
-        self.num_envs = num_envs
+        self.env_spec, self.num_envs = spec, num_envs
         self._max_steps = spec.kwargs.get("max_episode_steps")
         self._pool = self._make_pool(list(range(num_envs)))
         wrappers = parse_wrappers(spec.wrappers)

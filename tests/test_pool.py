@@ -155,3 +155,25 @@ def test_an_idle_worker_takes_over_a_retired_worker_s_task():
 def test_when_no_worker_is_left_the_map_fails_with_a_message():
     with pytest.raises(WorkerError, match="every worker was lost and none could be replaced"):
         map_tasks(_NoRoomPool(2, dies={0, 1}), [1, 2], "member task")
+
+
+def _preloaded(_: object) -> tuple[bool, int]:
+    import sys
+
+    return "torch" in sys.modules and "torch._dynamo" in sys.modules, os.getppid()
+
+
+def test_workers_fork_from_a_server_that_imported_the_heavy_libraries():
+    """No worker pays for importing torch (and the dynamo its optimizers import): each forks
+    from the fork server, a child of this process, with them loaded."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        pytest.skip("no fork server on this platform: workers are spawned")
+    pool = ProcessPool([stateless(_preloaded)] * 2, torch_worker=False)
+    try:
+        replies = map_tasks(pool, [0, 1])
+    finally:
+        pool.close()
+    assert all(loaded for loaded, _ in replies)
+    assert {parent for _, parent in replies} != {os.getpid()}  # not forked by this process

@@ -1,18 +1,25 @@
-"""The pool as spawned local processes talking over pipes.
+"""The pool as local processes talking over pipes, forked from a fork server.
 
-Spawn keeps workers free of the parent's thread pools and open envs. A worker serves messages
-until told to stop or until the parent goes away (EOF on its pipe, e.g. after a kill -9).
+The fork server is a fresh process (no thread pools, no open envs of the parent's) that imports
+the heavy libraries once (`PRELOAD`); each worker forks from it in milliseconds and shares those
+pages. Spawned workers import them each: torch, the `torch._dynamo` that torch's optimizers
+import on first use, and envpool took 4-5 s per worker at every run's start on 2 cores, a tenth
+of a 10-generation W1 run. Where the platform has no fork server, workers are spawned. A worker
+serves messages until told to stop or until the parent goes away (EOF on its pipe, e.g. after a
+kill -9).
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import multiprocessing.forkserver
 import signal
 import traceback
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -20,6 +27,19 @@ from evopop.execution.pool import CLOSE_TIMEOUT_S, Death, Failure, Outcome, Repl
 from evopop.execution.worker import HandlerFactory, Host, set_one_thread
 
 _GONE = (BrokenPipeError, ConnectionResetError, EOFError, OSError)
+PRELOAD = ("torch", "torch._dynamo", "torch.optim", "gymnasium", "envpool")
+"""Imported by the fork server before it forks any worker (a missing one is skipped)."""
+
+
+def _context() -> BaseContext:
+    """The fork server, started now so that its imports overlap the parent's own start-up;
+    spawn where there is none."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    multiprocessing.forkserver.ensure_running()
+    return context
 
 
 @dataclass(frozen=True)
@@ -59,10 +79,10 @@ def _serve(conn: Connection, factory: HandlerFactory, torch_worker: bool) -> Non
 
 
 class ProcessPool:
-    """Workers are spawned processes. `daemon=False` lets a worker start processes of its own
-    (subprocess envs, env workers); daemonic workers die with an exiting parent.
-    `torch_worker=False`: the handlers never run torch (env copies), so workers skip importing
-    it (a second and ~100 MB each) to set its thread count."""
+    """Workers are processes forked from the fork server. `daemon=False` lets a worker start
+    processes of its own (subprocess envs, env workers); daemonic workers die with an exiting
+    parent. `torch_worker=False`: the handlers never run torch (env copies), so workers leave
+    its thread count alone."""
 
     def __init__(self, factories: Sequence[HandlerFactory], daemon: bool = False,
                  name: str = "evopop-worker", torch_worker: bool = True) -> None:
@@ -73,7 +93,7 @@ class ProcessPool:
         self._daemon = daemon
         self._torch_worker = torch_worker
         self._name = name
-        self._context = mp.get_context("spawn")
+        self._context = _context()
         self._procs: dict[int, BaseProcess] = {}
         self._conns: dict[int, Connection] = {}
 

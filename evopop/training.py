@@ -24,6 +24,7 @@ from evopop.evolution.tensorboard_tracker import check_log_dir, log_dir, open_te
 from evopop.evolution.tracking import Tracker, Trackers, generation_point
 from evopop.evolution.wandb_tracker import WandbTracker
 from evopop.execution.placement import Placement
+from evopop.execution.processes import start_fork_server
 from evopop.records import GenerationRecord, RunSummary
 from evopop.rundir import RunDir
 
@@ -122,6 +123,9 @@ def run_training(
     events = log_dir(config.tensorboard, run_dir)
     if events is not None:  # checked before the run dir is touched
         check_log_dir(events, resume, overwrite)
+    workers = _parallel(config, parallel_members, config.population().population_size)
+    if config.backend is Placement.PROCESSES and workers != 1:
+        start_fork_server()  # its imports overlap the population's set-up here
     state = _start(config, run_dir, resume, overwrite)
     trackers = _trackers(config, run_dir, events, state, resume, wandb)
     total = config.max_steps * len(state.members)
@@ -135,8 +139,8 @@ def run_training(
             bar.write(_table_line(record))
         trackers.log(record)
 
-    backend = make_backend(config.backend, _parallel(config, parallel_members, len(state.members)),
-                           config.ray, config.ray_env_worker_cpus(), config.engine)
+    backend = make_backend(config.backend, workers, config.ray, config.ray_env_worker_cpus(),
+                           config.engine)
     aborted = True
     try:
         if not state.finished:

@@ -31,9 +31,10 @@ PRELOAD = ("torch", "torch._dynamo", "torch.optim", "gymnasium", "envpool")
 """Imported by the fork server before it forks any worker (a missing one is skipped)."""
 
 
-def _context() -> BaseContext:
-    """The fork server, started now so that its imports overlap the parent's own start-up;
-    spawn where there is none."""
+def start_fork_server() -> BaseContext:
+    """The context workers start in: the fork server, started now (if it is not running) so
+    that its imports overlap whatever this process does until its first worker; spawn where
+    the platform has no fork server."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
@@ -93,7 +94,7 @@ class ProcessPool:
         self._daemon = daemon
         self._torch_worker = torch_worker
         self._name = name
-        self._context = _context()
+        self._context = start_fork_server()
         self._procs: dict[int, BaseProcess] = {}
         self._conns: dict[int, Connection] = {}
 

@@ -33,7 +33,8 @@ def test_evopop_arms_run_the_minimal_config_plus_one_change(study, tmp_path: Pat
     task = study.TASKS["PendulumNoisy0.1"]
     base = study.user_config(study.Job(task, study.Arm.EVOPOP, 2, 20_480))
     assert base == {"env": {"id": "Pendulum-v1", "wrappers": [{"noisy": {"sigma": 0.1}}]},
-                    "evolution": {}, "max_steps": 20_480, "seed": 2}
+                    "evolution": {}, "max_steps": 20_480, "seed": 2,
+                    "ppo": {"update_epochs": 4}}  # the default when the study began
     epochs = study.user_config(study.Job(task, study.Arm.EPOCHS_10, 2, 20_480))
     assert epochs == {**base, "ppo": {"update_epochs": 10}}
     path = tmp_path / "c.yaml"
@@ -42,6 +43,9 @@ def test_evopop_arms_run_the_minimal_config_plus_one_change(study, tmp_path: Pat
     assert config.ppo.update_epochs == 10 and config.evolution.population_size == 4
     init = study.user_config(study.Job(task, study.Arm.RANDOM_INIT_HP, 2, 20_480))
     assert init["evolution"] == {"random_init_hp": True}
+    fed = study.user_config(study.Job(task, study.Arm.PREV_ACTION_REWARD, 2, 20_480))
+    assert fed["env"]["wrappers"] == [{"noisy": {"sigma": 0.1}}, "prev_action_reward"]
+    assert task.env_section()["wrappers"] == [{"noisy": {"sigma": 0.1}}]  # the task's untouched
 
 
 def test_a_resumed_study_skips_finished_runs_and_torn_lines(study, tmp_path: Path) -> None:

@@ -187,13 +187,19 @@ def test_evolution_solves_cartpole_novel(tmp_path):
     assert summary.target_reached and summary.elite_fitness >= 475
 
 
+def _ctrl_c_on() -> None:
+    """A shell starts background jobs with SIGINT ignored, and children inherit that (a suite
+    run as `cmd &` would test nothing): the run gets the default, as from a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_cleanly_and_the_run_resumes_to_the_same_result(tmp_path):
     base, _ = _run(tmp_path, "base", max_steps=2048)
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({**TINY, "max_steps": 2048}))
     run_dir = tmp_path / "interrupted"
     proc = _start_cli_run(config, run_dir, workers=2, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True)
+                          start_new_session=True, preexec_fn=_ctrl_c_on)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import multiprocessing.forkserver
+import os
 import signal
 import traceback
 from collections.abc import Collection, Sequence
@@ -53,9 +54,14 @@ class _Raised:
     traceback: str
 
 
-def _serve(conn: Connection, factory: HandlerFactory, torch_worker: bool) -> None:
-    """A worker's life: Ctrl-C is the parent's to handle, so it is ignored here."""
+def _serve(conn: Connection, factory: HandlerFactory, torch_worker: bool,
+           environ: dict[str, str]) -> None:
+    """A worker's life: Ctrl-C is the parent's to handle, so it is ignored here. The worker
+    takes the parent's environment as it is now, as a spawned one would (the fork server's
+    is its own from when it started)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(environ)
     if torch_worker:
         set_one_thread()
     host = Host(factory)
@@ -103,7 +109,8 @@ class ProcessPool:
             raise WorkerError("this worker pool was closed (after a failure or Ctrl-C)")
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=_serve, args=(theirs, self._factories[worker], self._torch_worker),
+            target=_serve, args=(theirs, self._factories[worker], self._torch_worker,
+                                 dict(os.environ)),
             name=f"{self._name}-{worker}", daemon=self._daemon)
         process.start()
         theirs.close()

@@ -8,8 +8,8 @@
 # Idempotent: an existing venv that already imports its peer at the pinned version is kept.
 set -euo pipefail
 
-PEER_PIN=2.58.0  # the AgileRL release measured against; it requires torch>=2.11 (the CPU wheel below)
-SB3_PIN=2.9.2    # the stable-baselines3 and sb3-contrib release measured against (released together)
+PEER_PIN=2.58.0  # the AgileRL version installed (a package version, no figure); it needs torch>=2.11
+SB3_PIN=2.9.2    # the stable-baselines3 and sb3-contrib version installed (released together)
 TORCH_VERSION=2.13.0    # the project's torch; its PyPI wheel for Linux x86_64 here is the CPU build
 # agilerl.algorithms imports peft at import time (agilerl.distributed), though peft is only in
 # its LLM extras; these are the versions those extras pin.

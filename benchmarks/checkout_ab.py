@@ -1,0 +1,71 @@
+"""Before and after: W1 end to end with this checkout against an older commit, alternating.
+
+Usage: python benchmarks/checkout_ab.py --base REV [--pairs 4] [--generations 4]
+
+The older commit is checked out into a temporary git worktree. Both run `evopop.cli train
+configs/agilerl_tutorial.yaml` as whole processes with this interpreter (PYTHONPATH picks the
+checkout) for `--generations` W1 generations per member, in turn: base, this, base, this, ...
+Prints each pair's wall seconds and the ratio this / base, their median, and both elite hashes
+(a speed change must not change the run). Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS_PER_GENERATION = 16 * 1024
+
+
+def timed_train(checkout: Path, steps: int, run_dir: Path) -> tuple[float, str]:
+    """(wall seconds, elite hash) of one whole `evopop train` process from `checkout`."""
+    cmd = [sys.executable, "-m", "evopop.cli", "train",
+           str(checkout / "configs" / "agilerl_tutorial.yaml"), "--set", f"max_steps={steps}",
+           "--run-dir", str(run_dir), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    return wall, json.loads((run_dir / "summary.json").read_text())["elite_sha256"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the older commit")
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--generations", type=int, default=4)
+    args = parser.parse_args()
+    steps = args.generations * STEPS_PER_GENERATION
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base),
+                        args.base], check=True, capture_output=True)
+        try:
+            pairs = []
+            for pair in range(args.pairs):
+                before, base_hash = timed_train(base, steps, Path(tmp) / f"b{pair}")
+                after, this_hash = timed_train(ROOT, steps, Path(tmp) / f"a{pair}")
+                pairs.append({"base_s": round(before, 2), "this_s": round(after, 2),
+                              "ratio": round(after / before, 3),
+                              "same_elite": base_hash == this_hash})
+                print(f"pair {pair + 1}: base {before:.1f} s, this {after:.1f} s, "
+                      f"ratio {after / before:.3f}, same elite: {base_hash == this_hash}",
+                      flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(base)], check=False, capture_output=True)
+    print(json.dumps({"base": args.base, "generations": args.generations, "pairs": pairs,
+                      "median_ratio": statistics.median(p["ratio"] for p in pairs)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

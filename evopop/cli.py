@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import yaml
 
 from evopop.errors import UserError, one_line
-from evopop.evolution.engine import Engine
+from evopop.evolution.engine import WORKER_MODULES, Engine
 from evopop.evolution.selection import PopulationDiverged
 from evopop.export.formats import ExportFormat
 from evopop.rundir import RunDir, default_run_dir
@@ -93,10 +93,16 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from evopop.execution.processes import start_fork_server
+
+    config, run_dir = _train_config(args)
+    if config.forks_workers(args.parallel_members):
+        # before this process imports torch, so that the two imports overlap
+        start_fork_server(WORKER_MODULES)
+
     from evopop.execution.worker import set_one_thread
     from evopop.training import run_training, summary_line
 
-    config, run_dir = _train_config(args)
     set_one_thread()
     summary = run_training(config, run_dir, resume=bool(args.resume), progress=not args.quiet,
                             parallel_members=args.parallel_members, wandb=args.wandb,

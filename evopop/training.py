@@ -16,14 +16,14 @@ from evopop.agents.checkpoint import load_agent, weights_sha256
 from evopop.agents.device import resolve_device
 from evopop.config import RunConfig, dump_config
 from evopop.errors import UserError
-from evopop.evolution.backends import default_workers, make_backend
+from evopop.evolution.backends import make_backend
+from evopop.evolution.engine import WORKER_MODULES
 from evopop.evolution.fresh import fresh_return
 from evopop.evolution.loop import Population, initial_state, lineage_record, run_generations
 from evopop.evolution.population import LoopState, load_state, save_state
 from evopop.evolution.tensorboard_tracker import check_log_dir, log_dir, open_tensorboard
 from evopop.evolution.tracking import Tracker, Trackers, generation_point
 from evopop.evolution.wandb_tracker import WandbTracker
-from evopop.execution.placement import Placement
 from evopop.execution.processes import start_fork_server
 from evopop.records import GenerationRecord, RunSummary
 from evopop.rundir import RunDir
@@ -88,14 +88,6 @@ def _start(config: RunConfig, run_dir: RunDir, resume: bool, overwrite: bool) ->
     return state
 
 
-def _parallel(config: RunConfig, parallel_members: int | None, members: int) -> int | None:
-    """Local workers beyond the population would idle; Ray decides for itself when unset."""
-    count = parallel_members or config.parallel_members
-    if config.backend is Placement.RAY and count is None:
-        return None
-    return min(count or default_workers(), members)
-
-
 def _trackers(config: RunConfig, run_dir: RunDir, events: Path | None, state: LoopState,
               resume: bool, wandb: bool) -> Trackers:
     """The trackers this run logs to: wandb when asked, TensorBoard when `events` is its log
@@ -123,9 +115,9 @@ def run_training(
     events = log_dir(config.tensorboard, run_dir)
     if events is not None:  # checked before the run dir is touched
         check_log_dir(events, resume, overwrite)
-    workers = _parallel(config, parallel_members, config.population().population_size)
-    if config.backend is Placement.PROCESSES and workers != 1:
-        start_fork_server()  # its imports overlap the population's set-up here
+    workers = config.member_workers(parallel_members)
+    if config.forks_workers(parallel_members):
+        start_fork_server(WORKER_MODULES)  # its imports overlap the population's set-up
     state = _start(config, run_dir, resume, overwrite)
     trackers = _trackers(config, run_dir, events, state, resume, wandb)
     total = config.max_steps * len(state.members)

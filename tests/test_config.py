@@ -88,3 +88,17 @@ def test_independent_stepping_fixes_its_worker_count_in_the_saved_config(monkeyp
     small = parse_config({"env": {"id": "CartPoleNoVel-v1", "num_envs": 2,
                                   "vectorization": "independent"}})
     assert small.env.env_workers == 2
+
+
+@pytest.mark.parametrize(("settings", "flag", "workers", "forks"), [
+    ({"backend": "processes", "parallel_members": 2}, None, 2, True),
+    ({"backend": "processes", "parallel_members": 2}, 1, 1, False),  # the flag wins
+    ({"backend": "processes", "parallel_members": 8}, None, 4, True),  # no more than members
+    ({"backend": "local", "parallel_members": 2}, None, 2, False),
+    ({"backend": "ray"}, None, None, False),  # Ray decides
+])
+def test_member_workers_and_whether_the_cli_starts_the_fork_server(settings, flag, workers,
+                                                                   forks):
+    config = parse_config({**BASE, **settings, "evolution": {"population_size": 4}})
+    assert config.member_workers(flag) == workers
+    assert config.forks_workers(flag) is forks

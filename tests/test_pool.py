@@ -181,6 +181,38 @@ def test_workers_fork_from_a_server_that_imported_the_heavy_libraries():
     assert {parent for _, parent in replies} != {os.getpid()}  # not forked by this process
 
 
+def _imported(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+def test_a_fork_server_started_with_preload_hands_its_imports_to_every_worker():
+    """`evopop train` starts the server with the member workers' own modules (named by the
+    caller): a worker has them before its first task. In a fresh interpreter, as this process's
+    fork server is running already."""
+    import multiprocessing as mp
+    import subprocess
+    import sys
+
+    if "forkserver" not in mp.get_all_start_methods():
+        pytest.skip("no fork server on this platform: workers are spawned")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from test_pool import _imported\n"
+        "from evopop.execution.processes import ProcessPool, start_fork_server\n"
+        "from evopop.execution.tasks import map_tasks\n"
+        "from evopop.execution.worker import stateless\n"
+        "if __name__ == '__main__':\n"
+        "    start_fork_server(('evopop.evolution.backends',))\n"
+        "    pool = ProcessPool([stateless(_imported)], torch_worker=False)\n"
+        "    print(map_tasks(pool, ['evopop.evolution.backends', 'evopop.training']))\n"
+        "    pool.close()\n")
+    out = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert out.strip() == "[True, False]"
+
+
 def _variable(name: str) -> str | None:
     return os.environ.get(name)
 

@@ -28,3 +28,8 @@ def min_group(engine: Engine) -> float:
     """The smallest chunk of stackable members the engine trains batched."""
     sizes = {Engine.PER_MEMBER: math.inf, Engine.BATCHED: 2, Engine.AUTO: AUTO_MIN_GROUP}
     return sizes[engine]
+
+
+WORKER_MODULES = ("evopop.evolution.backends",)
+"""What a member worker runs (the tasks of every engine), for the fork server to import once
+before it forks any worker. Named, not imported: importing it pulls in torch."""

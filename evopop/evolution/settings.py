@@ -30,6 +30,7 @@ from evopop.evolution.selection_settings import (
 from evopop.evolution.space import DEFAULT_HP_SPACE, DEFAULT_PERTURB_FACTOR, HPRange, HPSpace
 from evopop.execution.cluster import RaySettings
 from evopop.execution.placement import Placement
+from evopop.execution.pool import default_workers
 
 MAX_POPULATION = 1024
 """Most members (and members in parallel) a config may ask for."""
@@ -254,6 +255,19 @@ class RunConfig(BaseModel):
         return EvolutionConfig(population_size=1, selection=TournamentSelection(size=1),
                                evo_steps=rollout * max(1, rollouts // POINTS_PER_SINGLE_RUN),
                                target=None, random_init_hp=False, mutation=NO_MUTATION)
+
+    def member_workers(self, parallel_members: int | None = None) -> int | None:
+        """Members training at once (`parallel_members` overrides the config's): local workers
+        beyond the population would idle; Ray decides for itself when unset (None)."""
+        count = parallel_members or self.parallel_members
+        if self.backend is Placement.RAY and count is None:
+            return None
+        return min(count or default_workers(), self.population().population_size)
+
+    def forks_workers(self, parallel_members: int | None = None) -> bool:
+        """Whether members train in local worker processes (forked from the fork server)."""
+        return (self.backend is Placement.PROCESSES
+                and self.member_workers(parallel_members) != 1)
 
     def ray_env_worker_cpus(self) -> float:
         """CPUs a member's env workers reserve on Ray (0 unless they run there)."""

@@ -32,14 +32,15 @@ PRELOAD = ("torch", "torch._dynamo", "torch.optim", "gymnasium", "envpool")
 """Imported by the fork server before it forks any worker (a missing one is skipped)."""
 
 
-def start_fork_server() -> BaseContext:
+def start_fork_server(preload: Sequence[str] = ()) -> BaseContext:
     """The context workers start in: the fork server, started now (if it is not running) so
     that its imports overlap whatever this process does until its first worker; spawn where
-    the platform has no fork server."""
+    the platform has no fork server. The first start imports `preload` after `PRELOAD` (the
+    caller's own worker modules, which this layer must not name)."""
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))
+    context.set_forkserver_preload([*PRELOAD, *preload])
     multiprocessing.forkserver.ensure_running()
     return context
 

@@ -65,3 +65,23 @@ def test_apply_lr_is_the_schedule_and_loading_leaves_no_stale_rate(tmp_path):
     loaded = load_agent(tmp_path / "a.safetensors")
     assert loaded.optimizer.param_groups[0]["lr"] == 2e-3  # from params, not the annealed value
     assert loaded.apply_lr(0.5) == 1e-3
+
+
+@pytest.mark.parametrize("cell", [torch.nn.LSTM, torch.nn.GRU])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_collection_step_through_the_fused_cell_matches_the_sequence_module(cell, layers):
+    """Collection steps one step at a time through torch's cell ops; the update runs whole
+    sequences through the module. Both must agree, or the update's log-prob ratio drifts."""
+    from evopop.agents.networks import run_rnn
+
+    torch.manual_seed(0)
+    rnn = cell(3, 8, layers)
+    channels = 2 if cell is torch.nn.LSTM else 1
+    xs, state = torch.randn(6, 5, 3), torch.randn(channels, layers, 5, 8)
+    whole, final = run_rnn(rnn, xs, state)
+    steps = []
+    for t in range(6):
+        out, state = run_rnn(rnn, xs[t:t + 1], state)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps), whole, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(state, final, atol=1e-6, rtol=1e-5)

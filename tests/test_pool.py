@@ -162,12 +162,12 @@ def test_when_no_worker_is_left_the_map_fails_with_a_message():
 def _preloaded(_: object) -> tuple[bool, int]:
     import sys
 
-    return "torch" in sys.modules and "torch._dynamo" in sys.modules, os.getppid()
+    return "torch" in sys.modules and "envpool" in sys.modules, os.getppid()
 
 
 def test_workers_fork_from_a_server_that_imported_the_heavy_libraries():
-    """No worker pays for importing torch (and the dynamo its optimizers import): each forks
-    from the fork server, a child of this process, with them loaded."""
+    """No worker pays for importing torch and envpool: each forks from the fork server, a
+    child of this process, with them loaded."""
     import multiprocessing as mp
 
     if "forkserver" not in mp.get_all_start_methods():

@@ -17,15 +17,13 @@ from gymnasium import spaces
 
 from evopop.agents.networks import ActorCritic
 from evopop.agents.normalize import ObsNormalizer, RewardScaler
+from evopop.agents.optim import FusedAdam
 from evopop.agents.spaces import ActionSpec, ObsEncoder, PolicyHead
 from evopop.agents.spec import NetSpec, PPOParams
 from evopop.agents.transfer import transfer_weights
 from evopop.seeding import torch_generator
 
 ADAM_EPS = 1e-5
-FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda"})
-"""Where torch's fused Adam runs: one kernel for every parameter, a quarter of the for-loop
-Adam's time on W1's 20 small tensors (0.10 vs 0.37 ms a step here)."""
 
 
 class Agent:
@@ -106,10 +104,10 @@ class Agent:
             group["lr"] = lr
         return lr
 
-    def make_optimizer(self) -> torch.optim.Adam:
-        """A fresh Adam over every parameter of the current network (fused where torch has it)."""
-        return torch.optim.Adam(self.net.parameters(), lr=self.params.lr, eps=ADAM_EPS,
-                                fused=self.device.type in FUSED_ADAM_DEVICES)
+    def make_optimizer(self) -> FusedAdam:
+        """A fresh Adam over every parameter of the current network: torch's fused kernel, one
+        for every parameter (a quarter of the for-loop Adam's time on W1's small tensors)."""
+        return FusedAdam(self.net.parameters(), lr=self.params.lr, eps=ADAM_EPS)
 
     def initial_state(self, n: int) -> torch.Tensor:
         """Zero recurrent state for n parallel episodes: `[C, layers, n, hidden]`, on the device."""

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from evopop.agents.agent import Agent
 from evopop.agents.buffer import (
@@ -21,6 +20,7 @@ from evopop.agents.buffer import (
     next_values,
     split_sequences,
 )
+from evopop.agents.optim import clip_grad_norm
 
 
 @dataclass
@@ -163,7 +163,7 @@ def ppo_update(
                 break
             agent.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(agent.net.parameters(), p.max_grad_norm)
+            clip_grad_norm(agent.net.parameters(), p.max_grad_norm)
             agent.optimizer.step()
             history.append(stats)
         if early_stop or not finite:

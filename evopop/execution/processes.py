@@ -3,10 +3,10 @@
 The fork server is a fresh process (no thread pools, no open envs of the parent's) that imports
 the heavy libraries once (`PRELOAD`); each worker forks from it in milliseconds and shares those
 pages. Spawned workers import them each: torch, the `torch._dynamo` that torch's optimizers
-import on first use, and envpool took 4-5 s per worker at every run's start on 2 cores, a tenth
-of a 10-generation W1 run. Where the platform has no fork server, workers are spawned. A worker
-serves messages until told to stop or until the parent goes away (EOF on its pipe, e.g. after a
-kill -9).
+imported on first use (evopop's own `FusedAdam` no longer does) and envpool took 4-5 s per
+worker at every run's start on 2 cores, a tenth of a 10-generation W1 run. Where the platform
+has no fork server, workers are spawned. A worker serves messages until told to stop or until
+the parent goes away (EOF on its pipe, e.g. after a kill -9).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from evopop.execution.pool import CLOSE_TIMEOUT_S, Death, Failure, Outcome, Repl
 from evopop.execution.worker import HandlerFactory, Host, set_one_thread
 
 _GONE = (BrokenPipeError, ConnectionResetError, EOFError, OSError)
-PRELOAD = ("torch", "torch._dynamo", "torch.optim", "gymnasium", "envpool")
+PRELOAD = ("torch", "gymnasium", "envpool")
 """Imported by the fork server before it forks any worker (a missing one is skipped)."""
 
 

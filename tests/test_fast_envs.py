@@ -163,9 +163,9 @@ def test_seeding_single_copies_is_refused_in_one_line() -> None:
     envs.close()
 
 
-def test_evaluate_plays_a_fast_env_as_gymnasium_s_envs(make_agent) -> None:
-    """Episodes are seeded as they start, which envpool cannot do: the same episodes as on a
-    sync env of the same spec."""
+def test_more_episodes_than_fast_copies_play_as_gymnasium_s_envs(make_agent) -> None:
+    """Back-to-back episodes are seeded as they start, which envpool cannot do: the same
+    episodes as on a sync env of the same spec."""
     from evopop.agents import evaluate
 
     fast = make_vec_env("PendulumNoVel-v1", 3)
@@ -177,3 +177,25 @@ def test_evaluate_plays_a_fast_env_as_gymnasium_s_envs(make_agent) -> None:
     assert len(set(ours.returns.tolist())) == 5  # five different episodes
     fast.close()
     sync.close()
+
+
+def test_a_fast_copy_per_episode_plays_episode_j_from_seed_plus_j(make_agent) -> None:
+    """With a copy per episode the evaluation stays on envpool: copy j is built with seed
+    `seed + j`, so episode j's return is the same at any width, alone or in a batch."""
+    from evopop.agents import evaluate
+    from evopop.agents.evaluation import eval_env_spec
+
+    spec = EnvSpec(id="PendulumNoVel-v1", num_envs=16)
+    assert eval_env_spec(spec, 6).vectorization is Vectorization.FAST
+    narrow, wide = make_vec_env(eval_env_spec(spec, 6)), make_vec_env(spec.with_copies(9))
+    assert isinstance(narrow, FastVectorEnv) and narrow.num_envs == 6
+    agent = make_agent(narrow)
+    ours = evaluate(agent, narrow, 6, seed=11)
+    np.testing.assert_array_equal(ours.returns, evaluate(agent, wide, 6, seed=11).returns)
+    for j in (0, 4):
+        alone = make_vec_env(spec.with_copies(1))
+        assert evaluate(agent, alone, 1, seed=11 + j).returns[0] == ours.returns[j]
+        alone.close()
+    assert len(set(ours.returns.tolist())) == 6  # six different episodes
+    narrow.close()
+    wide.close()

@@ -16,6 +16,7 @@ from evopop.cli import main
 from evopop.config import load_config, parse_config
 from evopop.envs import EnvSpec
 from evopop.envs.make import make_env, make_vec_env
+from evopop.envs.spec import Vectorization
 from evopop.evolution.fitness import TRAIN_WINDOW, disjoint_start, train_fitness
 from evopop.evolution.fresh import eval_seed_ranges, fresh_first_seed
 from evopop.evolution.loop import Population, eval_seed
@@ -133,6 +134,10 @@ def test_eval_env_is_lockstep_with_a_copy_per_episode_up_to_the_cap():
     sync = EnvSpec(id="CartPoleNoVel-v1", num_envs=2)
     assert eval_env_spec(sync, 10).num_envs == 10
     assert eval_env_spec(sync, 1000).num_envs == IN_PROCESS_WIDTH
+    fast = EnvSpec(id="PendulumNoVel-v1", num_envs=4, vectorization="fast")
+    assert (eval_env_spec(fast, 48).vectorization, eval_env_spec(fast, 48).num_envs) == (
+        Vectorization.FAST, 48)  # a copy per episode: envpool's batch
+    assert eval_env_spec(fast, 1000).vectorization is Vectorization.SYNC  # back to back
     independent = EnvSpec(id="CartPoleNoVel-v1", num_envs=4, vectorization="independent",
                           env_workers=2)
     spec = eval_env_spec(independent, 1000)  # a process per copy: as many as training runs
@@ -187,7 +192,7 @@ def test_summary_has_the_elites_return_on_fresh_episodes_disjoint_from_evaluatio
     assert len(taken) == summary.generations == 4
     assert all(start + 20 <= low or high <= start for low, high in taken)
     elite = load_agent(tmp_path / "a" / "elite.safetensors")
-    again = evaluate(elite, _vec("CartPoleNoVel-v1", 20), 20, seed=start)
+    again = evaluate(elite, make_vec_env(eval_env_spec(config.env, 20)), 20, seed=start)
     assert (played.mean, played.std) == (again.mean, again.std)
     assert RunSummary.from_json(json.loads((tmp_path / "a" / "summary.json").read_text())) \
         == summary

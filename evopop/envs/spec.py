@@ -129,7 +129,8 @@ class EnvSpec(BaseModel):
     def for_evaluation(self) -> EnvSpec:
         """This env for evaluation, which steps all copies together and seeds each episode as
         it starts (a copy per episode): envpool's batch seeds its copies only when it is built,
-        so `fast` evaluates on Gymnasium's envs (the same dynamics) in this process."""
+        so here `fast` is Gymnasium's envs (the same dynamics) in this process. Evaluation
+        keeps `fast` where every episode has a copy of its own (`eval_env_spec`)."""
         mode = self.vectorization.lockstep()
         return self.model_copy(update={
             "vectorization": Vectorization.SYNC if mode is Vectorization.FAST else mode})

@@ -16,16 +16,16 @@ from evopop.agents.checkpoint import load_agent, weights_sha256
 from evopop.agents.device import resolve_device
 from evopop.config import RunConfig, dump_config
 from evopop.errors import UserError
-from evopop.evolution.backends import make_backend
+from evopop.evolution.backends import Backend, make_backend
 from evopop.evolution.engine import WORKER_MODULES
-from evopop.evolution.fresh import fresh_return
+from evopop.evolution.fresh import fresh_return, fresh_task
 from evopop.evolution.loop import Population, initial_state, lineage_record, run_generations
 from evopop.evolution.population import LoopState, load_state, save_state
 from evopop.evolution.tensorboard_tracker import check_log_dir, log_dir, open_tensorboard
 from evopop.evolution.tracking import Tracker, Trackers, generation_point
 from evopop.evolution.wandb_tracker import WandbTracker
 from evopop.execution.processes import start_fork_server
-from evopop.records import GenerationRecord, RunSummary
+from evopop.records import FreshReturn, GenerationRecord, RunSummary
 from evopop.rundir import RunDir
 
 
@@ -51,17 +51,25 @@ def _table_line(record: GenerationRecord) -> str:
             f"{record.steps_per_s or 0:8.0f} steps/s | {fits}")
 
 
-def summarise(config: RunConfig, state: LoopState, run_dir: RunDir) -> RunSummary:
+def summarise(config: RunConfig, state: LoopState, run_dir: RunDir,
+              fresh: FreshReturn | None) -> RunSummary:
     """`best_fitness` is the best elite fitness of any generation; `elite_fitness` and the elite
-    file are the last generation's elite, and `elite_fresh` is that elite on fresh episodes."""
+    file are the last generation's elite, and `elite_fresh` (`fresh`) is that elite on fresh
+    episodes."""
     elite = load_agent(run_dir.elite, resolve_device(config.device))
-    generations = len(state.elite_history)
     return RunSummary(
         target_reached=state.target_reached, best_fitness=state.best_fitness,
-        elite_fitness=state.elite_history[-1], generations=generations,
+        elite_fitness=state.elite_history[-1], generations=len(state.elite_history),
         total_env_steps=state.total_env_steps, wall_s=round(state.wall_s, 3),
-        elite_sha256=weights_sha256(elite),
-        elite_fresh=fresh_return(config, elite, generations))
+        elite_sha256=weights_sha256(elite), elite_fresh=fresh)
+
+
+def _elite_fresh(config: RunConfig, state: LoopState, run_dir: RunDir,
+                 backend: Backend) -> FreshReturn | None:
+    """The final elite on fresh episodes, played by the backend's workers."""
+    task = fresh_task(config, run_dir.elite.read_bytes(), len(state.elite_history),
+                      str(resolve_device(config.device)))
+    return None if task is None else fresh_return(task, backend.map([task])[0])
 
 
 def summary_line(summary: RunSummary) -> str:
@@ -138,6 +146,7 @@ def run_training(
         if not state.finished:
             state = run_generations(Population(config, backend, state), run_dir,
                                     lambda st: save_state(run_dir.checkpoint, st), on_generation)
+        fresh = _elite_fresh(config, state, run_dir, backend)
         aborted = False
     except KeyboardInterrupt:
         if not run_dir.checkpoint.exists():
@@ -148,6 +157,6 @@ def run_training(
         backend.close(abort=aborted)
         bar.close()
         trackers.close()
-    summary = summarise(config, state, run_dir)
+    summary = summarise(config, state, run_dir, fresh)
     run_dir.write_summary(summary)
     return summary

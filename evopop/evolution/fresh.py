@@ -7,12 +7,13 @@ per-run derived seed moved past every generation's evaluation seeds (`disjoint_s
 
 from __future__ import annotations
 
-from evopop.agents.agent import Agent
-from evopop.agents.evaluation import eval_env_spec, evaluate
-from evopop.envs.make import make_vec_env
-from evopop.evolution.fitness import disjoint_start
+import numpy as np
+
+from evopop.agents.evaluation import EvalResult, eval_env_spec
+from evopop.evolution.fitness import FitnessMode, disjoint_start
 from evopop.evolution.loop import Stream, eval_seed
 from evopop.evolution.settings import RunConfig
+from evopop.evolution.task import TaskResult, TrainTask
 from evopop.records import FreshReturn
 from evopop.seeding import derive_seed
 
@@ -30,16 +31,22 @@ def fresh_first_seed(config: RunConfig, generations: int) -> int:
                           eval_seed_ranges(config, generations))
 
 
-def fresh_return(config: RunConfig, agent: Agent, generations: int) -> FreshReturn | None:
-    """`agent` (the final elite) on `final_eval_episodes` fresh deterministic episodes; None
-    when the config asks for none."""
+def fresh_task(config: RunConfig, elite: bytes, generations: int,
+               device: str) -> TrainTask | None:
+    """The final elite (agent file bytes) on `final_eval_episodes` fresh deterministic
+    episodes, as a member task that trains nothing; None when the config asks for none. It runs
+    where members run: a worker has the env library loaded, where this process would import it
+    just for these episodes (0.8 s for envpool)."""
     episodes = config.final_eval_episodes
     if episodes == 0:
         return None
-    first = fresh_first_seed(config, generations)
-    envs = make_vec_env(eval_env_spec(config.env, episodes))
-    try:
-        result = evaluate(agent, envs, episodes, first)
-    finally:
-        envs.close()
-    return FreshReturn(result.mean, result.std, episodes, first)
+    return TrainTask(agent=elite, env=config.env, eval_env=eval_env_spec(config.env, episodes),
+                     ray=config.ray, steps=0, seed=0, schedule=(0, 1), eval_episodes=episodes,
+                     eval_seed=fresh_first_seed(config, generations), device=device,
+                     fitness=FitnessMode.EVAL)
+
+
+def fresh_return(task: TrainTask, result: TaskResult) -> FreshReturn:
+    """`fresh_task`'s result as the run reports it (`EvalResult`'s mean and std)."""
+    returns = EvalResult(np.asarray(result.eval_returns, np.float64), np.zeros(0, np.int64))
+    return FreshReturn(returns.mean, returns.std, task.eval_episodes, task.eval_seed)

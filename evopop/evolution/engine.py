@@ -19,9 +19,10 @@ class Engine(str, Enum):
 
 AUTO_MIN_GROUP = 8
 """The smallest chunk `auto` trains batched. W1 generations, one thread
-(benchmarks/population_scaling.py): batched ran 0.56x the one-by-one speed at P=1, 0.99x at 2,
-1.15x at 4 and 1.49x at 8. Chunks are planned per worker, and a pool of two runs two members
-at once, so a chunk must beat one-by-one clearly: from 8 on it does."""
+(benchmarks/population_scaling.py, 2026-12-02 with W1's shared encoder): batched ran 0.61x the
+one-by-one speed at P=1, 0.81x at 2, 1.07x at 4, 1.33x at 8 and 1.36x at 16. Chunks are
+planned per worker, and a pool of two runs two members at once, so a chunk must beat
+one-by-one clearly: from 8 on it does."""
 
 
 def min_group(engine: Engine) -> float:

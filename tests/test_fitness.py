@@ -248,3 +248,21 @@ def test_train_prints_the_elites_fitness_and_fresh_return(tmp_path, capsys, monk
                            "episodes (seeds 123..)")
     assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_task_of_no_steps_evaluates_without_building_training_envs(monkeypatch, tmp_path):
+    """The final elite's fresh episodes are such a task: a worker without the training envs
+    cached (a resumed finished run, the batched engine's workers) must not build them."""
+    import evopop.evolution.task as task_module
+
+    config, summary = _run(tmp_path, "a")
+    first = fresh.fresh_first_seed(config, summary.generations)
+    task = fresh.fresh_task(config, (tmp_path / "a" / "elite.safetensors").read_bytes(),
+                            summary.generations, "cpu")
+    assert task is not None and task.steps == 0 and task.eval_seed == first
+
+    def no_training_envs(*_: object) -> None:
+        raise AssertionError("a task of no steps built training envs")
+
+    monkeypatch.setattr(task_module, "cached_rollouts", no_training_envs)
+    assert fresh.fresh_return(task, task_module.run_task(task)) == summary.elite_fresh

@@ -8,8 +8,9 @@ docs/tutorials/gymnasium/agilerl_recurrent_ppo_tutorial.rst in AgileRL/AgileRL) 
 setting: Pendulum-v1 with the angular velocity masked, 16 sync envs, a population of 4 PPO agents
 with RSNorm (LSTM 64, head [128], shared encoders, chunked BPTT of 16 steps), learn_step 1024 x 16
 envs, batch 256, 4 epochs, gamma 0.9, lr 1e-3, tournament of 2 with elitism, the tutorial's
-mutation probabilities, trained by `train_on_policy` with evo_steps 10k and 3 evaluation
-episodes. Only `max_steps` (env steps per member, `--steps`) differs from the tutorial's 1M.
+mutation probabilities, trained by `train_on_policy` with evo_steps 10k and eval_loop 3 (3
+episodes on each of the 16 envs: 48). Only `max_steps` (env steps per member, `--steps`)
+differs from the tutorial's 1M.
 The last line printed is JSON: population env steps done (training rollouts, as evopop counts
 them), wall seconds from the script's start (imports included) and of `train_on_policy` alone,
 and the env-steps/s of both.

@@ -60,7 +60,7 @@ class Agent:
         state = self.optimizer.state_dict()
         self.net.to(self.device)  # may replace the Parameter objects (e.g. for `meta`)
         self.optimizer = self.make_optimizer()
-        # loading casts each moment to its parameter's device (Adam keeps step counts on CPU)
+        # loading copies each moment and step count to its parameter's device
         self.optimizer.load_state_dict(state)
         return self
 

@@ -78,8 +78,9 @@ def evaluate(
 
     Episode j is seeded `seed + j` as it starts. envpool's batch seeds its copies only when it
     is built, so a `fast` env plays on itself only when every episode has a copy (copy j plays
-    episode j and no other); with more episodes it is played as the same spec on Gymnasium's
-    envs. Either way episode j's return depends on nothing but j and the seed."""
+    episode j and no other): then episode j's return depends on nothing but j and the seed, at
+    any width. With more episodes it is played as the same spec on Gymnasium's envs, whose
+    resets draw other initial states from the same seeds (the same dynamics)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if isinstance(env, FastVectorEnv) and episodes > env.num_envs:

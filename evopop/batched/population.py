@@ -109,7 +109,7 @@ def _write_adam(adam: StackedAdam, p: int, agent: Agent) -> None:
     with torch.no_grad():
         for i, param in enumerate(agent.net.parameters()):
             agent.optimizer.state[param] = {
-                "step": torch.tensor(float(count), dtype=torch.float32),
+                "step": torch.tensor(float(count), dtype=torch.float32, device=param.device),
                 "exp_avg": adam.exp_avg[i][p].clone(),
                 "exp_avg_sq": adam.exp_avg_sq[i][p].clone(),
             }

@@ -110,17 +110,24 @@ def run_task(task: TrainTask) -> TaskResult:
     evaluation episodes, or of recent training episodes (`evopop.evolution.fitness`).
 
     A member whose loss or weights became non-finite gets fitness -inf and is not evaluated.
+    A task of 0 steps (the final elite's fresh episodes) builds no training envs at all.
     """
     agent = agent_from_bytes(task.agent, device=task.device)
+    if task.steps == 0:
+        nothing = TrainResult()
+        return _scored(agent, task, nothing, _evaluated(agent, task, nothing))
     source = cached_rollouts(task.env, task.ray)
     before = source.timed_out
     result = train_agent(agent, source, task.steps, task.seed, schedule=task.schedule)
-    scores = None
-    if _needs_evaluation(agent, task, result):
-        scores = evaluate(agent, cached_eval_envs(task.eval_env), task.eval_episodes,
-                          task.eval_seed)
-    return dataclasses.replace(_scored(agent, task, result, scores),
+    return dataclasses.replace(_scored(agent, task, result, _evaluated(agent, task, result)),
                                env_timeouts=source.timed_out - before)
+
+
+def _evaluated(agent: Agent, task: TrainTask, result: TrainResult) -> EvalResult | None:
+    """The member's evaluation episodes, where its fitness needs them."""
+    if not _needs_evaluation(agent, task, result):
+        return None
+    return evaluate(agent, cached_eval_envs(task.eval_env), task.eval_episodes, task.eval_seed)
 
 
 def run_group_task(group: GroupTask) -> list[TaskResult]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -296,8 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return _run(build_parser().parse_args(argv))
+
+
+def console() -> NoReturn:
+    """The `evopop` command: `main`, and after `train` an exit without the interpreter's
+    teardown of every module (0.4-0.6 s with torch and envpool loaded, 2 % of a W1 run). By then
+    `train` has closed what it wrote (atomic files, pools, trackers); the exit handlers still
+    run (Ray, multiprocessing, logging), and the standard streams are flushed."""
+    args = build_parser().parse_args()
+    code = _run(args)
+    if args.func is _cmd_train:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt as err:
@@ -320,4 +339,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

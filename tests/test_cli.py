@@ -34,6 +34,23 @@ def test_train_writes_a_run_directory(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == summary.to_json()
 
 
+def test_the_command_exits_fast_after_train_with_its_output_flushed_into_a_pipe(tmp_path):
+    """`evopop train` skips the interpreter's teardown (`os._exit`): the summary line written
+    into a pipe (block-buffered) and the run's files must all be there, the exit code kept."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "evopop.cli", "train", str(cfg), "--run-dir",
+                           str(run), "--quiet", "--seed", "3"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == RunDir(run).read_summary().to_json()
+    assert (run / "plots" / "lineage.png").read_bytes()[:4] == b"\x89PNG"
+    failed = subprocess.run([sys.executable, "-m", "evopop.cli", "train", str(cfg), "--run-dir",
+                             str(run), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1  # exists: one line
+
+
 def test_a_single_agent_run_resumes_and_logs_to_wandb(tmp_path, capsys, monkeypatch):
     runs = []
     stub = type(sys)("wandb")

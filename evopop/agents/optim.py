@@ -38,9 +38,8 @@ class FusedAdam:
     def params(self) -> list[Tensor]:
         return self.param_groups[0]["params"]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Drops the gradients (always: torch's default `set_to_none`, accepted for its
-        signature)."""
+    def zero_grad(self) -> None:
+        """Drops the gradients (what torch's `zero_grad(set_to_none=True)` does)."""
         for param in self.params:
             param.grad = None
 
@@ -51,7 +50,10 @@ class FusedAdam:
         params = [p for p in self.params if p.grad is not None]
         if not params:
             return
-        slots = [self.state.setdefault(p, _zero_slots(p)) for p in params]
+        for p in params:
+            if p not in self.state:  # lazy, as torch's: the first step a parameter takes
+                self.state[p] = _zero_slots(p)
+        slots = [self.state[p] for p in params]
         steps = [s["step"] for s in slots]
         torch._foreach_add_(steps, 1)
         beta1, beta2 = group["betas"]

@@ -161,7 +161,7 @@ def ppo_update(
             if not torch.isfinite(loss):
                 finite = False
                 break
-            agent.optimizer.zero_grad(set_to_none=True)
+            agent.optimizer.zero_grad()
             loss.backward()
             clip_grad_norm(agent.net.parameters(), p.max_grad_norm)
             agent.optimizer.step()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evopop.agents.evaluation import EvalResult, eval_env_spec
+from evopop.agents.evaluation import eval_env_spec
 from evopop.evolution.fitness import FitnessMode, disjoint_start
 from evopop.evolution.loop import Stream, eval_seed
 from evopop.evolution.settings import RunConfig
@@ -47,6 +47,7 @@ def fresh_task(config: RunConfig, elite: bytes, generations: int,
 
 
 def fresh_return(task: TrainTask, result: TaskResult) -> FreshReturn:
-    """`fresh_task`'s result as the run reports it (`EvalResult`'s mean and std)."""
-    returns = EvalResult(np.asarray(result.eval_returns, np.float64), np.zeros(0, np.int64))
-    return FreshReturn(returns.mean, returns.std, task.eval_episodes, task.eval_seed)
+    """`fresh_task`'s result as the run reports it: the mean and std of its returns."""
+    returns = np.asarray(result.eval_returns, np.float64)
+    return FreshReturn(float(returns.mean()), float(returns.std()), task.eval_episodes,
+                       task.eval_seed)

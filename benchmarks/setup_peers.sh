@@ -8,8 +8,10 @@
 # Idempotent: an existing venv that already imports its peer at the pinned version is kept.
 set -euo pipefail
 
-PEER_PIN=2.58.0  # the AgileRL version installed (a package version, no figure); it needs torch>=2.11
-SB3_PIN=2.9.2    # the stable-baselines3 and sb3-contrib version installed (released together)
+# The peers as pip requirements (package versions; no speed or score is stored anywhere: every
+# ratio comes from both programs measured in the same run). AgileRL's needs torch>=2.11.
+AGILERL_REQUIREMENT="agilerl==2.58.0"
+SB3_REQUIREMENTS=("stable-baselines3==2.9.2" "sb3-contrib==2.9.2")  # released together
 TORCH_VERSION=2.13.0    # the project's torch; its PyPI wheel for Linux x86_64 here is the CPU build
 # agilerl.algorithms imports peft at import time (agilerl.distributed), though peft is only in
 # its LLM extras; these are the versions those extras pin.
@@ -42,7 +44,8 @@ make_venv() {
 setup_agilerl() {
   local venv="$here/.peers/agilerl-venv"
   make_venv agilerl-venv "import agilerl.algorithms, importlib.metadata as m; \
-      assert m.version('agilerl') == '$PEER_PIN'" "agilerl==$PEER_PIN" "${LLM_IMPORTS[@]}" || return 0
+      assert m.version('agilerl') == '${AGILERL_REQUIREMENT#*==}'" \
+    "$AGILERL_REQUIREMENT" "${LLM_IMPORTS[@]}" || return 0
   "$venv/bin/python" -c "import agilerl.algorithms, torch; print('torch', torch.__version__)"
   echo "agilerl venv ready: $venv"
 }
@@ -50,8 +53,9 @@ setup_agilerl() {
 setup_sb3() {
   local venv="$here/.peers/sb3-venv"
   make_venv sb3-venv "import sb3_contrib, evopop.envs, importlib.metadata as m; \
-      assert m.version('sb3-contrib') == m.version('stable-baselines3') == '$SB3_PIN'" \
-    "stable-baselines3==$SB3_PIN" "sb3-contrib==$SB3_PIN" "gymnasium[classic-control]" \
+      assert m.version('sb3-contrib') == m.version('stable-baselines3') \
+          == '${SB3_REQUIREMENTS[0]#*==}'" \
+    "${SB3_REQUIREMENTS[@]}" "gymnasium[classic-control]" \
     "${EVOPOP_ENV_IMPORTS[@]}" || return 0
   # This checkout on the venv's path (not installed: evopop's own dependencies stay out), so
   # the peer sees exactly the env ids evopop registers.

@@ -4,7 +4,8 @@ For W1-like members (configs/agilerl_tutorial.yaml: PendulumNoVel-v1, LSTM 64, h
 CartPoleNoVel-v1 members (configs/cartpole_novel.yaml: LSTM 64, head [64]), the CPU time of
 one member's evaluation on 3, 10, 32 and 64 deterministic episodes: at the width a run now
 uses (a copy per episode, up to 64 in process, finished copies refilled) and at the former cap
-of 16 copies, with the share of the time spent in the policy (`Agent.act`); and for a group of
+of 16 copies, and on Gymnasium's envs at the run's width (where the run's env is envpool's
+`fast` batch), with the share of the time spent in the policy (`Agent.act`); and for a group of
 4 such members, one after another against all at once (`evaluate_group`, one batched policy
 step for the group, as the batched engine evaluates). A CartPole member is first trained
 `--cartpole-steps` env steps (untrained episodes last ~10 steps, a trained one's up to 500).
@@ -26,7 +27,7 @@ from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluation import eval_env_spec, evaluate
 from evopop.agents.train import train_agent
 from evopop.config import load_config
-from evopop.envs import make_vec_env
+from evopop.envs import EnvSpec, make_vec_env
 from evopop.evolution.settings import RunConfig
 from evopop.execution.worker import set_one_thread
 from evopop.rollouts import VectorRollouts
@@ -48,10 +49,10 @@ def _member(config: RunConfig, train_steps: int) -> Agent:
     return agent
 
 
-def _timed(agent: Agent, config: RunConfig, episodes: int, width: int,
-           repeats: int) -> dict[str, float]:
-    """Best-of-`repeats` CPU seconds of one evaluation, its policy share and env steps."""
-    envs = make_vec_env(config.env.lockstep(), width)
+def _timed(agent: Agent, spec: EnvSpec, episodes: int, repeats: int) -> dict[str, float]:
+    """Best-of-`repeats` CPU seconds of one evaluation on `spec`, its policy share and env
+    steps."""
+    envs = make_vec_env(spec)
     real_act, in_policy = agent.act, [0.0]
 
     def act(*args, **kwargs):
@@ -109,13 +110,18 @@ def main() -> None:
         config = load_config(CONFIGS / name)
         agent = _member(config, steps)
         for episodes in args.episodes:
-            width = eval_env_spec(config.env, episodes).num_envs
-            now = _timed(agent, config, episodes, width, args.repeats)
-            former = _timed(agent, config, episodes, min(episodes, FORMER_WIDTH), args.repeats)
+            spec = eval_env_spec(config.env, episodes)
+            width = spec.num_envs
+            now = _timed(agent, spec, episodes, args.repeats)
+            former = _timed(agent, spec.with_copies(min(episodes, FORMER_WIDTH)), episodes,
+                            args.repeats)
+            gymnasium = _timed(agent, config.env.for_evaluation().with_copies(width), episodes,
+                               args.repeats)
             group = _group(agent, config, episodes, args.repeats)
             row = {"env": config.env.id, "episodes": episodes, "width": width,
                    "cpu_s": round(now["cpu_s"], 3),
                    "cpu_s_width16": round(former["cpu_s"], 3),
+                   "cpu_s_gymnasium": round(gymnasium["cpu_s"], 3),
                    "ms_per_episode": round(1000 * now["cpu_s"] / episodes, 2),
                    "policy_share": round(now["policy_share"], 3),
                    "env_steps": now["env_steps"], "mean_return": round(now["mean_return"], 1),
@@ -124,7 +130,8 @@ def main() -> None:
             print(f"{row['env']:18s} {episodes:3d} episodes  width {width:2d}: "
                   f"{row['cpu_s']:7.3f} s ({row['ms_per_episode']:6.2f} ms/episode, "
                   f"policy {100 * row['policy_share']:4.1f}%)  width 16: "
-                  f"{row['cpu_s_width16']:7.3f} s  | 4 members one by one "
+                  f"{row['cpu_s_width16']:7.3f} s, Gymnasium's envs {row['cpu_s_gymnasium']:7.3f} s"
+                  f"  | 4 members one by one "
                   f"{row['group4_one_by_one_s']:6.3f} s, at once {row['group4_at_once_s']:6.3f} s"
                   f"  [{row['env_steps']} env steps, return {row['mean_return']}]", flush=True)
             rows.append(row)

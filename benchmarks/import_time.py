@@ -3,7 +3,9 @@
 Usage: python benchmarks/import_time.py
 
 `import evopop` and `import evopop.cli` must stay light: torch, gymnasium and matplotlib are
-imported only by the commands that need them. Last line: JSON (milliseconds).
+imported only by the commands that need them. The heavy libraries are timed too: what the fork
+server imports once (torch, envpool) and the `torch._dynamo` (after torch) that `torch.optim`'s
+wrappers used to import in every process. Last line: JSON (milliseconds).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import statistics
 import subprocess
 import sys
 
-MODULES = ("evopop", "evopop.cli", "evopop.agents")
+MODULES = ("evopop", "evopop.cli", "evopop.agents", "torch", "envpool", "torch, torch._dynamo")
 PROBE = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
 
 

@@ -1,10 +1,11 @@
 """Adam and gradient clipping for one member: torch's fused kernels, called directly.
 
 `torch.optim.Adam(fused=True)` runs one kernel (`torch._fused_adam_`) for every parameter, but
-its wrapper imports `torch._dynamo` on first use (about 1.3 s per process, every run's start on
-the critical path) and adds 35 us of Python to each step. `FusedAdam` calls the same kernel the
-same way (bit-identical moments and weights, `tests/test_optim.py`) and keeps torch's
-`state_dict` layout, so agent files and checkpoints are unchanged. `clip_grad_norm` is
+its wrapper imports `torch._dynamo` on first use (about 1.1 s per process after torch,
+`benchmarks/import_time.py`: every run's start, on the critical path) and adds Python to each
+step. `FusedAdam` calls the same kernel the same way
+(bit-identical moments and weights, `tests/test_optim.py`) and keeps torch's `state_dict`
+layout, so agent files and checkpoints are unchanged. `clip_grad_norm` is
 `nn.utils.clip_grad_norm_`'s arithmetic without its argument handling.
 """
 

@@ -4,8 +4,9 @@ Usage: python benchmarks/import_time.py
 
 `import evopop` and `import evopop.cli` must stay light: torch, gymnasium and matplotlib are
 imported only by the commands that need them. The heavy libraries are timed too: what the fork
-server imports once (torch, envpool) and the `torch._dynamo` (after torch) that `torch.optim`'s
-wrappers used to import in every process. Last line: JSON (milliseconds).
+server imports once (torch; envpool, whole or through `evopop.envs.envpool_import`, whose
+cost is its time less `evopop.envs`'s) and the `torch._dynamo` (after torch) that
+`torch.optim`'s wrappers used to import in every process. Last line: JSON (milliseconds).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import statistics
 import subprocess
 import sys
 
-MODULES = ("evopop", "evopop.cli", "evopop.agents", "torch", "envpool", "torch, torch._dynamo")
+MODULES = ("evopop", "evopop.cli", "evopop.agents", "torch", "envpool", "evopop.envs",
+           "evopop.envs.envpool_import", "torch, torch._dynamo")
 PROBE = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
 
 

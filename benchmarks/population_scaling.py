@@ -21,41 +21,58 @@ from pathlib import Path
 from evopop.agents import Agent
 from evopop.agents.train import train_agent
 from evopop.config import load_config
-from evopop.envs import make_vec_env
+from evopop.envs import EnvSpec, make_vec_env
 from evopop.evolution.settings import RunConfig
 from evopop.execution.worker import set_one_thread
 from evopop.rollouts import VectorRollouts
 from evopop.rollouts.group_train import train_group
+from evopop.rollouts.shared import SharedRollouts
 
 HERE = Path(__file__).resolve().parent
 W1 = HERE.parent / "configs" / "agilerl_tutorial.yaml"
 
 
-def _members(config: RunConfig, size: int) -> tuple[list[Agent], list[VectorRollouts]]:
-    sources = [VectorRollouts(make_vec_env(config.env)) for _ in range(size)]
-    spaces = sources[0].single_observation_space, sources[0].single_action_space
-    agents = [Agent(*spaces, config.net, config.ppo.replace(lr=config.ppo.lr * (1 + 0.1 * p)),
-                    seed=p) for p in range(size)]
-    return agents, sources
+def _agents(config: RunConfig, size: int) -> list[Agent]:
+    probe = make_vec_env(config.env, 1)
+    spaces = probe.single_observation_space, probe.single_action_space
+    probe.close()
+    return [Agent(*spaces, config.net, config.ppo.replace(lr=config.ppo.lr * (1 + 0.1 * p)),
+                  seed=p) for p in range(size)]
 
 
-def _one_by_one(agents: list[Agent], sources: list[VectorRollouts], steps: int) -> None:
+def _one_by_one(env: EnvSpec, agents: list[Agent], steps: int) -> list[VectorRollouts]:
+    sources = [VectorRollouts(make_vec_env(env)) for _ in agents]
     for p, (agent, source) in enumerate(zip(agents, sources, strict=True)):
         train_agent(agent, source, steps, seed=p)
+    return sources
 
 
-def _batched(agents: list[Agent], sources: list[VectorRollouts], steps: int) -> None:
-    train_group(agents, sources, steps, seeds=list(range(len(agents))))
+def _grouped(env: EnvSpec, agents: list[Agent], steps: int,
+             batched_update: bool) -> list[SharedRollouts]:
+    """The group on one env of all its members' copies, as `evopop train` runs it."""
+    shared = SharedRollouts(make_vec_env(env, env.num_envs * len(agents)), len(agents))
+    train_group(agents, shared, steps, seeds=list(range(len(agents))),
+                batched_update=batched_update)
+    return [shared]
 
 
-Engine = Callable[[list[Agent], list[VectorRollouts], int], None]
+def _batched(env: EnvSpec, agents: list[Agent], steps: int) -> list[SharedRollouts]:
+    return _grouped(env, agents, steps, batched_update=True)
+
+
+def _collect_batched(env: EnvSpec, agents: list[Agent], steps: int) -> list[SharedRollouts]:
+    return _grouped(env, agents, steps, batched_update=False)
+
+
+Engine = Callable[[EnvSpec, list[Agent], int], list[VectorRollouts] | list[SharedRollouts]]
 
 
 def _timed(config: RunConfig, size: int, steps: int, run: Engine) -> tuple[float, float]:
-    """(wall, CPU) seconds of one generation; CPU is reported because the machine is shared."""
-    agents, sources = _members(config, size)
+    """(wall, CPU) seconds of one generation (env construction included for both engines);
+    CPU is reported because the machine is shared."""
+    agents = _agents(config, size)
     wall, cpu = time.perf_counter(), time.process_time()
-    run(agents, sources, steps)
+    sources = run(config.env, agents, steps)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     for source in sources:
         source.close()

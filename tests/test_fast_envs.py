@@ -199,3 +199,29 @@ def test_a_fast_copy_per_episode_plays_episode_j_from_seed_plus_j(make_agent) ->
     assert len(set(ours.returns.tolist())) == 6  # six different episodes
     narrow.close()
     wide.close()
+
+
+def test_the_light_envpool_import_registers_every_id_fast_covers() -> None:
+    """`evopop.envs.envpool_import` leaves the other families unimported, and a fresh process
+    that went through it steps every base id `fast` covers, as the whole package does."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import evopop.envs.envpool_import\n"
+        "from evopop.envs import make_vec_env\n"
+        "from evopop.envs.coverage import FAST_BASE_IDS\n"
+        "from evopop.envs.spec import EnvSpec\n"
+        "for env_id in sorted(FAST_BASE_IDS):\n"
+        "    envs = make_vec_env(EnvSpec(id=env_id, vectorization='fast'), 2, seed=3)\n"
+        "    print(env_id, float(envs.reset(seed=3)[0].sum()))\n"
+        "    envs.close()\n"
+        "print('atari' if 'envpool.atari.registration' in sys.modules else 'classic only')\n")
+    light = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=120, check=True).stdout.splitlines()
+    whole = subprocess.run([sys.executable, "-c", "import envpool\n" + script.replace(
+        "import evopop.envs.envpool_import\n", "")], capture_output=True, text=True,
+        timeout=120, check=True).stdout.splitlines()
+    assert light[-1] == "classic only" and whole[-1] == "atari"
+    assert light[:-1] == whole[:-1] and len(light) == len(FAST_BASE_IDS) + 1

@@ -11,7 +11,9 @@ from evopop.agents.evaluation import evaluate
 from evopop.agents.train import train_agent
 from evopop.envs import make_vec_env
 from evopop.rollouts import VectorRollouts
+from evopop.rollouts.group import GroupSource, MemberRollouts
 from evopop.rollouts.group_train import train_group
+from evopop.rollouts.shared import SharedRollouts
 
 ATOL = 1e-4
 NUM_ENVS, LEARN_STEP = 4, 32
@@ -53,13 +55,23 @@ def _difference(a: Agent, b: Agent) -> float:
     return worst
 
 
+def _group_source(kind: str, env_id: str, sources: list[VectorRollouts]) -> GroupSource:
+    """The group's own envs: one per member, or one env of every member's copies."""
+    if kind == "members":
+        return MemberRollouts([VectorRollouts(make_vec_env(env_id, NUM_ENVS)) for _ in sources])
+    return SharedRollouts(make_vec_env(env_id, NUM_ENVS * len(sources)), len(sources))
+
+
+@pytest.mark.parametrize("kind", ["members", "shared"])
 @pytest.mark.parametrize("env_id,spec", CASES,
                          ids=[f"{e.split('NoVel')[0]}-{s.cell.value}" for e, s in CASES])
-def test_group_training_equals_member_by_member(env_id, spec):
+def test_group_training_equals_member_by_member(env_id, spec, kind):
     agents, sources = _members(env_id, spec)
     alone = copy.deepcopy(agents)
     steps = UPDATES * LEARN_STEP * NUM_ENVS
-    grouped = train_group(agents, sources, steps, SEEDS, SCHEDULES)
+    group_source = _group_source(kind, env_id, sources)
+    grouped = train_group(agents, group_source, steps, SEEDS, SCHEDULES)
+    group_source.close()
     for agent, ref, seed, schedule, got, source in zip(
             alone, agents, SEEDS, SCHEDULES, grouped, sources, strict=True):
         want = train_agent(agent, source, steps, seed, schedule=schedule)
@@ -81,4 +93,4 @@ def test_a_group_shares_one_rollout_length():
     agents, sources = _members("CartPoleNoVel-v1", CASES[0][1])
     agents[1].set_params(dataclasses.replace(agents[1].params, learn_step=16))
     with pytest.raises(ValueError, match="learn_step"):
-        train_group(agents, sources, 128, SEEDS)
+        train_group(agents, MemberRollouts(sources), 128, SEEDS)

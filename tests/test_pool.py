@@ -162,11 +162,11 @@ def test_when_no_worker_is_left_the_map_fails_with_a_message():
 def _preloaded(_: object) -> tuple[bool, int]:
     import sys
 
-    return "torch" in sys.modules and "envpool" in sys.modules, os.getppid()
+    return "torch" in sys.modules and "gymnasium" in sys.modules, os.getppid()
 
 
 def test_workers_fork_from_a_server_that_imported_the_heavy_libraries():
-    """No worker pays for importing torch and envpool: each forks from the fork server, a
+    """No worker pays for importing torch and Gymnasium: each forks from the fork server, a
     child of this process, with them loaded."""
     import multiprocessing as mp
 
@@ -189,8 +189,9 @@ def _imported(name: str) -> bool:
 
 def test_a_fork_server_started_with_preload_hands_its_imports_to_every_worker():
     """`evopop train` starts the server with the member workers' own modules (named by the
-    caller): a worker has them before its first task. In a fresh interpreter, as this process's
-    fork server is running already."""
+    caller): a worker has them before its first task, envpool with its classic-control
+    envs only (`evopop.envs.envpool_import`). In a fresh interpreter, as this process's fork
+    server is running already."""
     import multiprocessing as mp
     import subprocess
     import sys
@@ -203,14 +204,17 @@ def test_a_fork_server_started_with_preload_hands_its_imports_to_every_worker():
         "from evopop.execution.processes import ProcessPool, start_fork_server\n"
         "from evopop.execution.tasks import map_tasks\n"
         "from evopop.execution.worker import stateless\n"
+        "from evopop.evolution.engine import WORKER_MODULES\n"
         "if __name__ == '__main__':\n"
-        "    start_fork_server(('evopop.evolution.backends',))\n"
+        "    start_fork_server(WORKER_MODULES)\n"
         "    pool = ProcessPool([stateless(_imported)], torch_worker=False)\n"
-        "    print(map_tasks(pool, ['evopop.evolution.backends', 'evopop.training']))\n"
+        "    print(map_tasks(pool, ['evopop.evolution.backends', 'envpool',\n"
+        "                           'envpool.classic_control.registration',\n"
+        "                           'envpool.atari.registration', 'evopop.training']))\n"
         "    pool.close()\n")
     out = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)],
                          capture_output=True, text=True, timeout=120, check=True).stdout
-    assert out.strip() == "[True, False]"
+    assert out.strip() == "[True, True, True, False, False]"
 
 
 def _variable(name: str) -> str | None:

@@ -111,3 +111,102 @@ class RewardScaler:
         returns[dones] = 0.0
         scaled = rewards / np.sqrt(self.rms.var + self.eps)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+
+class StackedRMS:
+    """The statistics of several members' `RunningMeanStd`s as one array each, updated with a
+    batch per member at once: `update(batch [P, n, *dim])` is `rms[p].update(batch[p])` for
+    every p, in the same arithmetic, for the members of a group stepped together."""
+
+    def __init__(self, members: list[RunningMeanStd]) -> None:
+        self.members = members
+        self.mean = np.stack([m.mean for m in members])
+        self.var = np.stack([m.var for m in members])
+        self.count = np.array([m.count for m in members], np.float64)
+
+    def _per_member(self, x: np.ndarray) -> np.ndarray:
+        """A `[P]` array shaped to broadcast against the statistics `[P, *dim]`."""
+        return x.reshape(-1, *([1] * (self.mean.ndim - 1)))
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64)
+        n = batch.shape[1]
+        delta = batch.mean(axis=1) - self.mean
+        count, total = self._per_member(self.count), self._per_member(self.count + n)
+        self.mean = self.mean + delta * n / total
+        m2 = self.var * count + batch.var(axis=1) * n + delta**2 * count * n / total
+        self.var = m2 / total
+        self.count = self.count + n
+
+    def write_back(self, rows: list[int]) -> None:
+        """The members `rows` take their row of the statistics (the others keep theirs)."""
+        for p in rows:
+            member = self.members[p]
+            member.mean, member.var = self.mean[p].copy(), self.var[p].copy()
+            member.count = float(self.count[p])
+
+
+class StackedObsNorm:
+    """The members' `ObsNormalizer`s on one batch per member `[P, n, dim]` at once; members
+    without one pass their observations through unchanged."""
+
+    def __init__(self, norms: list[ObsNormalizer | None]) -> None:
+        self.rows = [p for p, norm in enumerate(norms) if norm is not None]
+        present = [norm for norm in norms if norm is not None]
+        self.stats = StackedRMS([n.rms for n in present]) if present else None
+        self.columns = present[0].columns if present else np.zeros(0, np.intp)
+        self.clip = present[0].clip if present else 0.0
+        self.eps = present[0].eps if present else 0.0
+
+    def __call__(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        if self.stats is None or not len(self.columns):
+            return obs
+        block = obs[self.rows]
+        cols = block[:, :, self.columns]
+        if update:
+            self.stats.update(cols)
+        scale = np.sqrt(self.stats.var + self.eps)[:, None]
+        block[:, :, self.columns] = np.clip((cols - self.stats.mean[:, None]) / scale,
+                                            -self.clip, self.clip)
+        out = obs.copy()
+        out[self.rows] = block
+        return out
+
+    def write_back(self, live: list[bool]) -> None:
+        """The statistics of the live members go back into their `ObsNormalizer`s."""
+        if self.stats is not None:
+            self.stats.write_back([i for i, p in enumerate(self.rows) if live[p]])
+
+
+class StackedRewardScaler:
+    """The members' `RewardScaler`s on one step of rewards per member `[P, n]` at once;
+    members without one keep their raw rewards."""
+
+    def __init__(self, scalers: list[RewardScaler | None]) -> None:
+        self.rows = [p for p, scaler in enumerate(scalers) if scaler is not None]
+        present = [s for s in scalers if s is not None]
+        self.stats = StackedRMS([s.rms for s in present]) if present else None
+        self.gamma = np.array([s.gamma for s in present])[:, None] if present else None
+        self.clip = present[0].clip if present else 0.0
+        self.eps = present[0].eps if present else 0.0
+
+    def __call__(self, rewards: np.ndarray, returns: np.ndarray, dones: np.ndarray,
+                 update: bool) -> np.ndarray:
+        """Scaled rewards `[P, n]` float32; updates `returns` `[P, n]` in place."""
+        out = rewards.astype(np.float32)
+        if self.stats is None:
+            return out
+        mine = returns[self.rows]
+        mine *= self.gamma
+        mine += rewards[self.rows]
+        if update:
+            self.stats.update(mine)
+        mine[dones[self.rows]] = 0.0
+        returns[self.rows] = mine
+        scaled = rewards[self.rows] / np.sqrt(self.stats.var + self.eps)[:, None]
+        out[self.rows] = np.clip(scaled, -self.clip, self.clip)
+        return out
+
+    def write_back(self, live: list[bool]) -> None:
+        if self.stats is not None:
+            self.stats.write_back([i for i, p in enumerate(self.rows) if live[p]])

@@ -123,6 +123,9 @@ class FastVectorEnv(VectorEnv):
         self._all = np.arange(num_envs)
 
     def _make_pool(self, seeds: list[int]) -> Any:
+        import importlib
+
+        importlib.import_module("evopop.envs.envpool_import")  # first: the lighter import
         import envpool
 
         options: dict[str, Any] = {"num_envs": self.num_envs, "num_threads": 1,

@@ -31,6 +31,7 @@ def min_group(engine: Engine) -> float:
     return sizes[engine]
 
 
-WORKER_MODULES = ("evopop.evolution.backends",)
-"""What a member worker runs (the tasks of every engine), for the fork server to import once
-before it forks any worker. Named, not imported: importing it pulls in torch."""
+WORKER_MODULES = ("evopop.envs.envpool_import", "evopop.evolution.backends")
+"""What a member worker runs (envpool, lightly imported, and the tasks of every engine), for
+the fork server to import once before it forks any worker. Named, not imported: importing it
+pulls in torch."""

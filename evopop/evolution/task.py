@@ -22,14 +22,20 @@ from evopop.agents.evaluation import EvalResult, evaluate
 from evopop.agents.train import TrainResult, train_agent
 from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import mean_metrics
-from evopop.envs.spec import EnvSpec
+from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.evolution.fitness import FitnessMode, train_fitness
 from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
+from evopop.rollouts.group import GroupSource, MemberRollouts
 from evopop.rollouts.group_eval import at_once_pays, evaluate_group
 from evopop.rollouts.group_train import train_group
 from evopop.rollouts.make import lockstep_rollouts
+from evopop.rollouts.shared import SharedRollouts
 
-_ENV_CACHE: dict[str, Rollouts | VectorEnv] = {}
+_ENV_CACHE: dict[str, Rollouts | VectorRollouts | SharedRollouts | VectorEnv] = {}
+
+SHARED_VECTORIZATIONS = (Vectorization.FAST, Vectorization.SYNC)
+"""Where a group's members step one env of all their copies (`SharedRollouts`): the
+in-process lockstep modes. async copies are processes, one env per member keeps them few."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class TaskResult:
     env_timeouts: int = 0  # env workers replaced for exceeding env.step_timeout_s
 
 
-_Cached = TypeVar("_Cached", Rollouts, VectorRollouts, VectorEnv)
+_Cached = TypeVar("_Cached", Rollouts, VectorRollouts, SharedRollouts, VectorEnv)
 
 
 def _cached(key: str, build: Callable[[], _Cached]) -> _Cached:
@@ -84,9 +90,14 @@ def cached_rollouts(spec: EnvSpec, ray: Any = None) -> Rollouts:
     return _cached(f"train|{spec.key()}|{ray!r}", lambda: make_rollout_envs(spec, ray))
 
 
-def cached_group_rollouts(spec: EnvSpec, slot: int) -> VectorRollouts:
-    """In-process vector envs for the `slot`-th member of a group: every member its own."""
-    return _cached(f"group|{spec.key()}|{slot}", lambda: lockstep_rollouts(spec))
+def cached_group_source(spec: EnvSpec, size: int) -> GroupSource:
+    """A group of `size` members' envs: one env of all their copies where the spec steps in
+    this process (`SHARED_VECTORIZATIONS`), else in-process vector envs per member."""
+    if spec.vectorization in SHARED_VECTORIZATIONS:
+        return _cached(f"shared|{spec.key()}|{size}",
+                       lambda: SharedRollouts(make_vec_env(spec, spec.num_envs * size), size))
+    return MemberRollouts([_cached(f"group|{spec.key()}|{slot}", lambda: lockstep_rollouts(spec))
+                           for slot in range(size)])
 
 
 def cached_eval_envs(spec: EnvSpec, slot: int = 0) -> VectorEnv:
@@ -136,8 +147,8 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
     evaluation episodes) where that measured faster (`at_once_pays`)."""
     tasks = group.members
     agents = [agent_from_bytes(t.agent) for t in tasks]
-    sources = [cached_group_rollouts(t.env, slot) for slot, t in enumerate(tasks)]
-    results = train_group(agents, sources, tasks[0].steps, [t.seed for t in tasks],
+    source = cached_group_source(tasks[0].env, len(tasks))
+    results = train_group(agents, source, tasks[0].steps, [t.seed for t in tasks],
                           [t.schedule for t in tasks])
     todo = [i for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))
             if _needs_evaluation(a, t, r)]

@@ -28,8 +28,9 @@ from evopop.execution.pool import CLOSE_TIMEOUT_S, Death, Failure, Outcome, Repl
 from evopop.execution.worker import HandlerFactory, Host, set_one_thread
 
 _GONE = (BrokenPipeError, ConnectionResetError, EOFError, OSError)
-PRELOAD = ("torch", "gymnasium", "envpool")
-"""Imported by the fork server before it forks any worker (a missing one is skipped)."""
+PRELOAD = ("torch", "gymnasium")
+"""Imported by the fork server before it forks any worker (a missing one is skipped); the
+caller adds its own (evopop's env layer: envpool, `evopop.evolution.engine.WORKER_MODULES`)."""
 
 
 def start_fork_server(preload: Sequence[str] = ()) -> BaseContext:

@@ -1,4 +1,6 @@
-"""Collecting rollouts for a group of members with one batched policy step per env step.
+"""Collecting rollouts for a group of members with one batched policy step per env step, each
+member on its own vector env (`MemberRollouts`; for one env shared by the group, whose env
+side is vectorised too, see `evopop.rollouts.shared`).
 
 Each member keeps its own vector env, collector (seeds, normaliser statistics, reward scaling,
 episode log) and sampling generator; only the network runs once for the whole group
@@ -10,12 +12,14 @@ rounding of the batched matmuls.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
 from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
-from evopop.batched import StackedPopulation, policy_step
+from evopop.agents.episodes import EpisodeLog
+from evopop.batched import StackedPopulation, policy_step, stack
 from evopop.rollouts.collect import (
     Collector,
     PolicyDraw,
@@ -25,6 +29,61 @@ from evopop.rollouts.collect import (
     observe,
     refresh_sde_noise,
 )
+from evopop.rollouts.vector import VectorRollouts
+
+
+class GroupSource(Protocol):
+    """Where a batched group's rollouts come from: `MemberRollouts` or `SharedRollouts`."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def start(self, seeds: Sequence[tuple[int, int]]) -> None:
+        """(env reset seed, action sampling seed) per member; fresh episodes follow."""
+        ...
+
+    def collect(self, pop: StackedPopulation, agents: Sequence[Agent], live: Sequence[bool],
+                steps: int) -> list[RolloutBuffer]:
+        """`steps` steps for the `live` members (`pop`: every member stacked); their buffers,
+        in order."""
+        ...
+
+    def pop_episodes(self, p: int) -> EpisodeLog:
+        """Member p's episodes finished since the last call."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MemberRollouts:
+    """A `GroupSource` of one `VectorRollouts` per member."""
+
+    def __init__(self, sources: Sequence[VectorRollouts]) -> None:
+        self.sources = list(sources)
+
+    @property
+    def closed(self) -> bool:
+        return any(s.closed for s in self.sources)
+
+    def start(self, seeds: Sequence[tuple[int, int]]) -> None:
+        for source, (env_seed, sample_seed) in zip(self.sources, seeds, strict=True):
+            source.start(env_seed, sample_seed)
+
+    def collect(self, pop: StackedPopulation, agents: Sequence[Agent], live: Sequence[bool],
+                steps: int) -> list[RolloutBuffer]:
+        rows = [p for p, alive in enumerate(live) if alive]
+        if len(rows) < len(agents):
+            pop = stack([agents[p] for p in rows])
+        group = [agents[p] for p in rows]
+        cols, samplers = zip(*(self.sources[p].collector(agents[p]) for p in rows), strict=True)
+        return collect_group(pop, group, list(cols), steps, list(samplers))
+
+    def pop_episodes(self, p: int) -> EpisodeLog:
+        return self.sources[p].pop_episodes()
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
 
 
 def _group_sde_noise(agents: Sequence[Agent], cols: Sequence[Collector], t: int,

@@ -1,9 +1,10 @@
 """`train_group`: `train_agent` for a group of members, as one batched computation.
 
-Each member gets the seeds `train_agent` would derive from its own seed, its own envs and its
-own annealing schedule; collection runs one batched policy step per env step and each update
-is one `batched_ppo_update`, so every member ends where `train_agent` would have taken it, up
-to float rounding. Members must stack (`evopop.batched.group_members`) and share a rollout
+Each member gets the seeds `train_agent` would derive from its own seed, its own env copies
+(`GroupSource`: one env per member, or one env for the group) and its own annealing
+schedule; collection runs one batched policy step per env step and each update is one
+`batched_ppo_update`, so every member ends where `train_agent` would have taken it, up to
+float rounding. Members must stack (`evopop.batched.group_members`) and share a rollout
 length.
 """
 
@@ -14,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from evopop.agents.agent import Agent
+from evopop.agents.buffer import RolloutBuffer
+from evopop.agents.ppo import UpdateStats, ppo_update
 from evopop.agents.train import TrainResult, train_seeds
-from evopop.batched import batched_ppo_update, stack, unstack
-from evopop.rollouts.collect import Collector
-from evopop.rollouts.group import collect_group
-from evopop.rollouts.vector import VectorRollouts
+from evopop.batched import StackedPopulation, batched_ppo_update, stack, unstack
+from evopop.rollouts.group import GroupSource
 
 
 @dataclass
@@ -29,9 +29,6 @@ class _Member:
     """What one member carries through the group's training."""
 
     agent: Agent
-    source: VectorRollouts
-    collector: Collector
-    sampler: torch.Generator
     shuffler: np.random.Generator
     schedule: tuple[int, int]
     result: TrainResult
@@ -41,41 +38,54 @@ class _Member:
         return max(0.0, 1.0 - (done_before + self.result.env_steps) / total)
 
 
-def _start(agent: Agent, source: VectorRollouts, seed: int,
-           schedule: tuple[int, int]) -> _Member:
-    env_seed, sample_seed, shuffler = train_seeds(seed)
-    source.start(env_seed, sample_seed)
-    collector, sampler = source.collector(agent)
-    return _Member(agent, source, collector, sampler, shuffler, schedule, TrainResult())
-
-
 def train_group(
-    agents: Sequence[Agent], sources: Sequence[VectorRollouts], total_steps: int,
+    agents: Sequence[Agent], source: GroupSource, total_steps: int,
     seeds: Sequence[int], schedules: Sequence[tuple[int, int]] | None = None,
+    batched_update: bool = True,
 ) -> list[TrainResult]:
     """Trains every member until at least `total_steps` env steps (whole rollouts); a member
-    whose update went non-finite stops there, as `train_agent` stops, and the others go on."""
+    whose update went non-finite stops there, as `train_agent` stops, and the others go on.
+
+    Without `batched_update` only collection is batched and each member runs its own
+    `ppo_update` (exactly `train_agent`'s): for small groups, whose stacked update costs more
+    than the members' own (`evopop.evolution.engine`)."""
     steps = {a.params.learn_step for a in agents}
     if len(steps) != 1:
         raise ValueError(f"a group shares one rollout length; got learn_step {sorted(steps)}")
     learn_step = steps.pop()
     plans = schedules or [(0, total_steps)] * len(agents)
-    members = [_start(a, s, seed, plan)
-               for a, s, seed, plan in zip(agents, sources, seeds, plans, strict=True)]
+    derived = [train_seeds(seed) for seed in seeds]
+    source.start([(env_seed, sample_seed) for env_seed, sample_seed, _ in derived])
+    members = [_Member(a, shuffler, plan, TrainResult())
+               for a, (_, _, shuffler), plan in zip(agents, derived, plans, strict=True)]
     start = time.perf_counter()
-    while active := [m for m in members if m.result.env_steps < total_steps and m.result.finite]:
-        group = [m.agent for m in active]
-        pop = stack(group)  # from the agents, which hold the last update (unstack below)
-        bufs = collect_group(pop, group, [m.collector for m in active], learn_step,
-                             [m.sampler for m in active])
-        stats = batched_ppo_update(pop, group, bufs, [m.shuffler for m in active],
-                                   [m.remaining() for m in active])
-        unstack(pop, group)
-        for m, buf, update in zip(active, bufs, stats, strict=True):
-            m.result.env_steps += buf.steps * buf.num_envs
-            m.result.episodes.extend(m.source.pop_episodes())
-            m.result.updates.append(update)
+    while any(live := [m.result.env_steps < total_steps and m.result.finite for m in members]):
+        rows = [p for p, alive in enumerate(live) if alive]
+        pop = stack(list(agents))  # from the agents, which hold the last update (unstack below)
+        bufs = source.collect(pop, agents, live, learn_step)
+        group = [members[p] for p in rows]
+        stats = _update(pop if len(rows) == len(agents) else None, group, bufs, batched_update)
+        for p, buf, update in zip(rows, bufs, stats, strict=True):
+            result = members[p].result
+            result.env_steps += buf.steps * buf.num_envs
+            result.episodes.extend(source.pop_episodes(p))
+            result.updates.append(update)
     wall = time.perf_counter() - start
     for m in members:
         m.result.wall_s = wall
     return [m.result for m in members]
+
+
+def _update(pop: StackedPopulation | None, group: list[_Member], bufs: list[RolloutBuffer],
+            batched: bool) -> list[UpdateStats]:
+    """One PPO update of every member in `group`: stacked (`pop`, if it holds exactly these
+    members, else stacked anew) or one by one."""
+    agents = [m.agent for m in group]
+    if not batched:
+        return [ppo_update(m.agent, buf, m.shuffler, m.remaining())
+                for m, buf in zip(group, bufs, strict=True)]
+    pop = pop or stack(agents)
+    stats = batched_ppo_update(pop, agents, bufs, [m.shuffler for m in group],
+                               [m.remaining() for m in group])
+    unstack(pop, agents)
+    return stats

@@ -1,27 +1,35 @@
-"""Wall time of one generation's training for P members: batched (`train_group`) vs one by one.
+"""Wall time of one generation's training for P members, per batching mode and worker count.
 
 W1 member settings (configs/agilerl_tutorial.yaml: PendulumNoVel-v1, 16 envs, LSTM 64, head
 [128], learn_step 1024, batch 256, 4 epochs, max_seq_len 16); a W1 generation (evo_steps
 10,000) is one rollout of 16,384 env steps per member, collection and update. Evaluation is
-left out (it is the same per-member code on both engines). One process, one torch thread;
-members differ in seed and lr. Writes `population_scaling.png` next to this file; the last
-line is JSON.
+left out (it is the same per-member code in every mode). Members differ in seed and lr.
 
-    python benchmarks/population_scaling.py [--sizes 1 2 4 8 16 32] [--steps 10000]
+Modes (`evopop.evolution.engine.Batching`): `none` trains the members one by one
+(`train_agent`), `collection` steps one env of all the chunk's copies with one batched policy
+step and gives each member its own update, `full` stacks the update too. With `--workers 2`
+the members are split into two chunks (as `plan_tasks` splits them) trained in two processes
+at once, one torch thread each, as `evopop train` runs them; the time is from the common start
+to the last process's end. Writes `population_scaling.png` next to this file; the last line
+is JSON.
+
+    python benchmarks/population_scaling.py [--sizes 1 2 4 8 16 32] [--workers 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from evopop.agents import Agent
 from evopop.agents.train import train_agent
 from evopop.config import load_config
-from evopop.envs import EnvSpec, make_vec_env
+from evopop.envs import make_vec_env
+from evopop.evolution.engine import Batching
+from evopop.evolution.plan import chunk_groups
 from evopop.evolution.settings import RunConfig
 from evopop.execution.worker import set_one_thread
 from evopop.rollouts import VectorRollouts
@@ -32,51 +40,47 @@ HERE = Path(__file__).resolve().parent
 W1 = HERE.parent / "configs" / "agilerl_tutorial.yaml"
 
 
-def _agents(config: RunConfig, size: int) -> list[Agent]:
+def _agents(config: RunConfig, members: list[int]) -> list[Agent]:
     probe = make_vec_env(config.env, 1)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()
     return [Agent(*spaces, config.net, config.ppo.replace(lr=config.ppo.lr * (1 + 0.1 * p)),
-                  seed=p) for p in range(size)]
+                  seed=p) for p in members]
 
 
-def _one_by_one(env: EnvSpec, agents: list[Agent], steps: int) -> list[VectorRollouts]:
-    sources = [VectorRollouts(make_vec_env(env)) for _ in agents]
-    for p, (agent, source) in enumerate(zip(agents, sources, strict=True)):
-        train_agent(agent, source, steps, seed=p)
-    return sources
-
-
-def _grouped(env: EnvSpec, agents: list[Agent], steps: int,
-             batched_update: bool) -> list[SharedRollouts]:
-    """The group on one env of all its members' copies, as `evopop train` runs it."""
+def _train(config: RunConfig, members: list[int], steps: int, mode: Batching) -> None:
+    """One chunk's generation in `mode` (env construction included)."""
+    agents, env = _agents(config, members), config.env
+    if mode is Batching.NONE:
+        for p, agent in zip(members, agents, strict=True):
+            source = VectorRollouts(make_vec_env(env))
+            train_agent(agent, source, steps, seed=p)
+            source.close()
+        return
     shared = SharedRollouts(make_vec_env(env, env.num_envs * len(agents)), len(agents))
-    train_group(agents, shared, steps, seeds=list(range(len(agents))),
-                batched_update=batched_update)
-    return [shared]
+    train_group(agents, shared, steps, seeds=members, batched_update=mode is Batching.FULL)
+    shared.close()
 
 
-def _batched(env: EnvSpec, agents: list[Agent], steps: int) -> list[SharedRollouts]:
-    return _grouped(env, agents, steps, batched_update=True)
+def _chunk(args: tuple[RunConfig, list[int], int, Batching, object]) -> tuple[float, float]:
+    """A worker process: set up, wait for the others, train; (start, end) on the shared clock."""
+    config, members, steps, mode, barrier = args
+    set_one_thread()
+    barrier.wait()  # type: ignore[attr-defined]
+    start = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every process
+    _train(config, members, steps, mode)
+    return start, time.perf_counter()
 
 
-def _collect_batched(env: EnvSpec, agents: list[Agent], steps: int) -> list[SharedRollouts]:
-    return _grouped(env, agents, steps, batched_update=False)
-
-
-Engine = Callable[[EnvSpec, list[Agent], int], list[VectorRollouts] | list[SharedRollouts]]
-
-
-def _timed(config: RunConfig, size: int, steps: int, run: Engine) -> tuple[float, float]:
-    """(wall, CPU) seconds of one generation (env construction included for both engines);
-    CPU is reported because the machine is shared."""
-    agents = _agents(config, size)
-    wall, cpu = time.perf_counter(), time.process_time()
-    sources = run(config.env, agents, steps)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    for source in sources:
-        source.close()
-    return wall, cpu
+def timed(config: RunConfig, size: int, steps: int, mode: Batching, workers: int) -> float:
+    """Wall seconds of one generation of `size` members on `workers` processes."""
+    chunks = chunk_groups([list(range(size))], workers)
+    context = mp.get_context("fork")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(len(chunks))
+        with context.Pool(len(chunks)) as pool:
+            spans = pool.map(_chunk, [(config, c, steps, mode, barrier) for c in chunks])
+    return max(end for _, end in spans) - min(start for start, _ in spans)
 
 
 def _plot(rows: list[dict[str, float]], path: Path) -> None:
@@ -85,19 +89,27 @@ def _plot(rows: list[dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = [r["P"] for r in rows]
-    fig, (times, ratio) = plt.subplots(1, 2, figsize=(10, 4))
-    times.plot(sizes, [r["one_by_one_wall_s"] for r in rows], "o-", label="one by one")
-    times.plot(sizes, [r["batched_wall_s"] for r in rows], "o-", label="batched")
+    sizes = sorted({r["P"] for r in rows})
+    base = next(r["wall_s"] for r in rows if r["P"] == 1 and r["mode"] == Batching.NONE.value
+                and r["workers"] == 1)
+    fig, (times, ratio) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for mode in Batching:
+        for workers in sorted({r["workers"] for r in rows}):
+            line = [r for r in rows if r["mode"] == mode.value and r["workers"] == workers]
+            label = f"{mode.value}, {workers} process{'es' if workers > 1 else ''}"
+            style = "o-" if workers > 1 else "o--"
+            times.plot([r["P"] for r in line], [r["wall_s"] for r in line], style, label=label)
+            ratio.plot([r["P"] for r in line], [r["wall_s"] / base for r in line], style,
+                       label=label)
     times.set(xscale="log", yscale="log", xlabel="members P", ylabel="wall s per generation",
-              title="W1 generation (training), one thread")
-    times.legend()
-    ratio.plot(sizes, [r["speedup_wall"] for r in rows], "o-")
-    ratio.axhline(1.0, color="grey", lw=0.8)
-    ratio.set(xscale="log", xlabel="members P", ylabel="one-by-one / batched wall",
-              title="batched speed-up")
+              title="W1 generation (training)")
+    ratio.axhline(4.0, color="grey", lw=0.8, ls=":")
+    ratio.set(xscale="log", yscale="log", xlabel="members P",
+              ylabel="x a P=1 generation (one by one)",
+              title="cost of P members (target: 4x at 16)")
     for ax in (times, ratio):
         ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -105,24 +117,27 @@ def _plot(rows: list[dict[str, float]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per member (default: W1's evo_steps)")
     args = parser.parse_args()
-    set_one_thread()
     config = load_config(W1)
     steps = args.steps or config.population().evo_steps
+    timed(config, 1, steps, Batching.NONE, 1)  # warm-up (first-call costs), not reported
     rows = []
     for size in args.sizes:
-        seq = _timed(config, size, steps, _one_by_one)
-        bat = _timed(config, size, steps, _batched)
-        rows.append({"P": size, "one_by_one_wall_s": round(seq[0], 2),
-                     "batched_wall_s": round(bat[0], 2), "speedup_wall": round(seq[0] / bat[0], 2),
-                     "one_by_one_cpu_s": round(seq[1], 2), "batched_cpu_s": round(bat[1], 2),
-                     "speedup_cpu": round(seq[1] / bat[1], 2)})
-        print(rows[-1], flush=True)
+        for workers in args.workers:
+            if workers > size:
+                continue
+            for mode in Batching:
+                if mode is not Batching.NONE and size < 2 * workers:
+                    continue  # a chunk of one member is not batched
+                wall = timed(config, size, steps, mode, workers)
+                rows.append({"P": size, "workers": workers, "mode": mode.value,
+                             "wall_s": round(wall, 2)})
+                print(rows[-1], flush=True)
     _plot(rows, HERE / "population_scaling.png")
-    print(json.dumps({"benchmark": "population_scaling", "threads": 1, "steps": steps,
-                      "rows": rows}))
+    print(json.dumps({"benchmark": "population_scaling", "steps": steps, "rows": rows}))
 
 
 if __name__ == "__main__":

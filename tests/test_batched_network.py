@@ -68,6 +68,49 @@ def test_cells_equal_torch_modules(cell):
                 torch.testing.assert_close(out[i], ref_out, atol=ATOL, rtol=0)
 
 
+def test_lstm_gradients_equal_torch_modules():
+    """`lstm_layer`'s hand-written backward: every gradient (input, initial state, weights,
+    biases, through the outputs and the last cell state) equals `nn.LSTM`'s autograd."""
+    torch.manual_seed(1)
+    p, length, batch, width, hidden = 3, 7, 4, 5, 6
+    modules = [nn.LSTM(width, hidden) for _ in range(p)]
+    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    stacked = [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
+               .requires_grad_() for n in names]
+    x = torch.randn(p, length, batch, width, requires_grad=True)
+    h0 = torch.randn(p, batch, hidden, requires_grad=True)
+    c0 = torch.randn(p, batch, hidden, requires_grad=True)
+    probe_out, probe_c = torch.randn(p, length, batch, hidden), torch.randn(p, batch, hidden)
+    out, _, c = lstm_layer(x, h0, c0, *stacked)
+    ((out * probe_out).sum() + (c * probe_c).sum()).backward()
+    for i, m in enumerate(modules):
+        xi = x[i].detach().requires_grad_()  # [L, B, in], nn.LSTM's layout
+        hi, ci = h0[i].detach()[None].requires_grad_(), c0[i].detach()[None].requires_grad_()
+        ref_out, (_, ref_c) = m(xi, (hi, ci))
+        ((ref_out * probe_out[i]).sum() + (ref_c[0] * probe_c[i]).sum()).backward()
+        torch.testing.assert_close(x.grad[i], xi.grad, atol=ATOL, rtol=0)
+        torch.testing.assert_close(h0.grad[i], hi.grad[0], atol=ATOL, rtol=0)
+        torch.testing.assert_close(c0.grad[i], ci.grad[0], atol=ATOL, rtol=0)
+        for name, got in zip(names, stacked, strict=True):
+            want = dict(m.named_parameters())[name].grad
+            torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
+
+
+def test_lstm_backward_passes_gradcheck():
+    """In float64 the hand-written backward matches finite differences."""
+    torch.manual_seed(2)
+    p, length, batch, width, hidden = 2, 4, 3, 3, 4
+    shapes = [(p, length, batch, width), (p, batch, hidden), (p, batch, hidden),
+              (p, 4 * hidden, width), (p, 4 * hidden, hidden), (p, 4 * hidden), (p, 4 * hidden)]
+    inputs = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in shapes]
+
+    def layer(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _, c = lstm_layer(*args)
+        return out, c
+
+    assert torch.autograd.gradcheck(layer, inputs)
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_stacked_forward_and_head_equal_each_member(spec, action):

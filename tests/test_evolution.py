@@ -78,14 +78,16 @@ def test_run_directory_contents_and_elite_file(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text()) == summary
 
 
-def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path):
-    # per member: a batched engine's chunks, and so its float rounding, follow the workers
-    one, dir_one = _run(tmp_path, "one", workers=1, engine="per_member")
-    again, _ = _run(tmp_path, "again", workers=1, engine="per_member")
-    two, dir_two = _run(tmp_path, "two", workers=2, engine="per_member")
+@pytest.mark.parametrize("engine", ["per_member", "auto"])
+def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path, engine):
+    """`auto` batches by group, in chunks that follow the workers: a chunk's size must not
+    change a member's arithmetic (`evopop.evolution.plan`)."""
+    one, dir_one = _run(tmp_path, "one", workers=1, engine=engine)
+    again, _ = _run(tmp_path, "again", workers=1, engine=engine)
+    two, dir_two = _run(tmp_path, "two", workers=2, engine=engine)
     assert one["elite_sha256"] == again["elite_sha256"] == two["elite_sha256"]
     assert _metrics(dir_one) == _metrics(dir_two)
-    other, _ = _run(tmp_path, "other", seed=4)
+    other, _ = _run(tmp_path, "other", seed=4, engine=engine)
     assert other["elite_sha256"] != one["elite_sha256"]
 
 
@@ -126,19 +128,24 @@ def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch,
     assert _metrics(run_dir) == _metrics(straight_dir)
 
 
+@pytest.mark.parametrize("engine,batched_update", [("batched", True), ("auto", False)])
 def test_batched_engine_same_seed_same_elite_and_exact_resume(tmp_path, monkeypatch,
-                                                              stop_after_generation):
+                                                              stop_after_generation, engine,
+                                                              batched_update):
+    """`batched` stacks collection and update; `auto` batches a chunk of 4 on one env with
+    each member's own update (`evopop.evolution.engine.batching`)."""
     groups = []
     real = backends.run_group_task
     monkeypatch.setattr(backends, "run_group_task",
-                        lambda group: groups.append(len(group.members)) or real(group))
-    straight, straight_dir = _run(tmp_path, "straight", engine="batched")
-    assert groups and max(groups) == 4  # generation 0: all four stack
-    again, _ = _run(tmp_path, "again", engine="batched")
+                        lambda group: groups.append((len(group.members), group.batched_update))
+                        or real(group))
+    straight, straight_dir = _run(tmp_path, "straight", engine=engine)
+    assert max(groups) == (4, batched_update)  # generation 0: all four stack
+    again, _ = _run(tmp_path, "again", engine=engine)
     assert _stable(again) == _stable(straight)
     stop_after_generation(2)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, "resumed", engine="batched")
+        _run(tmp_path, "resumed", engine=engine)
     run_dir = tmp_path / "resumed"
     resumed = runner.run_training(load_config(run_dir / "config.yaml"), run_dir, resume=True,
                                   progress=False, parallel_members=1)  # the same chunks
@@ -276,10 +283,13 @@ def test_a_used_run_dir_is_refused_unless_overwritten(tmp_path):
 
 
 def test_async_envs_work_inside_worker_processes(tmp_path):
+    """The same episodes as sync copies, so the same run, one by one (`auto` would batch the
+    sync run's collection on one shared env but not the async run's: other rounding)."""
     env = {**TINY["env"], "vectorization": "async", "num_envs": 2}
-    summary, _ = _run(tmp_path, "async", workers=2, env=env, max_steps=256)
+    summary, _ = _run(tmp_path, "async", workers=2, env=env, max_steps=256,
+                      engine="per_member")
     sync, _ = _run(tmp_path, "sync", workers=1, env={**env, "vectorization": "sync"},
-                   max_steps=256)
+                   max_steps=256, engine="per_member")
     assert summary["elite_sha256"] == sync["elite_sha256"]
 
 

@@ -62,15 +62,16 @@ def _group_source(kind: str, env_id: str, sources: list[VectorRollouts]) -> Grou
     return SharedRollouts(make_vec_env(env_id, NUM_ENVS * len(sources)), len(sources))
 
 
-@pytest.mark.parametrize("kind", ["members", "shared"])
+@pytest.mark.parametrize("kind,batched_update", [
+    ("members", True), ("shared", True), ("shared", False)])
 @pytest.mark.parametrize("env_id,spec", CASES,
                          ids=[f"{e.split('NoVel')[0]}-{s.cell.value}" for e, s in CASES])
-def test_group_training_equals_member_by_member(env_id, spec, kind):
+def test_group_training_equals_member_by_member(env_id, spec, kind, batched_update):
     agents, sources = _members(env_id, spec)
     alone = copy.deepcopy(agents)
     steps = UPDATES * LEARN_STEP * NUM_ENVS
     group_source = _group_source(kind, env_id, sources)
-    grouped = train_group(agents, group_source, steps, SEEDS, SCHEDULES)
+    grouped = train_group(agents, group_source, steps, SEEDS, SCHEDULES, batched_update)
     group_source.close()
     for agent, ref, seed, schedule, got, source in zip(
             alone, agents, SEEDS, SCHEDULES, grouped, sources, strict=True):

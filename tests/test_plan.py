@@ -5,11 +5,11 @@ import pytest
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.checkpoint import agent_to_bytes
 from evopop.envs import EnvSpec, make_env
-from evopop.evolution.engine import Engine
+from evopop.evolution.engine import AUTO_MIN_GROUP, Batching, Engine, batching
 from evopop.evolution.plan import chunk_groups, plan_tasks
 from evopop.evolution.task import GroupTask, TrainTask
 
-ENV = EnvSpec(id="CartPoleNoVel-v1", num_envs=2)
+ENV = EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization="sync")
 
 
 def _tasks(specs: list[NetSpec], env: EnvSpec = ENV) -> list[TrainTask]:
@@ -26,25 +26,43 @@ def test_chunks_are_near_equal_largest_first_and_fill_the_workers():
     assert chunk_groups([[0, 1, 2, 3]], 1) == [[0, 1, 2, 3]]
     assert chunk_groups([[0, 1, 2, 3]], 2) == [[0, 1], [2, 3]]
     assert chunk_groups([[0, 1, 2, 3, 4], [5]], 2) == [[0, 1, 2], [3, 4], [5]]
-    assert chunk_groups([[0], [1, 2]], 4) == [[0], [1], [2]]
+    assert chunk_groups([[0], [1, 2]], 4) == [[1, 2], [0]]  # a group is never cut into ones
+    assert chunk_groups([[0, 1, 2]], 2) == [[0, 1, 2]]
 
 
-@pytest.mark.parametrize("engine,units", [
-    (Engine.PER_MEMBER, [TrainTask] * 5),
-    (Engine.BATCHED, [GroupTask, TrainTask]),
-    (Engine.AUTO, [TrainTask] * 5),  # a chunk of 4 is below AUTO_MIN_GROUP
+@pytest.mark.parametrize("engine,units,batched_update", [
+    (Engine.PER_MEMBER, [TrainTask] * 5, None),
+    (Engine.BATCHED, [GroupTask, TrainTask], True),
+    (Engine.AUTO, [GroupTask, TrainTask], False),  # 4 < AUTO_MIN_GROUP: collection only
 ])
-def test_plans_group_stackable_members_and_scatter_results_back(engine, units):
+def test_plans_group_stackable_members_and_scatter_results_back(engine, units, batched_update):
     small, wide = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=16, head=(8,))
     tasks = _tasks([small, small, wide, small, small])
     plan = plan_tasks(tasks, engine, workers=1)
     assert [type(u) for u in plan.units] == units
     assert sorted(i for s in plan.slots for i in s) == list(range(5))
-    if engine is Engine.BATCHED:
+    if batched_update is not None:
         assert plan.slots == [[0, 1, 3, 4], [2]]
         assert [t.seed for t in plan.units[0].members] == [0, 1, 3, 4]
+        assert plan.units[0].batched_update is batched_update
     fake = [[f"r{i}" for i in s] if len(s) > 1 else f"r{s[0]}" for s in plan.slots]
     assert plan.scatter(fake) == [f"r{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("size,vectorization,want", [
+    (1, "fast", Batching.NONE), (2, "fast", Batching.COLLECTION),
+    (AUTO_MIN_GROUP - 1, "sync", Batching.COLLECTION), (AUTO_MIN_GROUP, "fast", Batching.FULL),
+    (4, "async", Batching.NONE), (AUTO_MIN_GROUP, "async", Batching.FULL),
+])
+def test_auto_batches_collection_of_small_groups_on_a_shared_env(size, vectorization, want):
+    """`auto`: small groups batch only their collection, and only on an env they can share
+    (in-process copies); large groups batch everything."""
+    env = EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization=vectorization)
+    plan = plan_tasks(_tasks([NetSpec(hidden_size=8, head=(8,))] * size, env), Engine.AUTO,
+                      workers=1)
+    got = Batching.NONE if isinstance(plan.units[0], TrainTask) else \
+        Batching.FULL if plan.units[0].batched_update else Batching.COLLECTION
+    assert got is want == batching(Engine.AUTO, size, vectorization in ("fast", "sync"))
 
 
 def test_env_workers_always_train_one_by_one():
@@ -52,3 +70,17 @@ def test_env_workers_always_train_one_by_one():
                   env_workers=1)
     plan = plan_tasks(_tasks([NetSpec()] * 3, env), Engine.BATCHED, workers=1)
     assert all(isinstance(u, TrainTask) for u in plan.units)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 5])
+def test_a_group_s_batching_does_not_depend_on_the_workers(workers):
+    """The mode follows the group's size, so every worker count batches the same members the
+    same way, only in other chunks (none of one member)."""
+    small, wide = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=16, head=(8,))
+    tasks = _tasks([small] * AUTO_MIN_GROUP + [wide] * 3)
+    plan = plan_tasks(tasks, Engine.AUTO, workers=workers)
+    modes = {}
+    for unit, slots in zip(plan.units, plan.slots, strict=True):
+        assert isinstance(unit, GroupTask) and len(slots) >= 2
+        modes.update({i: unit.batched_update for i in slots})
+    assert modes == {i: i < AUTO_MIN_GROUP for i in range(len(tasks))}

@@ -3,32 +3,45 @@
 
 from __future__ import annotations
 
-import math
 from enum import Enum
 
 
 class Engine(str, Enum):
     """per_member: `train_agent` per member; batched: groups of stackable members train as
-    one batched computation (`train_group`); auto: batched for chunks of at least
-    `AUTO_MIN_GROUP` members, where it measured faster."""
+    one batched computation (`train_group`); auto: what measured fastest for the chunk's size
+    (`batching`)."""
 
     PER_MEMBER = "per_member"
     BATCHED = "batched"
     AUTO = "auto"
 
 
-AUTO_MIN_GROUP = 8
-"""The smallest chunk `auto` trains batched. W1 generations, one thread
-(benchmarks/population_scaling.py, 2026-12-02 with W1's shared encoder): batched ran 0.61x the
-one-by-one speed at P=1, 0.81x at 2, 1.07x at 4, 1.33x at 8 and 1.36x at 16. Chunks are
-planned per worker, and a pool of two runs two members at once, so a chunk must beat
-one-by-one clearly: from 8 on it does."""
+class Batching(str, Enum):
+    """How much of a chunk's learning cycle runs as one computation."""
+
+    NONE = "none"  # one task per member (`train_agent`)
+    COLLECTION = "collection"  # one env and one policy step per env step; each member's update
+    FULL = "full"  # collection and the PPO update stacked
 
 
-def min_group(engine: Engine) -> float:
-    """The smallest chunk of stackable members the engine trains batched."""
-    sizes = {Engine.PER_MEMBER: math.inf, Engine.BATCHED: 2, Engine.AUTO: AUTO_MIN_GROUP}
-    return sizes[engine]
+AUTO_MIN_GROUP = 12
+"""The smallest group `auto` trains fully batched; groups of two or more below it batch their
+collection only, where the env shares (`batching`). Chosen by group, not by chunk, so that the
+plan's arithmetic does not depend on the number of workers (`evopop.evolution.plan`). W1
+generations, one thread per process (benchmarks/population_scaling.py, 2026-12-02, with
+shared-env collection): a chunk's full stack overtakes batched collection between 4 and 6
+members, so 12 lets each of two workers' chunks reach 6."""
+
+
+def batching(engine: Engine, group: int, shared_env: bool) -> Batching:
+    """What the engine batches of a group of `group` stackable members; `shared_env`: the
+    members can step one env of all their copies (`SharedRollouts`), without which batching
+    collection alone does not pay."""
+    if engine is Engine.PER_MEMBER or group < 2:
+        return Batching.NONE
+    if engine is Engine.BATCHED or group >= AUTO_MIN_GROUP:
+        return Batching.FULL
+    return Batching.COLLECTION if shared_env else Batching.NONE
 
 
 WORKER_MODULES = ("evopop.envs.envpool_import", "evopop.evolution.backends")

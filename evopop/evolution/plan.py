@@ -1,10 +1,12 @@
 """Planning a generation's tasks for an engine: batched groups, or one task per member.
 
-`plan_tasks` groups the members that can stack (`evopop.batched.group_members`), splits the
-groups into chunks so every worker of the pool has work, and keeps a chunk batched when the
-engine says so. A member's result depends on the chunk it trained in only at float rounding,
-but that is enough to change a hash: with a batched engine the same seed gives the same
-result for the same number of workers (`parallel_members`), on any placement and after resume.
+`plan_tasks` groups the members that can stack (`evopop.batched.group_members`), lets the
+engine say how each group trains (`batching`, by the group's size), and splits the groups into
+chunks so every worker of the pool has work. Batched arithmetic is the same for every member
+of a chunk of two or more, whatever the chunk's size (each member's slices of the batched
+matmuls; `tests/test_evolution.py` checks that one and two workers give the same run), so
+the result does not depend on the number of workers either; a batched group is never cut into
+a chunk of one, which would round differently.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 from evopop.agents.checkpoint import agent_from_bytes
 from evopop.batched import group_members
 from evopop.envs.spec import Vectorization
-from evopop.evolution.engine import Engine, min_group
-from evopop.evolution.task import GroupTask, TaskResult, TrainTask
+from evopop.evolution.engine import Batching, Engine, batching
+from evopop.evolution.task import SHARED_VECTORIZATIONS, GroupTask, TaskResult, TrainTask
 
 Unit = TrainTask | GroupTask
 
@@ -41,11 +43,12 @@ class Plan:
 
 def chunk_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
     """Splits groups into near-equal chunks of at most ceil(members / workers), largest first,
-    so that `workers` workers share the generation."""
+    so that `workers` workers share the generation; a group of two or more is never cut into
+    a chunk of one (a batched chunk of one would round differently from a larger one)."""
     most = max(1, math.ceil(sum(len(g) for g in groups) / workers))
     chunks = []
     for group in groups:
-        pieces = math.ceil(len(group) / most)
+        pieces = max(1, min(math.ceil(len(group) / most), len(group) // 2))
         base, extra = divmod(len(group), pieces)
         sizes = [base + (i < extra) for i in range(pieces)]
         starts = [sum(sizes[:i]) for i in range(pieces)]
@@ -55,17 +58,20 @@ def chunk_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
 
 def plan_tasks(tasks: Sequence[TrainTask], engine: Engine, workers: int) -> Plan:
     """One unit per member (per_member, or env workers: a group needs in-process vector envs),
-    else a `GroupTask` for every chunk large enough for the engine, singles for the rest."""
+    else a `GroupTask` for every chunk the engine batches (`batching`), singles for the rest."""
     singles = Plan(list(tasks), [[i] for i in range(len(tasks))])
     if engine is Engine.PER_MEMBER or not tasks or \
             tasks[0].env.vectorization is Vectorization.INDEPENDENT:
         return singles
     groups = group_members([agent_from_bytes(t.agent) for t in tasks])
+    shared = tasks[0].env.vectorization in SHARED_VECTORIZATIONS
+    modes = {i: batching(engine, len(g), shared) for g in groups for i in g}
     units: list[Unit] = []
     slots: list[list[int]] = []
     for chunk in chunk_groups(groups, workers):
-        if len(chunk) >= min_group(engine):
-            units.append(GroupTask(tuple(tasks[i] for i in chunk)))
+        mode = modes[chunk[0]]
+        if mode is not Batching.NONE:
+            units.append(GroupTask(tuple(tasks[i] for i in chunk), mode is Batching.FULL))
             slots.append(chunk)
         else:
             units.extend(tasks[i] for i in chunk)

@@ -229,9 +229,9 @@ class RunConfig(BaseModel):
         "cpu", description="where members learn, act and are evaluated: cpu, cuda, cuda:N or "
         "auto (cuda when torch sees a GPU); results are bit-identical on cpu only")
     engine: Engine = Field(
-        Engine.PER_MEMBER, description="how members train: per_member, batched (stackable "
-        "members as one batched computation; the elite then depends on parallel_members too) or "
-        "auto (batched where it measured faster)")
+        Engine.AUTO, description="how members train: auto (groups of stackable members batch "
+        "their collection, large groups their update too: what measured fastest), batched "
+        "(every group fully batched) or per_member (one by one)")
     tensorboard: Annotated[bool | str, BeforeValidator(_tensorboard_setting)] = Field(
         False, description="log each generation to TensorBoard: true (event files in the run "
         "dir's tensorboard/), a directory (relative to the run dir) or false")

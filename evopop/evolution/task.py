@@ -56,9 +56,11 @@ class TrainTask:
 @dataclass(frozen=True)
 class GroupTask:
     """Members that stack (`evopop.batched.group_members`), trained as one batched
-    computation; each keeps its own task's seeds, schedule and evaluation."""
+    computation (collection only, each member its own update, without `batched_update`);
+    each keeps its own task's seeds, schedule and evaluation."""
 
     members: tuple[TrainTask, ...]
+    batched_update: bool = True
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
     agents = [agent_from_bytes(t.agent) for t in tasks]
     source = cached_group_source(tasks[0].env, len(tasks))
     results = train_group(agents, source, tasks[0].steps, [t.seed for t in tasks],
-                          [t.schedule for t in tasks])
+                          [t.schedule for t in tasks], group.batched_update)
     todo = [i for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))
             if _needs_evaluation(a, t, r)]
     scores: dict[int, EvalResult] = {}

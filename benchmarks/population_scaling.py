@@ -13,7 +13,7 @@ at once, one torch thread each, as `evopop train` runs them; the time is from th
 to the last process's end. Writes `population_scaling.png` next to this file; the last line
 is JSON.
 
-    python benchmarks/population_scaling.py [--sizes 1 2 4 8 16 32] [--workers 1 2]
+    python benchmarks/population_scaling.py [--sizes 1 2 4 8 16 32] [--workers 1 2] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import statistics
 import time
 from pathlib import Path
 
@@ -120,6 +121,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=None,
                         help="env steps per member (default: W1's evo_steps)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per configuration, back to back; the median is reported")
     args = parser.parse_args()
     config = load_config(W1)
     steps = args.steps or config.population().evo_steps
@@ -132,9 +135,10 @@ def main() -> None:
             for mode in Batching:
                 if mode is not Batching.NONE and size < 2 * workers:
                     continue  # a chunk of one member is not batched
-                wall = timed(config, size, steps, mode, workers)
+                walls = [timed(config, size, steps, mode, workers) for _ in range(args.repeats)]
                 rows.append({"P": size, "workers": workers, "mode": mode.value,
-                             "wall_s": round(wall, 2)})
+                             "wall_s": round(statistics.median(walls), 2),
+                             "runs_s": [round(w, 2) for w in walls]})
                 print(rows[-1], flush=True)
     _plot(rows, HERE / "population_scaling.png")
     print(json.dumps({"benchmark": "population_scaling", "steps": steps, "rows": rows}))

@@ -146,17 +146,30 @@ class StackedRMS:
             member.count = float(self.count[p])
 
 
-class StackedObsNorm:
+class _StackedMembers:
+    """Some members' normalisers (an `ObsNormalizer` or `RewardScaler` each, or None): the
+    present ones' statistics stacked, their rows among the members, their shared constants."""
+
+    def __init__(self, members: list[ObsNormalizer | None] | list[RewardScaler | None]) -> None:
+        self.rows = [p for p, member in enumerate(members) if member is not None]
+        self.present = [member for member in members if member is not None]
+        self.stats = StackedRMS([m.rms for m in self.present]) if self.present else None
+        self.clip = self.present[0].clip if self.present else 0.0
+        self.eps = self.present[0].eps if self.present else 0.0
+
+    def write_back(self, live: list[bool]) -> None:
+        """The statistics of the live members go back into their own normalisers."""
+        if self.stats is not None:
+            self.stats.write_back([i for i, p in enumerate(self.rows) if live[p]])
+
+
+class StackedObsNorm(_StackedMembers):
     """The members' `ObsNormalizer`s on one batch per member `[P, n, dim]` at once; members
     without one pass their observations through unchanged."""
 
     def __init__(self, norms: list[ObsNormalizer | None]) -> None:
-        self.rows = [p for p, norm in enumerate(norms) if norm is not None]
-        present = [norm for norm in norms if norm is not None]
-        self.stats = StackedRMS([n.rms for n in present]) if present else None
-        self.columns = present[0].columns if present else np.zeros(0, np.intp)
-        self.clip = present[0].clip if present else 0.0
-        self.eps = present[0].eps if present else 0.0
+        super().__init__(norms)
+        self.columns = self.present[0].columns if self.present else np.zeros(0, np.intp)
 
     def __call__(self, obs: np.ndarray, update: bool) -> np.ndarray:
         if self.stats is None or not len(self.columns):
@@ -172,23 +185,14 @@ class StackedObsNorm:
         out[self.rows] = block
         return out
 
-    def write_back(self, live: list[bool]) -> None:
-        """The statistics of the live members go back into their `ObsNormalizer`s."""
-        if self.stats is not None:
-            self.stats.write_back([i for i, p in enumerate(self.rows) if live[p]])
 
-
-class StackedRewardScaler:
+class StackedRewardScaler(_StackedMembers):
     """The members' `RewardScaler`s on one step of rewards per member `[P, n]` at once;
     members without one keep their raw rewards."""
 
     def __init__(self, scalers: list[RewardScaler | None]) -> None:
-        self.rows = [p for p, scaler in enumerate(scalers) if scaler is not None]
-        present = [s for s in scalers if s is not None]
-        self.stats = StackedRMS([s.rms for s in present]) if present else None
-        self.gamma = np.array([s.gamma for s in present])[:, None] if present else None
-        self.clip = present[0].clip if present else 0.0
-        self.eps = present[0].eps if present else 0.0
+        super().__init__(scalers)
+        self.gamma = np.array([s.gamma for s in self.present])[:, None]
 
     def __call__(self, rewards: np.ndarray, returns: np.ndarray, dones: np.ndarray,
                  update: bool) -> np.ndarray:
@@ -206,7 +210,3 @@ class StackedRewardScaler:
         scaled = rewards[self.rows] / np.sqrt(self.stats.var + self.eps)[:, None]
         out[self.rows] = np.clip(scaled, -self.clip, self.clip)
         return out
-
-    def write_back(self, live: list[bool]) -> None:
-        if self.stats is not None:
-            self.stats.write_back([i for i, p in enumerate(self.rows) if live[p]])

@@ -95,3 +95,26 @@ def test_a_group_shares_one_rollout_length():
     agents[1].set_params(dataclasses.replace(agents[1].params, learn_step=16))
     with pytest.raises(ValueError, match="learn_step"):
         train_group(agents, MemberRollouts(sources), 128, SEEDS)
+
+
+def test_with_collection_batched_a_member_s_result_does_not_depend_on_its_chunk():
+    """What lets one worker and two give the same elite under `auto` below AUTO_MIN_GROUP
+    (`evopop.evolution.plan`): a member whose collection is batched, trained in a chunk of
+    four, ends bit for bit where it ends in a chunk of two. (A stacked update pads every
+    member's minibatch to the chunk's largest, so its rounding follows the chunk.)"""
+    env_id, spec = CASES[0]
+    agents = _members(env_id, spec)[0] + _members(env_id, spec)[0][:1]  # four members
+    steps = 2 * LEARN_STEP * NUM_ENVS
+
+    def trained(chunks: list[list[int]]) -> list[list[np.ndarray]]:
+        group = copy.deepcopy(agents)
+        for chunk in chunks:
+            shared = SharedRollouts(make_vec_env(env_id, NUM_ENVS * len(chunk)), len(chunk))
+            train_group([group[i] for i in chunk], shared, steps, [20 + i for i in chunk],
+                        batched_update=False)
+            shared.close()
+        return [[p.detach().numpy().copy() for p in a.net.parameters()] for a in group]
+
+    whole, halves = trained([[0, 1, 2, 3]]), trained([[0, 2], [1, 3]])
+    for one, other in zip(whole, halves, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(one, other, strict=True))

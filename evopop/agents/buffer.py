@@ -7,7 +7,9 @@ run of consecutive flat indices.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +37,9 @@ class RolloutBuffer:
     states: torch.Tensor  # [T, C, layers, N, H]
     last_values: np.ndarray  # [N] float32, V(obs after the last step)
 
+    ENV_AXES: ClassVar[dict[str, int]] = {"states": 3, "last_values": 0}
+    """Each field's env axis where it is not 1 (joining and splitting rollouts by env)."""
+
     @classmethod
     def allocate(
         cls, steps: int, num_envs: int, obs_dim: int, action_dim: int, state_shape: tuple[int, ...]
@@ -61,6 +66,16 @@ class RolloutBuffer:
     @property
     def num_envs(self) -> int:
         return self.obs.shape[1]
+
+    def envs(self, start: int, stop: int) -> RolloutBuffer:
+        """The rollout of env copies `start` to `stop - 1` alone, as copies of its own."""
+        parts = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            index = (slice(None),) * self.ENV_AXES.get(f.name, 1) + (slice(start, stop),)
+            part = value[index]
+            parts[f.name] = part.clone() if isinstance(part, torch.Tensor) else part.copy()
+        return RolloutBuffer(**parts)
 
 
 def next_values(buf: RolloutBuffer) -> np.ndarray:

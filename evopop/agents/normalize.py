@@ -181,6 +181,8 @@ class StackedObsNorm(_StackedMembers):
         scale = np.sqrt(self.stats.var + self.eps)[:, None]
         block[:, :, self.columns] = np.clip((cols - self.stats.mean[:, None]) / scale,
                                             -self.clip, self.clip)
+        if len(self.rows) == len(obs):
+            return block  # a copy already (fancy indexing)
         out = obs.copy()
         out[self.rows] = block
         return out

@@ -8,7 +8,7 @@ from enum import Enum
 
 class Engine(str, Enum):
     """per_member: `train_agent` per member; batched: groups of stackable members train as
-    one batched computation (`train_group`); auto: what measured fastest for the chunk's size
+    one batched computation (`train_group`); auto: what measured fastest for the group's size
     (`batching`)."""
 
     PER_MEMBER = "per_member"
@@ -17,7 +17,7 @@ class Engine(str, Enum):
 
 
 class Batching(str, Enum):
-    """How much of a chunk's learning cycle runs as one computation."""
+    """How much of a group's learning cycle runs as one computation."""
 
     NONE = "none"  # one task per member (`train_agent`)
     COLLECTION = "collection"  # one env and one policy step per env step; each member's update
@@ -26,8 +26,8 @@ class Batching(str, Enum):
 
 AUTO_MIN_GROUP = 12
 """The smallest group `auto` trains fully batched; groups of two or more below it batch their
-collection only, where the env shares (`batching`). Chosen by group, not by chunk, so that the
-plan's arithmetic does not depend on the number of workers (`evopop.evolution.plan`). W1
+collection only, where the env shares (`batching`). Chosen by group, not by chunk, so that
+groups below it give the same result for any number of workers (`evopop.evolution.plan`). W1
 generations, one thread per process (benchmarks/population_scaling.py, 2026-12-02, with
 shared-env collection): a chunk's full stack overtakes batched collection between 4 and 6
 members, so 12 lets each of two workers' chunks reach 6."""

@@ -2,11 +2,13 @@
 
 `plan_tasks` groups the members that can stack (`evopop.batched.group_members`), lets the
 engine say how each group trains (`batching`, by the group's size), and splits the groups into
-chunks so every worker of the pool has work. Batched arithmetic is the same for every member
-of a chunk of two or more, whatever the chunk's size (each member's slices of the batched
-matmuls; `tests/test_evolution.py` checks that one and two workers give the same run), so
-the result does not depend on the number of workers either; a batched group is never cut into
-a chunk of one, which would round differently.
+chunks so every worker of the pool has work. With collection batched, a member's arithmetic
+is the same in a chunk of any size from two (its slices of the batched policy step;
+tests/test_group_train.py), so such groups give the same result for any number of workers; a
+group is never cut into a chunk of one, which would round differently. A stacked update pads
+each member's minibatch to the chunk's largest, so fully batched groups round as their chunks
+do: with one of those in play, the same seed gives the same result for the same number of
+workers (`parallel_members`), on any placement and after resume.
 """
 
 from __future__ import annotations

@@ -78,9 +78,8 @@ def _buffer_arrays(buf: RolloutBuffer) -> dict[str, np.ndarray]:
 def join_buffers(pieces: list[dict[str, np.ndarray]]) -> RolloutBuffer:
     """Concatenate worker shares along the env axis (axis 3 of the `[T, C, layers, N, H]`
     states, 0 of `last_values`, 1 of everything else)."""
-    axis = {"states": 3, "last_values": 0}
     joined = {
-        name: np.concatenate([p[name] for p in pieces], axis=axis.get(name, 1))
+        name: np.concatenate([p[name] for p in pieces], axis=RolloutBuffer.ENV_AXES.get(name, 1))
         for name in pieces[0]
     }
     joined["states"] = torch.from_numpy(joined["states"])

@@ -35,9 +35,6 @@ from evopop.rollouts.vector import VectorRollouts
 class GroupSource(Protocol):
     """Where a batched group's rollouts come from: `MemberRollouts` or `SharedRollouts`."""
 
-    @property
-    def closed(self) -> bool: ...
-
     def start(self, seeds: Sequence[tuple[int, int]]) -> None:
         """(env reset seed, action sampling seed) per member; fresh episodes follow."""
         ...
@@ -60,10 +57,6 @@ class MemberRollouts:
 
     def __init__(self, sources: Sequence[VectorRollouts]) -> None:
         self.sources = list(sources)
-
-    @property
-    def closed(self) -> bool:
-        return any(s.closed for s in self.sources)
 
     def start(self, seeds: Sequence[tuple[int, int]]) -> None:
         for source, (env_seed, sample_seed) in zip(self.sources, seeds, strict=True):

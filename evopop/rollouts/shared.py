@@ -15,7 +15,7 @@ For the per-member alternative (each member its own env: timed async envs), see
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,53 +33,6 @@ from evopop.seeding import torch_generator
 
 
 @dataclass
-class _GroupBuffer:
-    """One rollout of every member, `[T, P, N, ...]`, split into `RolloutBuffer`s at the end."""
-
-    obs: np.ndarray
-    actions: np.ndarray
-    log_probs: np.ndarray
-    values: np.ndarray
-    rewards: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    episode_start: np.ndarray
-    bootstrap_values: np.ndarray
-    states: torch.Tensor  # [T, C, layers, P, N, H]
-    last_values: np.ndarray
-
-    @classmethod
-    def allocate(cls, steps: int, members: int, n: int, obs_dim: int, action_dim: int,
-                 state_shape: tuple[int, ...]) -> _GroupBuffer:
-        shape = (steps, members, n)
-        return cls(
-            obs=np.zeros((*shape, obs_dim), np.float32),
-            actions=np.zeros((*shape, action_dim), np.float32),
-            log_probs=np.zeros(shape, np.float32), values=np.zeros(shape, np.float32),
-            rewards=np.zeros(shape, np.float32), terminated=np.zeros(shape, bool),
-            truncated=np.zeros(shape, bool), episode_start=np.zeros(shape, bool),
-            bootstrap_values=np.zeros(shape, np.float32),
-            states=torch.zeros((steps, *state_shape)),
-            last_values=np.zeros((members, n), np.float32),
-        )
-
-    def member(self, p: int) -> RolloutBuffer:
-        """Member p's rollout as `collect` would have filled it (contiguous copies)."""
-        def own(a: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(a[:, p])
-
-        return RolloutBuffer(
-            obs=own(self.obs), actions=own(self.actions), log_probs=own(self.log_probs),
-            values=own(self.values), rewards=own(self.rewards),
-            terminated=own(self.terminated), truncated=own(self.truncated),
-            episode_start=own(self.episode_start),
-            bootstrap_values=own(self.bootstrap_values),
-            states=self.states[:, :, :, p].contiguous(),
-            last_values=self.last_values[p].copy(),
-        )
-
-
-@dataclass
 class _Carry:
     """What carries over between a group's rollouts (`Collector`'s fields, `[P, N]`)."""
 
@@ -91,7 +44,7 @@ class _Carry:
     ep_length: np.ndarray
     samplers: list[torch.Generator]
     logs: list[EpisodeLog]
-    sde_noise: list[torch.Tensor | None] = field(default_factory=list)
+    sde_noise: list[torch.Tensor | None]
     steps_done: int = 0
 
 
@@ -104,8 +57,6 @@ class SharedRollouts:
             raise ValueError(f"{envs.num_envs} env copies do not split into {members} members")
         self.envs, self.members = envs, members
         self.num_envs = envs.num_envs // members  # per member
-        self.single_observation_space: Any = envs.single_observation_space
-        self.single_action_space: Any = envs.single_action_space
         self._seeds: list[tuple[int, int]] = []
         self._carry: _Carry | None = None
 
@@ -154,7 +105,9 @@ class SharedRollouts:
 
 
 class _Run:
-    """One `SharedRollouts.collect`: the stacked normalisers and the step loop."""
+    """One `SharedRollouts.collect`: the stacked normalisers and the step loop. The rollout is
+    one `RolloutBuffer` of all P x N copies (member p's are copies p N to (p + 1) N - 1);
+    per-member bookkeeping sees them as `[P, N]`."""
 
     def __init__(self, source: SharedRollouts, pop: StackedPopulation, agents: list[Agent],
                  live: list[bool]) -> None:
@@ -162,49 +115,52 @@ class _Run:
         self.encoder, self.spec = agents[0].encoder, agents[0].action_spec
         self.obs_norm = StackedObsNorm([a.obs_norm for a in agents])
         self.rewards = StackedRewardScaler([a.reward_scaler for a in agents])
-        self.dead = np.flatnonzero(~np.asarray(live))
+        self.grid = (source.members, source.num_envs)
+        self.dead_copies = np.flatnonzero(np.repeat(~np.asarray(live), source.num_envs))
 
     def encode(self, raw: Any, update: bool) -> np.ndarray:
         """Raw observations of every copy -> normalised `[P, N, dim]`."""
-        x = self.encoder(raw)
-        return self.obs_norm(x.reshape(self.source.members, self.source.num_envs, -1), update)
+        return self.obs_norm(self.encoder(raw).reshape(*self.grid, -1), update)
 
     def collect(self, carry: _Carry, steps: int) -> list[RolloutBuffer]:
-        size, n = self.source.members, self.source.num_envs
-        buf = _GroupBuffer.allocate(steps, size, n, self.encoder.dim, self.spec.action_dim,
-                                    tuple(carry.state.shape))
+        c, layers, _, _, hidden = carry.state.shape
+        copies = self.source.envs.num_envs
+        buf = RolloutBuffer.allocate(steps, copies, self.encoder.dim, self.spec.action_dim,
+                                     (c, layers, copies, hidden))
         for t in range(steps):
             self.step(carry, buf, t)
         x = torch.from_numpy(self.encode(carry.obs, update=False))
         state = reset_states(carry.state, carry.episode_start)
-        buf.last_values[:] = self.pop.net.value(x.unsqueeze(1), state)[:, 0].numpy()
+        buf.last_values[:] = self.pop.net.value(x.unsqueeze(1), state)[:, 0].reshape(-1).numpy()
         self.obs_norm.write_back(self.live)
         self.rewards.write_back(self.live)
-        return [buf.member(p) for p in range(size) if self.live[p]]
+        n = self.source.num_envs
+        return [buf.envs(p * n, (p + 1) * n) for p, alive in enumerate(self.live) if alive]
 
-    def step(self, carry: _Carry, buf: _GroupBuffer, t: int) -> None:
-        buf.obs[t] = self.encode(carry.obs, update=True)
+    def step(self, carry: _Carry, buf: RolloutBuffer, t: int) -> None:
+        x = self.encode(carry.obs, update=True)
+        buf.obs[t] = x.reshape(buf.num_envs, -1)
         carry.state = reset_states(carry.state, carry.episode_start)
-        buf.states[t] = carry.state
-        buf.episode_start[t] = carry.episode_start
-        out = policy_step(self.pop, torch.from_numpy(buf.obs[t]), carry.state, carry.samplers,
+        buf.states[t] = carry.state.flatten(2, 3)
+        buf.episode_start[t] = carry.episode_start.reshape(-1)
+        out = policy_step(self.pop, torch.from_numpy(x), carry.state, carry.samplers,
                           self.sde_noise(carry, t))
-        buf.actions[t], buf.log_probs[t] = out.actions.numpy(), out.log_probs.numpy()
-        buf.values[t] = out.values.numpy()
+        buf.actions[t] = out.actions.flatten(0, 1).numpy()
+        buf.log_probs[t] = out.log_probs.reshape(-1).numpy()
+        buf.values[t] = out.values.reshape(-1).numpy()
         carry.state = out.state
-        actions = buf.actions[t].copy()
-        actions[self.dead] = 0.0  # a valid action for every space (to_env clips or offsets)
-        flat = actions.reshape(-1, actions.shape[-1])
-        carry.obs, reward, term, trunc, infos = self.source.envs.step(self.spec.to_env(flat))
-        shape = buf.terminated.shape[1:]
-        term, trunc = term.reshape(shape), trunc.reshape(shape)
-        reward = np.asarray(reward, np.float64).reshape(shape)
-        dones = term | trunc
+        actions = buf.actions[t]
+        if self.dead_copies.size:  # a valid action for every space (to_env clips or offsets)
+            actions = actions.copy()
+            actions[self.dead_copies] = 0.0
+        carry.obs, reward, term, trunc, infos = self.source.envs.step(self.spec.to_env(actions))
         buf.terminated[t], buf.truncated[t] = term, trunc
         bootstrap = trunc & ~term
         if bootstrap.any():
             buf.bootstrap_values[t][bootstrap] = self.final_values(carry, infos, bootstrap)
-        buf.rewards[t] = self.rewards(reward, carry.scaled_returns, dones, update=True)
+        dones = (term | trunc).reshape(self.grid)
+        reward = np.asarray(reward, np.float64).reshape(self.grid)
+        buf.rewards[t] = self.rewards(reward, carry.scaled_returns, dones, update=True).reshape(-1)
         self.record(carry, reward, dones, infos)
         carry.episode_start = dones
 
@@ -220,17 +176,17 @@ class _Run:
         return torch.stack(carry.sde_noise)  # type: ignore[arg-type]
 
     def final_values(self, carry: _Carry, infos: dict[str, Any],
-                     rows: np.ndarray) -> np.ndarray:
-        """V(final observation) of the truncated copies `rows [P, N]`, from the state after
-        their last step; every member at once (the other copies' values are not used)."""
+                     copies: np.ndarray) -> np.ndarray:
+        """V(final observation) of the truncated `copies` (a mask over all P x N), from the
+        state after their last step; every member at once (the other copies' values are not
+        used)."""
         encoded = self.encoder(carry.obs).copy()  # the encoder may return the env's array
         finals = infos["final_obs"]
-        for i in np.flatnonzero(rows.reshape(-1)):
+        for i in np.flatnonzero(copies):
             encoded[i] = self.encoder(batch_one(finals[i]))[0]
-        size, n = rows.shape
-        x = self.obs_norm(encoded.reshape(size, n, -1), update=False)
+        x = self.obs_norm(encoded.reshape(*self.grid, -1), update=False)
         values = self.pop.net.value(torch.from_numpy(x).unsqueeze(1), carry.state)[:, 0]
-        return values.numpy()[rows]
+        return values.reshape(-1).numpy()[copies]
 
     def record(self, carry: _Carry, rewards: np.ndarray, dones: np.ndarray,
                infos: dict[str, Any]) -> None:

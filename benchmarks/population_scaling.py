@@ -32,7 +32,7 @@ from evopop.envs import make_vec_env
 from evopop.evolution.engine import Batching
 from evopop.evolution.plan import chunk_groups
 from evopop.evolution.settings import RunConfig
-from evopop.execution.worker import set_one_thread
+from evopop.execution.worker import prepare_trainer
 from evopop.rollouts import VectorRollouts
 from evopop.rollouts.group_train import train_group
 from evopop.rollouts.shared import SharedRollouts
@@ -66,7 +66,7 @@ def _train(config: RunConfig, members: list[int], steps: int, mode: Batching) ->
 def _chunk(args: tuple[RunConfig, list[int], int, Batching, object]) -> tuple[float, float]:
     """A worker process: set up, wait for the others, train; (start, end) on the shared clock."""
     config, members, steps, mode, barrier = args
-    set_one_thread()
+    prepare_trainer()
     barrier.wait()  # type: ignore[attr-defined]
     start = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every process
     _train(config, members, steps, mode)

@@ -25,7 +25,7 @@ from evopop.agents import evaluate
 from evopop.agents.checkpoint import load_agent
 from evopop.config import load_config
 from evopop.envs import make_vec_env
-from evopop.execution.worker import set_one_thread
+from evopop.execution.worker import prepare_trainer
 from evopop.rundir import RunDir
 from evopop.training import run_training
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--parallel-members", dest="workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "pendulum_novel.yaml")
     args = parser.parse_args()
-    set_one_thread()
+    prepare_trainer()
     rows = [solve(seed, args.workers, args.config) for seed in args.seeds]
     walls = [r["wall_s"] for r in rows]
     print(json.dumps({

@@ -102,10 +102,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # before this process imports torch, so that the two imports overlap
         start_fork_server(WORKER_MODULES)
 
-    from evopop.execution.worker import set_one_thread
+    from evopop.execution.worker import prepare_trainer
     from evopop.training import run_training, summary_line
 
-    set_one_thread()
+    prepare_trainer()
     summary = run_training(config, run_dir, resume=bool(args.resume), progress=not args.quiet,
                             parallel_members=args.parallel_members, wandb=args.wandb,
                             overwrite=args.overwrite)

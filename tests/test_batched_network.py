@@ -69,8 +69,9 @@ def test_cells_equal_torch_modules(cell):
 
 
 def test_lstm_gradients_equal_torch_modules():
-    """`lstm_layer`'s hand-written backward: every gradient (input, initial state, weights,
-    biases, through the outputs and the last cell state) equals `nn.LSTM`'s autograd."""
+    """`lstm_layer`'s gradients (autograd through the written-out cells): every one (input,
+    initial state, weights, biases, through the outputs and the last cell state) equals
+    `nn.LSTM`'s."""
     torch.manual_seed(1)
     p, length, batch, width, hidden = 3, 7, 4, 5, 6
     modules = [nn.LSTM(width, hidden) for _ in range(p)]
@@ -97,7 +98,7 @@ def test_lstm_gradients_equal_torch_modules():
 
 
 def test_lstm_backward_passes_gradcheck():
-    """In float64 the hand-written backward matches finite differences."""
+    """In float64 `lstm_layer`'s gradients match finite differences."""
     torch.manual_seed(2)
     p, length, batch, width, hidden = 2, 4, 3, 3, 4
     shapes = [(p, length, batch, width), (p, batch, hidden), (p, batch, hidden),

@@ -25,7 +25,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from evopop.execution.pool import CLOSE_TIMEOUT_S, Death, Failure, Outcome, Reply, WorkerError
-from evopop.execution.worker import HandlerFactory, Host, set_one_thread
+from evopop.execution.worker import HandlerFactory, Host, prepare_trainer
 
 _GONE = (BrokenPipeError, ConnectionResetError, EOFError, OSError)
 PRELOAD = ("torch", "gymnasium")
@@ -65,7 +65,7 @@ def _serve(conn: Connection, factory: HandlerFactory, torch_worker: bool,
     os.environ.clear()
     os.environ.update(environ)
     if torch_worker:
-        set_one_thread()
+        prepare_trainer()
     host = Host(factory)
     try:
         while True:

@@ -19,7 +19,7 @@ from typing import Any
 
 from evopop.execution.cluster import deaths, has_room, import_ray
 from evopop.execution.pool import CLOSE_TIMEOUT_S, Death, Failure, Outcome, Reply, WorkerError
-from evopop.execution.worker import HandlerFactory, Host, set_one_thread
+from evopop.execution.worker import HandlerFactory, Host, prepare_trainer
 
 LOG = logging.getLogger("evopop.execution")
 ROOM_WAIT_S = 5.0
@@ -47,7 +47,7 @@ class _HostActor(Host):
     """A `Host` living in a Ray actor, with one torch thread."""
 
     def __init__(self, factory: HandlerFactory) -> None:
-        set_one_thread()
+        prepare_trainer()
         super().__init__(factory)
 
     def node_id(self) -> str:

@@ -1,5 +1,6 @@
-"""What every worker does, wherever it runs: one torch thread, and a handler built from a
-picklable factory on its first message (so a broken handler is reported with its traceback)."""
+"""What every worker does, wherever it runs: one torch thread and glibc keeping freed memory
+(`prepare_trainer`), and a handler built from a picklable factory on its first message (so a
+broken handler is reported with its traceback)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ def set_one_thread() -> int:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     return before
+
+
+def prepare_trainer() -> None:
+    """What a process that trains does first: `set_one_thread`, and `keep_freed_memory` (a
+    learning cycle frees and reallocates the same buffers thousands of times)."""
+    from evopop.execution.memory import keep_freed_memory
+
+    set_one_thread()
+    keep_freed_memory()
 
 
 @contextmanager

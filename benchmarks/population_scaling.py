@@ -11,9 +11,12 @@ step and gives each member its own update, `full` stacks the update too. With `-
 the members are split into two chunks (as `plan_tasks` splits them) trained in two processes
 at once, one torch thread each, as `evopop train` runs them; the time is from the common start
 to the last process's end. Writes `population_scaling.png` next to this file; the last line
-is JSON.
+is JSON. `--target-pairs N` instead checks the issue's target alone: it alternates a P = 1
+generation (one by one) with a P = 16 one as `evopop train` runs it (fully batched, two
+processes) N times and prints each pair and the median ratio.
 
     python benchmarks/population_scaling.py [--sizes 1 2 4 8 16 32] [--workers 1 2] [--repeats 1]
+    python benchmarks/population_scaling.py --target-pairs 5
 """
 
 from __future__ import annotations
@@ -115,6 +118,19 @@ def _plot(rows: list[dict[str, float]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def target_pairs(config: RunConfig, steps: int, pairs: int) -> dict[str, object]:
+    """P = 16 (full, two processes) over P = 1 (one by one), measured alternately."""
+    rows = []
+    for _ in range(pairs):
+        one = timed(config, 1, steps, Batching.NONE, 1)
+        sixteen = timed(config, 16, steps, Batching.FULL, 2)
+        rows.append({"P1_s": round(one, 2), "P16_s": round(sixteen, 2),
+                     "ratio": round(sixteen / one, 2)})
+        print(rows[-1], flush=True)
+    return {"benchmark": "population_scaling_target", "steps": steps, "pairs": rows,
+            "median_ratio": statistics.median(r["ratio"] for r in rows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
@@ -123,10 +139,15 @@ def main() -> None:
                         help="env steps per member (default: W1's evo_steps)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per configuration, back to back; the median is reported")
+    parser.add_argument("--target-pairs", type=int, default=0,
+                        help="only alternate P = 1 and P = 16 this many times (see above)")
     args = parser.parse_args()
     config = load_config(W1)
     steps = args.steps or config.population().evo_steps
     timed(config, 1, steps, Batching.NONE, 1)  # warm-up (first-call costs), not reported
+    if args.target_pairs:
+        print(json.dumps(target_pairs(config, steps, args.target_pairs)))
+        return
     rows = []
     for size in args.sizes:
         for workers in args.workers:

@@ -6,13 +6,16 @@ one member's evaluation on 3, 10, 32 and 64 deterministic episodes: at the width
 uses (a copy per episode, up to 64 in process, finished copies refilled) and at the former cap
 of 16 copies, and on Gymnasium's envs at the run's width (where the run's env is envpool's
 `fast` batch), with the share of the time spent in the policy (`Agent.act`); and for a group of
-4 such members, one after another against all at once (`evaluate_group`, one batched policy
-step for the group, as the batched engine evaluates). A CartPole member is first trained
-`--cartpole-steps` env steps (untrained episodes last ~10 steps, a trained one's up to 500).
+4 copies of such a member, one after another against all at once (`evaluate_group`, one
+batched policy step for the group, as the batched engine evaluates); and the same for groups of
+`--group-sizes` distinct untrained members (48 episodes), whose episode lengths differ. A
+CartPole member is first trained `--cartpole-steps` env steps (untrained episodes last ~10
+steps, a trained one's up to 500).
 One process, one torch thread; CPU seconds of this process (the machine is shared: wall time
 counts other jobs' turns too), the best of `--repeats`. The last line is JSON.
 
     python benchmarks/eval_cost.py [--episodes 3 10 32 64] [--repeats 3] [--cartpole-steps 30000]
+        [--group-sizes 2 4 8 16]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 FORMER_WIDTH = 16
 SEED = 1000
 GROUP = 4
+GROUP_EPISODES = 48  # W1's evaluation
 
 
 def _member(config: RunConfig, train_steps: int) -> Agent:
@@ -78,9 +82,23 @@ def _timed(agent: Agent, spec: EnvSpec, episodes: int, repeats: int) -> dict[str
     return best
 
 
-def _group(agent: Agent, config: RunConfig, episodes: int, repeats: int) -> dict[str, float]:
-    """Best-of-`repeats` CPU seconds for `GROUP` copies of the member: one by one, at once."""
-    members = [agent_from_bytes(agent_to_bytes(agent)) for _ in range(GROUP)]
+def _copies(agent: Agent) -> list[Agent]:
+    """`GROUP` copies of one member: every member plays the same episode lengths."""
+    return [agent_from_bytes(agent_to_bytes(agent)) for _ in range(GROUP)]
+
+
+def _distinct(config: RunConfig, size: int) -> list[Agent]:
+    """`size` untrained members of distinct seeds, as a generation's group: their episodes end
+    at different steps, and a group evaluated at once steps until the longest ends."""
+    probe = make_vec_env(config.env, 1)
+    spaces = probe.single_observation_space, probe.single_action_space
+    probe.close()
+    return [Agent(*spaces, config.net, config.ppo, seed=p) for p in range(size)]
+
+
+def _group(members: list[Agent], config: RunConfig, episodes: int,
+           repeats: int) -> dict[str, float]:
+    """Best-of-`repeats` CPU seconds for evaluating `members`: one by one, at once."""
     spec = eval_env_spec(config.env, episodes)
     envs = [make_vec_env(spec) for _ in members]
     one_by_one = at_once = float("inf")
@@ -103,9 +121,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, nargs="+", default=[3, 10, 32, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cartpole-steps", type=int, default=30_000)
+    parser.add_argument("--group-sizes", type=int, nargs="*", default=[2, 4, 8, 16],
+                        help="groups of distinct untrained members, 48 episodes, at once or not")
     args = parser.parse_args()
     set_one_thread()
-    rows = []
+    rows, groups = [], []
     for name, steps in (("agilerl_tutorial.yaml", 0), ("cartpole_novel.yaml", args.cartpole_steps)):
         config = load_config(CONFIGS / name)
         agent = _member(config, steps)
@@ -117,7 +137,7 @@ def main() -> None:
                             args.repeats)
             gymnasium = _timed(agent, config.env.for_evaluation().with_copies(width), episodes,
                                args.repeats)
-            group = _group(agent, config, episodes, args.repeats)
+            group = _group(_copies(agent), config, episodes, args.repeats)
             row = {"env": config.env.id, "episodes": episodes, "width": width,
                    "cpu_s": round(now["cpu_s"], 3),
                    "cpu_s_width16": round(former["cpu_s"], 3),
@@ -135,7 +155,14 @@ def main() -> None:
                   f"{row['group4_one_by_one_s']:6.3f} s, at once {row['group4_at_once_s']:6.3f} s"
                   f"  [{row['env_steps']} env steps, return {row['mean_return']}]", flush=True)
             rows.append(row)
-    print(json.dumps({"rows": rows}))
+        for size in args.group_sizes:
+            group = _group(_distinct(config, size), config, GROUP_EPISODES, args.repeats)
+            groups.append({"env": config.env.id, "members": size, "episodes": GROUP_EPISODES,
+                           "one_by_one_s": round(group["one_by_one_s"], 3),
+                           "at_once_s": round(group["at_once_s"], 3),
+                           "ratio": round(group["at_once_s"] / group["one_by_one_s"], 2)})
+            print(groups[-1], flush=True)
+    print(json.dumps({"rows": rows, "groups": groups}))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 W1 member settings (configs/agilerl_tutorial.yaml: PendulumNoVel-v1, 16 envs, LSTM 64, head
 [128], learn_step 1024, batch 256, 4 epochs, max_seq_len 16); a W1 generation (evo_steps
-10,000) is one rollout of 16,384 env steps per member, collection and update. Evaluation is
-left out (it is the same per-member code in every mode). Members differ in seed and lr.
+10,000) is one rollout of 16,384 env steps per member, collection and update, with each
+side's envs and agents built inside the timing. Evaluation is left out (`--whole` has it).
+Members differ in seed and lr.
 
 Modes (`evopop.evolution.engine.Batching`): `none` trains the members one by one
 (`train_agent`), `collection` steps one env of all the chunk's copies with one batched policy
@@ -13,18 +14,26 @@ at once, one torch thread each, as `evopop train` runs them; the time is from th
 to the last process's end. Writes `population_scaling.png` next to this file; the last line
 is JSON. `--target-pairs N` instead checks the issue's target alone: it alternates a P = 1
 generation (one by one) with a P = 16 one as `evopop train` runs it (fully batched, two
-processes) N times and prints each pair and the median ratio.
+processes) N times and prints each pair and the median ratio. `--whole` makes those pairs
+whole generations as users get them: `evopop train` on the W1 config (P = 1 or 16, mutation
+off so that every generation is the same work), training, evaluation (48 episodes per member),
+selection and the elite's file, each side's time the median of its warm generations (the
+first, which builds envs and workers, is left out) from the run's metrics.jsonl.
 
     python benchmarks/population_scaling.py [--sizes 1 2 4 8 16 32] [--workers 1 2] [--repeats 1]
-    python benchmarks/population_scaling.py --target-pairs 5
+    python benchmarks/population_scaling.py --target-pairs 5 [--whole]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -131,6 +140,41 @@ def target_pairs(config: RunConfig, steps: int, pairs: int) -> dict[str, object]
             "median_ratio": statistics.median(r["ratio"] for r in rows)}
 
 
+NO_MUTATION = ("none=1.0", "architecture=0", "new_layer=0", "parameters=0", "activation=0",
+               "hyperparameter=0")
+
+
+def whole_generation(config: RunConfig, size: int, generations: int) -> float:
+    """Median wall seconds of `evopop train`'s warm generations for a W1 population of `size`
+    (a W1 generation is one rollout per member: evo_steps is below learn_step x num_envs)."""
+    rollout = config.ppo.learn_step * config.env.num_envs
+    sets = [f"evolution.population_size={size}", f"evolution.selection.size={min(size, 2)}",
+            *(f"evolution.mutation.{m}" for m in NO_MUTATION)]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        subprocess.run([sys.executable, "-m", "evopop.cli", "train", str(W1), "--quiet",
+                        "--run-dir", str(run_dir), "--steps", str(rollout * generations),
+                        *(arg for kv in sets for arg in ("--set", kv))],
+                       check=True, stdout=subprocess.DEVNULL)
+        totals = [json.loads(line)["wall_s"]
+                  for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    walls = [b - a for a, b in itertools.pairwise(totals)]  # cumulative: per generation, warm
+    return statistics.median(walls)
+
+
+def whole_pairs(config: RunConfig, pairs: int, generations: int = 4) -> dict[str, object]:
+    """`target_pairs` for whole `evopop train` generations."""
+    rows = []
+    for _ in range(pairs):
+        one = whole_generation(config, 1, generations)
+        sixteen = whole_generation(config, 16, generations)
+        rows.append({"P1_s": round(one, 2), "P16_s": round(sixteen, 2),
+                     "ratio": round(sixteen / one, 2)})
+        print(rows[-1], flush=True)
+    return {"benchmark": "population_scaling_whole_generation", "generations": generations,
+            "pairs": rows, "median_ratio": statistics.median(r["ratio"] for r in rows)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
@@ -141,8 +185,13 @@ def main() -> None:
                         help="runs per configuration, back to back; the median is reported")
     parser.add_argument("--target-pairs", type=int, default=0,
                         help="only alternate P = 1 and P = 16 this many times (see above)")
+    parser.add_argument("--whole", action="store_true",
+                        help="with --target-pairs: whole `evopop train` generations")
     args = parser.parse_args()
     config = load_config(W1)
+    if args.whole:
+        print(json.dumps(whole_pairs(config, args.target_pairs or 3)))
+        return
     steps = args.steps or config.population().evo_steps
     timed(config, 1, steps, Batching.NONE, 1)  # warm-up (first-call costs), not reported
     if args.target_pairs:

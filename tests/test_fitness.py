@@ -21,7 +21,12 @@ from evopop.evolution.fitness import TRAIN_WINDOW, disjoint_start, train_fitness
 from evopop.evolution.fresh import eval_seed_ranges, fresh_first_seed
 from evopop.evolution.loop import Population, eval_seed
 from evopop.records import FreshReturn, RecordError, RunSummary
-from evopop.rollouts.group_eval import AT_ONCE_MAX_WIDTH, evaluate_group
+from evopop.rollouts.group_eval import (
+    AT_ONCE_MAX_WIDTH,
+    AT_ONCE_MIN_GROUP,
+    at_once_pays,
+    evaluate_group,
+)
 
 TINY = {
     "env": {"id": "CartPoleNoVel-v1", "num_envs": 4},
@@ -114,11 +119,20 @@ def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_i
             assert result.returns.tolist() == alone.returns.tolist()
 
 
-@pytest.mark.parametrize(("episodes", "at_once"), [(3, [4]), (AT_ONCE_MAX_WIDTH + 1, [])])
-def test_the_batched_engine_evaluates_narrow_groups_at_once(tmp_path, monkeypatch, episodes,
-                                                            at_once):
-    import evopop.evolution.task as task
+def test_groups_go_at_once_from_the_smallest_measured_group_up_to_the_widest_width():
+    assert at_once_pays(AT_ONCE_MIN_GROUP, AT_ONCE_MAX_WIDTH)
+    assert not at_once_pays(AT_ONCE_MIN_GROUP - 1, 3)
+    assert not at_once_pays(16, AT_ONCE_MAX_WIDTH + 1)
 
+
+@pytest.mark.parametrize(("episodes", "widest", "at_once"),
+                         [(3, AT_ONCE_MAX_WIDTH, [4]), (48, AT_ONCE_MAX_WIDTH, [4]), (3, 2, [])])
+def test_the_batched_engine_evaluates_narrow_groups_at_once(tmp_path, monkeypatch, episodes,
+                                                            widest, at_once):
+    import evopop.evolution.task as task
+    import evopop.rollouts.group_eval as group_eval
+
+    monkeypatch.setattr(group_eval, "AT_ONCE_MAX_WIDTH", widest)
     sizes = []
     real = task.evaluate_group
     monkeypatch.setattr(task, "evaluate_group",

@@ -155,7 +155,7 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
     todo = [i for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))
             if _needs_evaluation(a, t, r)]
     scores: dict[int, EvalResult] = {}
-    if len(todo) > 1 and at_once_pays(tasks[0].eval_env.num_envs):
+    if at_once_pays(len(todo), tasks[0].eval_env.num_envs):
         envs = [cached_eval_envs(tasks[i].eval_env, slot) for slot, i in enumerate(todo)]
         together = evaluate_group([agents[i] for i in todo], envs, tasks[0].eval_episodes,
                                   tasks[0].eval_seed)

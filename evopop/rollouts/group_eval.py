@@ -14,23 +14,29 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from evopop.agents.agent import Agent
-from evopop.agents.evaluation import EpisodePlayer, EvalResult
+from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodePlayer, EvalResult
 from evopop.agents.spaces import PolicyHead
 from evopop.batched import reset_states
 from evopop.batched.network import StackedNet
 
-AT_ONCE_MAX_WIDTH = 16
-"""The widest evaluation (copies per member) that runs faster at once than member by member:
-the batched step saves per-op overhead, which dominates narrow steps, but its hand-written
-cells (and the critic it computes along) cost more than `nn.LSTM` on wide ones. Four members,
-CPU time (benchmarks/eval_cost.py): at once took 0.63x / 0.52x of one by one (Pendulum /
-CartPole) at 3 copies, 0.70x / 0.64x at 10, 0.89x / 0.79x at 16, 0.99x / 1.17x at 32 and
-1.04x / 1.09x at 64."""
+AT_ONCE_MAX_WIDTH = IN_PROCESS_WIDTH
+"""The widest evaluation (copies per member) measured faster at once, which is the widest an
+in-process evaluation gets; wider (process-per-copy) evaluations are unmeasured and stay member
+by member."""
+
+AT_ONCE_MIN_GROUP = 4
+"""The smallest group evaluated at once. CPU time at once over one by one, 48 episodes on 48
+copies, distinct untrained members (benchmarks/eval_cost.py, 2026-12-04): Pendulum (every
+episode 200 steps) 1.05x for 2 members, 0.81x for 4, 0.78x for 8, 0.92x for 16, and 0.80x-0.85x
+for 4 copies of one member at 16-64 copies; CartPole 1.09x, 0.99x, 1.10x and 1.80x, whose
+episodes (~10-60 steps) differ, so the group steps until the longest ends. At once wins where
+evaluation is costly (0.15 s of an 8-member W1 chunk's 0.70 s) and loses a little where it is
+cheap (0.01 s of an 8-member CartPole chunk's 0.13 s)."""
 
 
-def at_once_pays(width: int) -> bool:
-    """Whether a group evaluation `width` copies wide is faster at once (`AT_ONCE_MAX_WIDTH`)."""
-    return width <= AT_ONCE_MAX_WIDTH
+def at_once_pays(group: int, width: int) -> bool:
+    """Whether a group of `group` members evaluated `width` copies wide goes faster at once."""
+    return group >= AT_ONCE_MIN_GROUP and width <= AT_ONCE_MAX_WIDTH
 
 
 @torch.inference_mode()

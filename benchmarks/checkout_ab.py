@@ -1,10 +1,11 @@
 """Before and after: W1 end to end with this checkout against an older commit, alternating.
 
-Usage: python benchmarks/checkout_ab.py --base REV [--pairs 4] [--generations 4]
+Usage: python benchmarks/checkout_ab.py --base REV [--pairs 4] [--generations 4] [--set K=V ...]
 
 The older commit is checked out into a temporary git worktree. Both run `evopop.cli train
 configs/agilerl_tutorial.yaml` as whole processes with this interpreter (PYTHONPATH picks the
-checkout) for `--generations` W1 generations per member, in turn: base, this, base, this, ...
+checkout) for `--generations` W1 generations per member (`--set` overrides go to both, e.g.
+`--set evolution.population_size=16`), in turn: base, this, base, this, ...
 Prints each pair's wall seconds and the ratio this / base, their median, and both elite hashes
 (a speed change must not change the run). Last line: JSON.
 """
@@ -19,16 +20,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_GENERATION = 16 * 1024
 
 
-def timed_train(checkout: Path, steps: int, run_dir: Path) -> tuple[float, str]:
+def timed_train(checkout: Path, steps: int, run_dir: Path,
+                overrides: Sequence[str] = ()) -> tuple[float, str]:
     """(wall seconds, elite hash) of one whole `evopop train` process from `checkout`."""
     cmd = [sys.executable, "-m", "evopop.cli", "train",
            str(checkout / "configs" / "agilerl_tutorial.yaml"), "--set", f"max_steps={steps}",
+           *(arg for kv in overrides for arg in ("--set", kv)),
            "--run-dir", str(run_dir), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     start = time.perf_counter()
@@ -42,6 +46,8 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="the older commit")
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for both sides (repeatable)")
     args = parser.parse_args()
     steps = args.generations * STEPS_PER_GENERATION
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,8 +57,8 @@ def main() -> int:
         try:
             pairs = []
             for pair in range(args.pairs):
-                before, base_hash = timed_train(base, steps, Path(tmp) / f"b{pair}")
-                after, this_hash = timed_train(ROOT, steps, Path(tmp) / f"a{pair}")
+                before, base_hash = timed_train(base, steps, Path(tmp) / f"b{pair}", args.set)
+                after, this_hash = timed_train(ROOT, steps, Path(tmp) / f"a{pair}", args.set)
                 pairs.append({"base_s": round(before, 2), "this_s": round(after, 2),
                               "ratio": round(after / before, 3),
                               "same_elite": base_hash == this_hash})
@@ -62,7 +68,8 @@ def main() -> int:
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                             str(base)], check=False, capture_output=True)
-    print(json.dumps({"base": args.base, "generations": args.generations, "pairs": pairs,
+    print(json.dumps({"base": args.base, "generations": args.generations, "set": args.set,
+                      "pairs": pairs,
                       "median_ratio": statistics.median(p["ratio"] for p in pairs)}))
     return 0
 

@@ -27,7 +27,7 @@ by member."""
 AT_ONCE_MIN_GROUP = 4
 """The smallest group evaluated at once. CPU time at once over one by one, 48 episodes on 48
 copies, distinct untrained members (benchmarks/eval_cost.py, 2026-12-04): Pendulum (every
-episode 200 steps) 1.05x for 2 members, 0.81x for 4, 0.78x for 8, 0.92x for 16, and 0.80x-0.85x
+episode 200 steps) 1.05x for 2 members, 0.81x for 4, 0.78x for 8, 0.92x for 16, and 0.79x-0.83x
 for 4 copies of one member at 16-64 copies; CartPole 1.09x, 0.99x, 1.10x and 1.80x, whose
 episodes (~10-60 steps) differ, so the group steps until the longest ends. At once wins where
 evaluation is costly (0.15 s of an 8-member W1 chunk's 0.70 s) and loses a little where it is

@@ -89,7 +89,7 @@ def _copies(agent: Agent) -> list[Agent]:
 
 def _distinct(config: RunConfig, size: int) -> list[Agent]:
     """`size` untrained members of distinct seeds, as a generation's group: their episodes end
-    at different steps, and a group evaluated at once steps until the longest ends."""
+    at different steps; a member that has played its episodes leaves the stack."""
     probe = make_vec_env(config.env, 1)
     spaces = probe.single_observation_space, probe.single_action_space
     probe.close()

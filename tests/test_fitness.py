@@ -119,6 +119,29 @@ def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_i
             assert result.returns.tolist() == alone.returns.tolist()
 
 
+def test_a_member_that_has_played_its_episodes_leaves_the_group_stack(make_agent, monkeypatch):
+    import evopop.rollouts.group_eval as group_eval
+
+    envs = [_vec("CartPoleNoVel-v1", 2) for _ in range(4)]
+    steps = [0] * 4
+    for p, member_envs in enumerate(envs):
+        def counted(actions, p=p, real=member_envs.step):
+            steps[p] += 1
+            return real(actions)
+        member_envs.step = counted
+    agents = [make_agent(envs[0], seed=p, spec=NetSpec(hidden_size=8, head=(8,)))
+              for p in range(4)]
+    widths = []
+    real_forward = group_eval.StackedNet.forward
+    monkeypatch.setattr(group_eval.StackedNet, "forward",
+                        lambda net, obs, state: widths.append(obs.shape[0])
+                        or real_forward(net, obs, state))
+    evaluate_group(agents, envs, 5, seed=3)
+    assert len(set(steps)) > 1  # the members' episodes differ in length
+    assert sum(widths) == sum(steps) and len(widths) == max(steps)  # a step each, no more
+    assert widths == sorted(widths, reverse=True)
+
+
 def test_groups_go_at_once_from_the_smallest_measured_group_up_to_the_widest_width():
     assert at_once_pays(AT_ONCE_MIN_GROUP, AT_ONCE_MAX_WIDTH)
     assert not at_once_pays(AT_ONCE_MIN_GROUP - 1, 3)

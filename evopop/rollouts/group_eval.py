@@ -28,10 +28,12 @@ AT_ONCE_MIN_GROUP = 4
 """The smallest group evaluated at once. CPU time at once over one by one, 48 episodes on 48
 copies, distinct untrained members (benchmarks/eval_cost.py, 2026-12-04): Pendulum (every
 episode 200 steps) 1.05x for 2 members, 0.81x for 4, 0.78x for 8, 0.92x for 16, and 0.79x-0.83x
-for 4 copies of one member at 16-64 copies; CartPole 1.09x, 0.99x, 1.10x and 1.80x, whose
-episodes (~10-60 steps) differ, so the group steps until the longest ends. At once wins where
-evaluation is costly (0.15 s of an 8-member W1 chunk's 0.70 s) and loses a little where it is
-cheap (0.01 s of an 8-member CartPole chunk's 0.13 s)."""
+for 4 copies of one member at 16-64 copies. CartPole's episodes (~10-60 steps) differ; since a
+member that has played its episodes leaves the stack (2026-12-06, two pairs against the commit
+before): 0.87-0.88x for 4 members, 0.86-0.93x for 8, 0.92-0.95x for 16, where the whole group
+stepping until its longest member ended gave 0.88-0.92x, 0.96-1.32x and 1.02-1.15x. At once wins
+where evaluation is costly (0.15 s of an 8-member W1 chunk's 0.70 s) and where it is cheap
+(0.01 s of an 8-member CartPole chunk's 0.13 s)."""
 
 
 def at_once_pays(group: int, width: int) -> bool:
@@ -43,19 +45,30 @@ def at_once_pays(group: int, width: int) -> bool:
 def evaluate_group(agents: Sequence[Agent], envs: Sequence[VectorEnv], episodes: int,
                    seed: int) -> list[EvalResult]:
     """Deterministic `evaluate(agent, envs[p], episodes, seed)` for every member at once; the
-    members must stack (`evopop.batched.group_members`) and their envs have equal widths."""
+    members must stack (`evopop.batched.group_members`) and their envs have equal widths.
+    A member whose episodes are all played leaves the stack, so a group whose episode lengths
+    differ pays for its longest member only while that member is still playing."""
     net = StackedNet.stack([a.net for a in agents])
     head = PolicyHead(net.action, net.sde_features)
     players = [EpisodePlayer(e, episodes, seed) for e in envs]
+    live = list(range(len(agents)))
     state = net.initial_state(envs[0].num_envs)  # [C, layers, P, N, H]
-    while any(p.running for p in players):
-        obs = torch.stack([a.as_tensor(a.preprocess(p.obs, update=False))
-                           for a, p in zip(agents, players, strict=True)])  # [P, N, obs_dim]
-        state = reset_states(state, np.stack([p.starts for p in players]))
+    while live:
+        obs = torch.stack([agents[p].as_tensor(agents[p].preprocess(players[p].obs, update=False))
+                           for p in live])  # [P_live, N, obs_dim]
+        state = reset_states(state, np.stack([players[p].starts for p in live]))
         out, _, state = net.forward(obs.unsqueeze(1), state)  # L = 1
         out = out[:, 0]  # [P, 1, N, out] -> [P, N, out]
         actions = head.sample(out, net.log_std_for(out), True, None).numpy()
-        for agent, player, member_actions in zip(agents, players, actions, strict=True):
-            if player.running:
-                player.step(agent.action_spec.to_env(member_actions))
+        for p, member_actions in zip(live, actions, strict=True):
+            players[p].step(agents[p].action_spec.to_env(member_actions))
+        playing = [i for i, p in enumerate(live) if players[p].running]
+        if playing and len(playing) < len(live):
+            net, state = _keep(net, state, playing)
+        live = [live[i] for i in playing]
     return [EvalResult.of(p.log()) for p in players]
+
+
+def _keep(net: StackedNet, state: torch.Tensor, rows: list[int]) -> tuple[StackedNet, torch.Tensor]:
+    """The stack and the recurrent state `[C, layers, P, N, H]` of stack rows `rows` only."""
+    return net.select(rows), state.index_select(2, torch.tensor(rows, dtype=torch.long))

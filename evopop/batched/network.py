@@ -46,10 +46,9 @@ class StackedNet:
     def size(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
-    def select(self, members: list[int]) -> StackedNet:
-        """The stack of `members` only (index on the member axis, new tensors): a batched step
-        that no longer needs some members stops paying for them."""
-        index = torch.tensor(members, dtype=torch.long)
+    def select(self, index: Tensor) -> StackedNet:
+        """The stack of members `index` (int64 `[K]`) only, as new tensors: a batched step that
+        no longer needs some members stops paying for them."""
         params = {name: t.index_select(0, index) for name, t in self.params.items()}
         return StackedNet(self.spec, self.obs_dim, self.action, self.sde_features, params)
 

@@ -62,13 +62,8 @@ def evaluate_group(agents: Sequence[Agent], envs: Sequence[VectorEnv], episodes:
         actions = head.sample(out, net.log_std_for(out), True, None).numpy()
         for p, member_actions in zip(live, actions, strict=True):
             players[p].step(agents[p].action_spec.to_env(member_actions))
-        playing = [i for i, p in enumerate(live) if players[p].running]
-        if playing and len(playing) < len(live):
-            net, state = _keep(net, state, playing)
-        live = [live[i] for i in playing]
+        rows = [i for i, p in enumerate(live) if players[p].running]  # stack rows still playing
+        if len(rows) < len(live):
+            live, index = [live[i] for i in rows], torch.tensor(rows, dtype=torch.long)
+            net, state = net.select(index), state.index_select(2, index)  # member axis
     return [EvalResult.of(p.log()) for p in players]
-
-
-def _keep(net: StackedNet, state: torch.Tensor, rows: list[int]) -> tuple[StackedNet, torch.Tensor]:
-    """The stack and the recurrent state `[C, layers, P, N, H]` of stack rows `rows` only."""
-    return net.select(rows), state.index_select(2, torch.tensor(rows, dtype=torch.long))

@@ -3,11 +3,12 @@
 Usage: python benchmarks/checkout_ab.py --base REV [--pairs 4] [--generations 4] [--set K=V ...]
 
 The older commit is checked out into a temporary git worktree. Both run `evopop.cli train
-configs/agilerl_tutorial.yaml` as whole processes with this interpreter (PYTHONPATH picks the
-checkout) for `--generations` W1 generations per member (`--set` overrides go to both, e.g.
-`--set evolution.population_size=16`), in turn: base, this, base, this, ...
-Prints each pair's wall seconds and the ratio this / base, their median, and both elite hashes
-(a speed change must not change the run). Last line: JSON.
+configs/agilerl_tutorial.yaml` as whole processes with this interpreter, from inside the
+checkout (`checkout_process`) for `--generations` W1 generations per member (`--set` overrides
+go to both, e.g. `--set evolution.population_size=16`), in turn: base, this, base, this, ...
+Prints each pair's wall seconds and the ratio this / base, their median, and whether the elite
+hashes match (a change that keeps every bit keeps the elite; one that rounds differently, such
+as another kernel, does not). Last line: JSON.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_GENERATION = 16 * 1024
+
+
+def checkout_process(checkout: Path) -> dict[str, Any]:
+    """`subprocess.run` arguments that make `python -m` import evopop from `checkout`: `-m` puts
+    the working directory first on sys.path, ahead of PYTHONPATH, so both are the checkout
+    (before 2026-12-06 only PYTHONPATH was, and from the repo root both sides ran its code)."""
+    return {"cwd": checkout, "env": {**os.environ, "PYTHONPATH": str(checkout)}}
 
 
 def timed_train(checkout: Path, steps: int, run_dir: Path,
@@ -34,9 +43,8 @@ def timed_train(checkout: Path, steps: int, run_dir: Path,
            str(checkout / "configs" / "agilerl_tutorial.yaml"), "--set", f"max_steps={steps}",
            *(arg for kv in overrides for arg in ("--set", kv)),
            "--run-dir", str(run_dir), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **checkout_process(checkout))
     wall = time.perf_counter() - start
     return wall, json.loads((run_dir / "summary.json").read_text())["elite_sha256"]
 

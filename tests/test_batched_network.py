@@ -11,7 +11,13 @@ from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.agent import reset_state
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.batched import draw_sde_noise, group_members, policy_step, reset_states, stack, unstack
-from evopop.batched.cells import gru_layer, lstm_layer
+from evopop.batched.cells import (
+    PER_MEMBER_MIN_STEPS,
+    gru_layer,
+    lstm_layer,
+    lstm_per_member,
+    lstm_stacked,
+)
 
 ATOL = 1e-5
 OBS = spaces.Box(-1.0, 1.0, (5,), np.float32)
@@ -40,8 +46,12 @@ def _members(action: spaces.Space, spec: NetSpec, count: int = 3) -> list[Agent]
     return [Agent(OBS, action, spec, PPOParams(), seed=s) for s in range(count)]
 
 
-@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
-def test_cells_equal_torch_modules(cell):
+LSTM_PATHS = {"stacked": lstm_stacked, "per_member": lstm_per_member}
+
+
+@pytest.mark.parametrize(("cell", "lstm"), [(nn.LSTM, "stacked"), (nn.LSTM, "per_member"),
+                                            (nn.GRU, None)])
+def test_cells_equal_torch_modules(cell, lstm):
     torch.manual_seed(0)
     p, layers, length, batch, width, hidden = 3, 2, 6, 4, 5, 7
     modules = [cell(width, hidden, layers) for _ in range(p)]
@@ -54,7 +64,7 @@ def test_cells_equal_torch_modules(cell):
     for k in range(layers):
         w = [stacked[f"{kind}_l{k}"] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         if cell is nn.LSTM:
-            out, h, c = lstm_layer(out, h0[k], c0[k], *w)
+            out, h, c = LSTM_PATHS[lstm](out, h0[k], c0[k], *w)
         else:
             out, h = gru_layer(out, h0[k], *w)
         for i, m in enumerate(modules):
@@ -68,10 +78,11 @@ def test_cells_equal_torch_modules(cell):
                 torch.testing.assert_close(out[i], ref_out, atol=ATOL, rtol=0)
 
 
-def test_lstm_gradients_equal_torch_modules():
-    """`lstm_layer`'s gradients (autograd through the written-out cells): every one (input,
-    initial state, weights, biases, through the outputs and the last cell state) equals
-    `nn.LSTM`'s."""
+@pytest.mark.parametrize("lstm", list(LSTM_PATHS))
+def test_lstm_gradients_equal_torch_modules(lstm):
+    """Both LSTM paths' gradients (autograd through the written-out cells, or through
+    `torch.lstm` on each member's slices of the stacked leaves): every one (input, initial
+    state, weights, biases, through the outputs and the last cell state) equals `nn.LSTM`'s."""
     torch.manual_seed(1)
     p, length, batch, width, hidden = 3, 7, 4, 5, 6
     modules = [nn.LSTM(width, hidden) for _ in range(p)]
@@ -82,7 +93,7 @@ def test_lstm_gradients_equal_torch_modules():
     h0 = torch.randn(p, batch, hidden, requires_grad=True)
     c0 = torch.randn(p, batch, hidden, requires_grad=True)
     probe_out, probe_c = torch.randn(p, length, batch, hidden), torch.randn(p, batch, hidden)
-    out, _, c = lstm_layer(x, h0, c0, *stacked)
+    out, _, c = LSTM_PATHS[lstm](x, h0, c0, *stacked)
     ((out * probe_out).sum() + (c * probe_c).sum()).backward()
     for i, m in enumerate(modules):
         xi = x[i].detach().requires_grad_()  # [L, B, in], nn.LSTM's layout
@@ -98,7 +109,7 @@ def test_lstm_gradients_equal_torch_modules():
 
 
 def test_lstm_backward_passes_gradcheck():
-    """In float64 `lstm_layer`'s gradients match finite differences."""
+    """In float64 the written-out cells' gradients match finite differences."""
     torch.manual_seed(2)
     p, length, batch, width, hidden = 2, 4, 3, 3, 4
     shapes = [(p, length, batch, width), (p, batch, hidden), (p, batch, hidden),
@@ -106,10 +117,25 @@ def test_lstm_backward_passes_gradcheck():
     inputs = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in shapes]
 
     def layer(*args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, _, c = lstm_layer(*args)
+        out, _, c = lstm_stacked(*args)
         return out, c
 
     assert torch.autograd.gradcheck(layer, inputs)
+
+
+@pytest.mark.parametrize(("length", "path"), [(1, "stacked"), (PER_MEMBER_MIN_STEPS - 1, "stacked"),
+                                              (PER_MEMBER_MIN_STEPS, "per_member"),
+                                              (16, "per_member")])
+def test_lstm_layer_takes_the_path_measured_faster_for_the_length(length, path):
+    """On CPU, single steps (collection) run stacked and sequences of PER_MEMBER_MIN_STEPS or
+    more run member by member: `lstm_layer` gives that path's bits."""
+    gen = torch.Generator().manual_seed(3)
+    p, batch, width, hidden = 3, 4, 5, 6
+    args = [torch.randn(s, generator=gen) for s in
+            [(p, length, batch, width), (p, batch, hidden), (p, batch, hidden),
+             (p, 4 * hidden, width), (p, 4 * hidden, hidden), (p, 4 * hidden), (p, 4 * hidden)]]
+    for got, want in zip(lstm_layer(*args), LSTM_PATHS[path](*args), strict=True):
+        assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=_spec_id)

@@ -1,9 +1,11 @@
-"""Linear layers and LSTM/GRU layers over a leading member axis, written as batched matmuls.
+"""Linear layers and LSTM/GRU layers over a leading member axis.
 
 `nn.LSTM` and `nn.GRU` have no batching rule for a stack of weights, so the cells are spelled
-out with PyTorch's gate order and equations (LSTM i, f, g, o with b_ih + b_hh; GRU r, z, n with
-`r * (W_hn h + b_hn)`). Tensors are member-major (`[P, L, B, ...]`) so that folding the time and
-batch axes into one matmul dimension is a free view; only the recurrent product runs per step.
+out as batched matmuls with PyTorch's gate order and equations (LSTM i, f, g, o with
+b_ih + b_hh; GRU r, z, n with `r * (W_hn h + b_hn)`). Tensors are member-major (`[P, L, B, ...]`)
+so that folding the time and batch axes into one matmul dimension is a free view; only the
+recurrent product runs per step. One exception pays: on CPU an LSTM over a sequence runs each
+member through torch's own LSTM (oneDNN's fused kernel), see `lstm_layer`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,48 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return out.reshape(p, *lead, out.shape[-1])  # [P, M, out] -> [P, ..., out]
 
 
+PER_MEMBER_MIN_STEPS = 4
+"""On CPU, LSTM sequences of at least this many steps run member by member through
+`torch.lstm` (`lstm_per_member`); shorter ones, and every length on other devices, run stacked.
+See benchmarks/lstm_paths.py and RESULTS.md for the shapes measured. A GPU runs the stacked
+cells as one set of kernels for all members, which P library calls would not beat."""
+
+
 def lstm_layer(
     x: Tensor, h: Tensor, c: Tensor,
     w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`, h, c)."""
+    """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`, h, c),
+    by whichever of `lstm_per_member` and `lstm_stacked` is faster for the shape."""
+    if x.device.type == "cpu" and x.shape[1] >= PER_MEMBER_MIN_STEPS:
+        return lstm_per_member(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    return lstm_stacked(x, h, c, w_ih, w_hh, b_ih, b_hh)
+
+
+def lstm_per_member(
+    x: Tensor, h: Tensor, c: Tensor,
+    w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`lstm_layer` as one `torch.lstm` call per member (what `nn.LSTM` calls, on its member's
+    weight slices): on CPU that is oneDNN's LSTM, whose fused steps beat the stacked cells'
+    dozen ops per step. `unbind`, not indexing: one backward op gathers the members' grads."""
+    outs, hs, cs = [], [], []
+    for xp, hp, cp, *weights in zip(*(t.unbind(0) for t in (x, h, c, w_ih, w_hh, b_ih, b_hh)),
+                                    strict=True):
+        # after the weights: biases, 1 layer, no dropout, train, unidirectional, [L, B, in]
+        out, h_n, c_n = torch.lstm(xp, (hp.unsqueeze(0), cp.unsqueeze(0)), weights,
+                                   True, 1, 0.0, True, False, False)
+        outs.append(out)
+        hs.append(h_n[0])
+        cs.append(c_n[0])
+    return torch.stack(outs), torch.stack(hs), torch.stack(cs)
+
+
+def lstm_stacked(
+    x: Tensor, h: Tensor, c: Tensor,
+    w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`lstm_layer` as batched matmuls over the member axis, one recurrent product per step."""
     # The g rows are doubled once so that one sigmoid per step serves all four gates:
     # tanh(g) = 2 sigmoid(2g) - 1.
     scale = torch.ones(4 * h.shape[-1])

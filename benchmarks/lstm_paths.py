@@ -30,9 +30,9 @@ STEP_ENVS = 16
 
 def gru_per_member(x: Tensor, h: Tensor, *weights: Tensor) -> tuple[Tensor, Tensor]:
     """The GRU counterpart of `lstm_per_member`, kept here: it loses (see the module doc)."""
-    outs = [torch.gru(xp, hp.unsqueeze(0), ws, True, 1, 0.0, True, False, False)[0]
+    runs = [torch.gru(xp, hp.unsqueeze(0), ws, True, 1, 0.0, True, False, False)
             for xp, hp, *ws in zip(*(t.unbind(0) for t in (x, h, *weights)), strict=True)]
-    return torch.stack(outs), h
+    return torch.stack([out for out, _ in runs]), torch.stack([h_n[0] for _, h_n in runs])
 
 
 def _inputs(cell: str, p: int, length: int, batch: int, hidden: int, grad: bool) -> list[Tensor]:

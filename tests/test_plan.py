@@ -1,5 +1,7 @@
 """Engines plan a generation: stackable members in batched chunks, the rest one by one."""
 
+import dataclasses
+
 import pytest
 
 from evopop.agents import Agent, NetSpec, PPOParams
@@ -84,3 +86,14 @@ def test_a_group_s_batching_does_not_depend_on_the_workers(workers):
         assert isinstance(unit, GroupTask) and len(slots) >= 2
         modes.update({i: unit.batched_update for i in slots})
     assert modes == {i: i < AUTO_MIN_GROUP for i in range(len(tasks))}
+
+
+@pytest.mark.parametrize("engine", [Engine.BATCHED, Engine.AUTO])
+def test_members_on_a_device_other_than_the_cpu_train_one_by_one(engine):
+    """The batched learner computes on the CPU: a run on a GPU trains each member there alone
+    rather than its groups on the CPU behind the user's back."""
+    tasks = [dataclasses.replace(t, device="cuda")
+             for t in _tasks([NetSpec(hidden_size=8, head=(8,))] * AUTO_MIN_GROUP)]
+    plan = plan_tasks(tasks, engine, workers=2)
+    assert [type(u) for u in plan.units] == [TrainTask] * AUTO_MIN_GROUP
+    assert all(u.device == "cuda" for u in plan.units)

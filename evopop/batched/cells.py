@@ -33,8 +33,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 PER_MEMBER_MIN_STEPS = 4
 """On CPU, LSTM sequences of at least this many steps run member by member through
 `torch.lstm` (`lstm_per_member`); shorter ones, and every length on other devices, run stacked.
-See benchmarks/lstm_paths.py and RESULTS.md for the shapes measured. A GPU runs the stacked
-cells as one set of kernels for all members, which P library calls would not beat."""
+Measured at W1's shapes (H = 64, one thread; benchmarks/lstm_paths.py and RESULTS.md): from 4
+steps per member wins at every P measured, at 2 it loses for small P, and one step is 2-4x
+faster stacked. Off the CPU the stacked cells are kept untimed (no GPU was lent)."""
 
 
 def lstm_layer(
@@ -42,7 +43,8 @@ def lstm_layer(
     w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`, h, c),
-    by whichever of `lstm_per_member` and `lstm_stacked` is faster for the shape."""
+    through `lstm_per_member` for CPU sequences of `PER_MEMBER_MIN_STEPS` or more, else
+    `lstm_stacked`."""
     if x.device.type == "cpu" and x.shape[1] >= PER_MEMBER_MIN_STEPS:
         return lstm_per_member(x, h, c, w_ih, w_hh, b_ih, b_hh)
     return lstm_stacked(x, h, c, w_ih, w_hh, b_ih, b_hh)
@@ -58,9 +60,10 @@ def lstm_per_member(
     outs, hs, cs = [], [], []
     for xp, hp, cp, *weights in zip(*(t.unbind(0) for t in (x, h, c, w_ih, w_hh, b_ih, b_hh)),
                                     strict=True):
-        # after the weights: biases, 1 layer, no dropout, train, unidirectional, [L, B, in]
+        # after the weights: biases, 1 layer, no dropout, train (keeps oneDNN's workspace for
+        # backward, as nn.LSTM in training mode), unidirectional, [L, B, in]
         out, h_n, c_n = torch.lstm(xp, (hp.unsqueeze(0), cp.unsqueeze(0)), weights,
-                                   True, 1, 0.0, True, False, False)
+                                   True, 1, 0.0, torch.is_grad_enabled(), False, False)
         outs.append(out)
         hs.append(h_n[0])
         cs.append(c_n[0])
@@ -74,7 +77,7 @@ def lstm_stacked(
     """`lstm_layer` as batched matmuls over the member axis, one recurrent product per step."""
     # The g rows are doubled once so that one sigmoid per step serves all four gates:
     # tanh(g) = 2 sigmoid(2g) - 1.
-    scale = torch.ones(4 * h.shape[-1])
+    scale = torch.ones(4 * h.shape[-1], dtype=h.dtype, device=h.device)
     scale[2 * h.shape[-1] : 3 * h.shape[-1]] = 2.0
     rows = scale.unsqueeze(-1)  # [4H, 1]: scaling the weights is cheaper than the gates
     gates_x = linear(x, w_ih * rows, (b_ih + b_hh) * scale)  # [P, L, B, 4H], all steps at once

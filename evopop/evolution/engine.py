@@ -31,7 +31,7 @@ groups below it give the same result for any number of workers (`evopop.evolutio
 generations, one thread per process (benchmarks/population_scaling.py, 2026-12-02, with
 shared-env collection): a chunk's full stack overtook batched collection between 4 and 6
 members, so 12 lets each of two workers' chunks reach 6. Since the stacked LSTM runs each member
-through oneDNN (2026-12-06) the full stack ties at 2 and wins by 12-15 % from 4 in one process,
+through oneDNN (2026-12-06) the full stack ties at 2 and wins by 12-21 % from 4 in one process,
 but on two workers W1's P = 4 ran within noise either way (8.7-9.7 s for 4 generations), so
 the threshold stays where mid-sized groups keep their result for any number of workers."""
 

@@ -59,10 +59,11 @@ def chunk_groups(groups: list[list[int]], workers: int) -> list[list[int]]:
 
 
 def plan_tasks(tasks: Sequence[TrainTask], engine: Engine, workers: int) -> Plan:
-    """One unit per member (per_member, or env workers: a group needs in-process vector envs),
-    else a `GroupTask` for every chunk the engine batches (`batching`), singles for the rest."""
+    """One unit per member (per_member; env workers, as a group needs in-process vector envs;
+    a device other than the CPU, as the batched learner computes on the CPU), else a
+    `GroupTask` for every chunk the engine batches (`batching`), singles for the rest."""
     singles = Plan(list(tasks), [[i] for i in range(len(tasks))])
-    if engine is Engine.PER_MEMBER or not tasks or \
+    if engine is Engine.PER_MEMBER or not tasks or tasks[0].device != "cpu" or \
             tasks[0].env.vectorization is Vectorization.INDEPENDENT:
         return singles
     groups = group_members([agent_from_bytes(t.agent) for t in tasks])

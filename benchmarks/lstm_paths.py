@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from matmul_rate import seconds_per_call
 
 from evopop.batched.cells import gru_layer, lstm_per_member, lstm_stacked
 
@@ -52,13 +52,7 @@ def _ms(fn: Callable[..., tuple[Tensor, ...]], args: list[Tensor], grad: bool,
         if grad:
             out.sum().backward()
 
-    for _ in range(3):
-        once()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        once()
-        count += 1
-    return (time.perf_counter() - start) / count * 1e3
+    return 1e3 * seconds_per_call(once, seconds)
 
 
 def row(cell: str, p: int, hidden: int, length: int, repeats: int,

@@ -5,10 +5,10 @@ arithmetic or by everything around it. Shapes for P members (default 1 and 8): t
 `[P, 256, 64] x [P, 64, 128]`, one LSTM step's recurrent product `[P, 16, 64] x [P, 64, 256]`
 and a weight gradient `[P, 64, 256] x [P, 256, 128]`. One torch thread; GFLOP/s (2 flops per
 multiply-add) over `--seconds` of each. Then the whole stacked LSTM layer of one round
-(`evopop.batched.cells.lstm_layer`, L = 16 steps of B = 16 sequences, H = 64, 3 inputs), forward
-and backward, in ms, with the ms its recurrent matmuls alone would take at the measured
-`lstm step` rate (one forward and two backward products per step): the rest is elementwise
-work and per-op overhead. The last line is JSON.
+(`evopop.batched.cells.lstm_stacked`, the written-out cells; L = 16 steps of B = 16 sequences,
+H = 64, 3 inputs), forward and backward, in ms, with the ms its recurrent matmuls alone would take
+at the measured `lstm step` rate (one forward and two backward products per step): the rest is
+elementwise work and per-op overhead. The last line is JSON.
 
     python benchmarks/matmul_rate.py [--members 1 8] [--seconds 0.5]
 """
@@ -22,19 +22,24 @@ from collections.abc import Callable
 
 import torch
 
-from evopop.batched.cells import lstm_layer
+from evopop.batched.cells import lstm_stacked
 
 LSTM_SHAPE = (16, 16, 64, 3)  # L, B, H, inputs: one W1 round's minibatch per member
 
 
-def rate(op: Callable[[], torch.Tensor], flops: int, seconds: float) -> float:
-    """GFLOP/s of `op` run back to back for about `seconds` (after one warm-up call)."""
+def seconds_per_call(op: Callable[[], object], seconds: float) -> float:
+    """Mean wall seconds of `op` run back to back for about `seconds` (after one warm-up call)."""
     op()
     calls, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         op()
         calls += 1
-    return flops * calls / elapsed / 1e9
+    return elapsed / calls
+
+
+def rate(op: Callable[[], torch.Tensor], flops: int, seconds: float) -> float:
+    """GFLOP/s of `op` run back to back for about `seconds`."""
+    return flops / seconds_per_call(op, seconds) / 1e9
 
 
 def shapes(p: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -52,11 +57,10 @@ def lstm_layer_ms(p: int, seconds: float) -> float:
     weights = [(0.1 * w).requires_grad_() for w in weights]
     x, zeros = torch.randn(p, steps, batch, inputs), torch.zeros(p, batch, hidden)
 
-    def step() -> torch.Tensor:
-        out, _, _ = lstm_layer(x, zeros, zeros, *weights)
+    def step() -> None:
+        out, _, _ = lstm_stacked(x, zeros, zeros, *weights)
         out.sum().backward()
-        return out
-    return 1e-6 / rate(step, 1, seconds)  # rate() counts a call as one flop, in G per s
+    return 1e3 * seconds_per_call(step, seconds)
 
 
 def main() -> None:

@@ -4,8 +4,8 @@
 out as batched matmuls with PyTorch's gate order and equations (LSTM i, f, g, o with
 b_ih + b_hh; GRU r, z, n with `r * (W_hn h + b_hn)`). Tensors are member-major (`[P, L, B, ...]`)
 so that folding the time and batch axes into one matmul dimension is a free view; only the
-recurrent product runs per step. One exception pays: on CPU an LSTM over a sequence runs each
-member through torch's own LSTM (oneDNN's fused kernel), see `lstm_layer`.
+recurrent product runs per step. One exception pays: an LSTM over a sequence runs each member
+through torch's own LSTM (on CPU oneDNN's fused kernel), see `lstm_layer`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 PER_MEMBER_MIN_STEPS = 4
-"""On CPU, LSTM sequences of at least this many steps run member by member through
-`torch.lstm` (`lstm_per_member`); shorter ones, and every length on other devices, run stacked.
-Measured at W1's shapes (H = 64, one thread; benchmarks/lstm_paths.py and RESULTS.md): from 4
-steps per member wins at every P measured, at 2 it loses for small P, and one step is 2-4x
-faster stacked. Off the CPU the stacked cells are kept untimed (no GPU was lent)."""
+"""LSTM sequences of at least this many steps run member by member through `torch.lstm`
+(`lstm_per_member`); shorter ones run stacked. Measured on CPU, where the batched learner runs
+(`evopop.evolution.plan`), at W1's shapes (H = 64, one thread; benchmarks/lstm_paths.py and
+RESULTS.md): from 4 steps per member wins at every P measured, at 2 it loses for small P, and
+one step is 2-4x faster stacked."""
 
 
 def lstm_layer(
@@ -43,9 +43,9 @@ def lstm_layer(
     w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`, h, c),
-    through `lstm_per_member` for CPU sequences of `PER_MEMBER_MIN_STEPS` or more, else
+    through `lstm_per_member` for sequences of `PER_MEMBER_MIN_STEPS` or more, else
     `lstm_stacked`."""
-    if x.device.type == "cpu" and x.shape[1] >= PER_MEMBER_MIN_STEPS:
+    if x.shape[1] >= PER_MEMBER_MIN_STEPS:
         return lstm_per_member(x, h, c, w_ih, w_hh, b_ih, b_hh)
     return lstm_stacked(x, h, c, w_ih, w_hh, b_ih, b_hh)
 

@@ -3,7 +3,8 @@
 One W1 rollout (configs/agilerl_tutorial.yaml) is collected for P members on one shared env;
 then `batched_ppo_update` runs on copies of them `--repeats` times, with its phases timed by
 wrapping the functions it calls (`member_losses`, `clip_grad_norms`, `StackedAdam.step`;
-backward is `_optimizer_step` less the other two), so the loop timed is the one `evopop train`
+backward is `_optimizer_step` less the other two, so it includes gathering the gradients
+into the `[P, D]` buffer), so the loop timed is the one `evopop train`
 runs. Plain `perf_counter`: torch.profiler's `record_shapes` inflates this workload's large
 ops many times over. One torch thread, glibc keeping freed memory (`prepare_trainer`).
 

@@ -111,25 +111,42 @@ def test_stacked_adam_and_clipping_equal_torch_with_skipped_members():
     members = [[nn.Parameter(torch.randn(s, generator=gen)) for s in shapes] for _ in range(3)]
     lrs, max_norms = np.array([1e-3, 1e-2, 3e-2]), [0.5, 0.1, 100.0]
     optims = [torch.optim.Adam(m, lr=lr, eps=ADAM_EPS) for m, lr in zip(members, lrs, strict=True)]
-    stacked = [torch.stack([m[i].detach() for m in members]).requires_grad_(True)
-               for i in range(len(shapes))]
-    adam = StackedAdam.zeros(stacked, (0.9, 0.999), ADAM_EPS)
+    flat = torch.stack([torch.cat([p.detach().flatten() for p in m]) for m in members])  # [P, D]
+    adam = StackedAdam.zeros(flat, (0.9, 0.999), ADAM_EPS)
     active_by_step = [[True, True, True], [True, False, True], [False, False, True],
                       [True, True, False]]
     for active in active_by_step:
         grads = [torch.randn(3, *s, generator=gen) for s in shapes]
-        for param, grad in zip(stacked, grads, strict=True):
-            param.grad = grad.clone()
-        clip_grad_norms(stacked, torch.tensor(max_norms))
-        adam.step(stacked, lrs, np.array(active))
+        grad = torch.cat([g.flatten(1) for g in grads], dim=1)
+        norms = clip_grad_norms(grad, torch.tensor(max_norms))
+        adam.step(flat, grad, lrs, np.array(active))
         for p, (params, opt) in enumerate(zip(members, optims, strict=True)):
             if active[p]:
-                for param, grad in zip(params, grads, strict=True):
-                    param.grad = grad[p].clone()
-                nn.utils.clip_grad_norm_(params, max_norms[p])
+                for param, g in zip(params, grads, strict=True):
+                    param.grad = g[p].clone()
+                want = nn.utils.clip_grad_norm_(params, max_norms[p])
+                torch.testing.assert_close(norms[p], want)
                 opt.step()
     for p, (params, opt) in enumerate(zip(members, optims, strict=True)):
-        for i, param in enumerate(params):
-            torch.testing.assert_close(stacked[i][p], param.detach(), atol=1e-7, rtol=0)
-            torch.testing.assert_close(adam.exp_avg_sq[i][p], opt.state[param]["exp_avg_sq"])
+        torch.testing.assert_close(flat[p], torch.cat([q.detach().flatten() for q in params]),
+                                   atol=1e-7, rtol=0)
+        want_sq = torch.cat([opt.state[q]["exp_avg_sq"].flatten() for q in params])
+        torch.testing.assert_close(adam.exp_avg_sq[p], want_sq)
         assert adam.steps[p] == sum(a[p] for a in active_by_step)
+
+
+def test_stacked_parameters_are_views_of_one_buffer_in_member_order():
+    agents, _ = _members_with_rollouts(*CASES[1])
+    pop = stack(agents)
+    flat = pop.net.flat
+    assert flat is not None and flat.shape == (len(agents), sum(
+        p.numel() for p in agents[0].net.parameters()))
+    for p, agent in enumerate(agents):
+        torch.testing.assert_close(flat[p], torch.cat(
+            [q.detach().flatten() for q in agent.net.parameters()]), atol=0, rtol=0)
+    with torch.no_grad():
+        flat.add_(1.0)  # what Adam does: every parameter view moves with the buffer
+    for name, param in pop.net.params.items():
+        assert param.is_leaf and param.requires_grad
+        want = dict(agents[0].net.named_parameters())[name].detach() + 1.0
+        torch.testing.assert_close(param[0].detach(), want, atol=0, rtol=0)

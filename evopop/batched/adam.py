@@ -1,10 +1,14 @@
 """Adam and gradient-norm clipping for stacked parameters, per member.
 
+Both run on the population's `[P, D]` buffers (`StackedNet.flat` and its gradient, member p in
+row p): clipping is one norm and one scale, Adam torch's fused kernel once per member row. On
+the 8-member W1 update that took Adam and clipping from ~1.5 ms to ~0.7 ms a round, where
+they ran a dozen ops per parameter tensor (benchmarks/update_phases.py, RESULTS.md).
+
 Each member has its own learning rate and its own step count, and only the members marked active
 take a step: a zero gradient is not a skipped step for Adam (the moments would still decay and
-the step count advance). The arithmetic follows `torch.optim.Adam` (single-tensor path:
-lerp for the first moment, bias corrections in double precision, eps added after dividing by
-the bias-corrected root) and `nn.utils.clip_grad_norm_` over each member's own parameters.
+the step count advance). The arithmetic is the one-member path's (`evopop.agents.optim`:
+the same fused kernel) and `nn.utils.clip_grad_norm_`'s over each member's own parameters.
 """
 
 from __future__ import annotations
@@ -19,58 +23,43 @@ Tensor = torch.Tensor
 _CLIP_EPS = 1e-6  # nn.utils.clip_grad_norm_'s
 
 
-def _per_member(values: np.ndarray, like: Tensor) -> Tensor:
-    """`[P]` numbers as a float tensor shaped `[P, 1, ...]` to broadcast against `like`."""
-    t = torch.as_tensor(values, dtype=like.dtype)
-    return t.view(-1, *([1] * (like.dim() - 1)))
-
-
-def clip_grad_norms(params: list[Tensor], max_norm: Tensor) -> Tensor:
-    """Scales each member's gradients so their joint 2-norm is at most `max_norm [P]`; returns
-    the norms `[P]` before clipping."""
-    grads = [p.grad for p in params]
-    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)
-    total = torch.linalg.vector_norm(norms, dim=1)  # [P]
+def clip_grad_norms(grad: Tensor, max_norm: Tensor) -> Tensor:
+    """Scales each member's gradient row `grad [P, D]` in place so its 2-norm is at most
+    `max_norm [P]`; returns the norms `[P]` before clipping."""
+    total = torch.linalg.vector_norm(grad, dim=1)
     coef = torch.clamp(max_norm / (total + _CLIP_EPS), max=1.0)
-    for p in params:  # out of place: autograd may leave two grads as views of one buffer
-        p.grad = p.grad * coef.view(-1, *([1] * (p.grad.dim() - 1)))
+    grad.mul_(coef.unsqueeze(1))
     return total
 
 
 @dataclass
 class StackedAdam:
-    """Adam moments stacked like the parameters, plus each member's step count."""
+    """Adam moments `[P, D]`, laid out like the parameter buffer, plus each member's steps."""
 
-    exp_avg: list[Tensor]  # [P, *shape] per parameter
-    exp_avg_sq: list[Tensor]
+    exp_avg: Tensor
+    exp_avg_sq: Tensor
     steps: np.ndarray  # [P] int64: steps each member has taken
     betas: tuple[float, float]
     eps: float
 
     @classmethod
-    def zeros(cls, params: list[Tensor], betas: tuple[float, float], eps: float) -> StackedAdam:
-        size = params[0].shape[0]
-        return cls([torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params],
-                   np.zeros(size, np.int64), betas, eps)
+    def zeros(cls, flat: Tensor, betas: tuple[float, float], eps: float) -> StackedAdam:
+        return cls(torch.zeros_like(flat), torch.zeros_like(flat),
+                   np.zeros(flat.shape[0], np.int64), betas, eps)
 
     @torch.no_grad()
-    def step(self, params: list[Tensor], lr: np.ndarray, active: np.ndarray) -> None:
-        """One Adam step with `lr [P]` for the members where `active [P]` (bool) holds."""
-        beta1, beta2 = self.betas
+    def step(self, flat: Tensor, grad: Tensor, lr: np.ndarray, active: np.ndarray) -> None:
+        """One Adam step of `flat [P, D]` along `grad [P, D]` with `lr [P]` for the members
+        where `active [P]` (bool) holds: torch's fused kernel on each member's row, with the
+        member's own step count (one call per distinct lr)."""
         self.steps = self.steps + active
-        steps = np.maximum(self.steps, 1).astype(np.float64)  # inactive: any finite value
-        step_size = np.where(active, lr / (1.0 - beta1**steps), 0.0)
-        bc2_sqrt = np.sqrt(1.0 - beta2**steps)
-        every = bool(active.all())
-        for param, m, v in zip(params, self.exp_avg, self.exp_avg_sq, strict=True):
-            grad = param.grad
-            if every:
-                m.lerp_(grad, 1.0 - beta1)
-                v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-            else:
-                keep = _per_member(active, m).bool()
-                m.copy_(torch.where(keep, torch.lerp(m, grad, 1.0 - beta1), m))
-                v_new = torch.addcmul(v * beta2, grad, grad, value=1.0 - beta2)
-                v.copy_(torch.where(keep, v_new, v))
-            denom = (v.sqrt() / _per_member(bc2_sqrt, v)).add_(self.eps)
-            param.sub_(_per_member(step_size, m) * (m / denom))
+        beta1, beta2 = self.betas
+        rows = np.flatnonzero(active)
+        for rate in np.unique(lr[rows]):
+            members = rows[lr[rows] == rate]
+            torch._fused_adam_(
+                [flat[p] for p in members], [grad[p] for p in members],
+                [self.exp_avg[p] for p in members], [self.exp_avg_sq[p] for p in members], [],
+                [torch.tensor(float(self.steps[p])) for p in members], lr=float(rate),
+                beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False,
+                maximize=False)

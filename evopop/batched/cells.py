@@ -10,6 +10,8 @@ through torch's own LSTM (on CPU oneDNN's fused kernel), see `lstm_layer`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 Tensor = torch.Tensor
@@ -22,11 +24,16 @@ def fast_tanh(x: Tensor) -> Tensor:
     return torch.sigmoid(2.0 * x) * 2.0 - 1.0
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """`x [P, ..., in]` times `weight [P, out, in]` (nn.Linear's layout) plus `bias [P, out]`."""
+def linear(x: Tensor, weight: Tensor, bias: Tensor,
+           activation: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """`x [P, ..., in]` times `weight [P, out, in]` (nn.Linear's layout) plus `bias [P, out]`,
+    then `activation`, which may work in place: it gets the matmul's own output, not a view
+    (an in-place op on a view would make autograd copy the whole base back)."""
     p, *lead, width = x.shape
     flat = x.reshape(p, -1, width)  # [P, ..., in] -> [P, M, in]
     out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
+    if activation is not None:
+        out = activation(out)
     return out.reshape(p, *lead, out.shape[-1])  # [P, M, out] -> [P, ..., out]
 
 

@@ -1,14 +1,20 @@
 """`StackedNet`: the parameters of P `ActorCritic`s of one spec, stacked on a member axis.
 
 Parameters keep the member net's names and per-member layout (`name -> [P, *member shape]`), so
-stacking, unstacking and Adam's moments map one to one onto each member's own tensors. Shapes
-are member-major: observations `[P, L, B, obs_dim]`; the recurrent state `[C, layers, P, B, H]`
-is a member's `[C, layers, B, H]` with the member axis inserted before the batch axis.
+stacking, unstacking and Adam's moments map one to one onto each member's own tensors. They are
+views of one `[P, D]` buffer (`StackedNet.flat`, member p's parameters in row p), so that
+clipping and Adam run as a handful of ops on the whole population instead of a dozen per
+parameter (`evopop.batched.adam`). Shapes are member-major: observations `[P, L, B, obs_dim]`;
+the recurrent state `[C, layers, P, B, H]` is a member's `[C, layers, B, H]` with the member
+axis inserted before the batch axis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import itertools
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +27,37 @@ from evopop.batched.cells import fast_tanh, gru_layer, linear, lstm_layer
 Tensor = torch.Tensor
 
 
+@dataclass(frozen=True)
+class ParamLayout:
+    """Where each member parameter sits in a row of a `[P, D]` buffer."""
+
+    shapes: dict[str, tuple[int, ...]]  # name -> member shape, in the member's order
+    offsets: dict[str, int]
+    width: int  # D: a member's parameter count
+
+    @classmethod
+    def of(cls, net: ActorCritic) -> ParamLayout:
+        shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
+        sizes = [math.prod(shape) for shape in shapes.values()]
+        offsets = dict(zip(shapes, itertools.accumulate([0, *sizes[:-1]]), strict=True))
+        return cls(shapes, offsets, sum(sizes))
+
+    def views(self, flat: Tensor) -> dict[str, Tensor]:
+        """`flat [P, D]` as `name -> [P, *shape]` views (strided: rows are D apart)."""
+        return {name: flat[:, o : o + math.prod(shape)].view(flat.shape[0], *shape)
+                for (name, shape), o in zip(self.shapes.items(), self.offsets.values(),
+                                            strict=True)}
+
+    def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Per-parameter `[P, *shape]` tensors, in layout order, as one contiguous `[P, D]`:
+        one strided copy each (a matmul's weight gradient comes transposed, which `cat`
+        would first have to make contiguous)."""
+        flat = tensors[0].new_empty(tensors[0].shape[0], self.width)
+        for view, tensor in zip(self.views(flat).values(), tensors, strict=True):
+            view.copy_(tensor)
+        return flat
+
+
 @dataclass
 class StackedNet:
     """P actor-critics as one set of stacked leaf tensors and a functional forward."""
@@ -30,17 +67,20 @@ class StackedNet:
     action: ActionSpec
     sde_features: int
     params: dict[str, Tensor]  # member parameter name -> [P, *shape], in the member's order
+    layout: ParamLayout
+    flat: Tensor | None = None  # [P, D] that `params` view (None for a `select`ed stack)
 
     @classmethod
     def stack(cls, nets: list[ActorCritic]) -> StackedNet:
-        """Copies the members' weights into new stacked leaves (requires_grad)."""
+        """Copies the members' weights into one new `[P, D]` buffer whose per-parameter views
+        are the stack's leaves (requires_grad)."""
         first = nets[0]
-        named = [dict(net.named_parameters()) for net in nets]
-        params = {
-            name: torch.stack([n[name].detach() for n in named]).requires_grad_(True)
-            for name, _ in first.named_parameters()
-        }
-        return cls(first.spec, first.obs_dim, first.action, first.sde_features, params)
+        layout = ParamLayout.of(first)
+        flat = torch.cat([torch.cat([p.detach().reshape(1, -1) for p in net.parameters()], dim=1)
+                          for net in nets])
+        params = {name: view.requires_grad_(True) for name, view in layout.views(flat).items()}
+        return cls(first.spec, first.obs_dim, first.action, first.sde_features, params, layout,
+                   flat)
 
     @property
     def size(self) -> int:
@@ -50,7 +90,8 @@ class StackedNet:
         """The stack of members `index` (int64 `[K]`) only, as new tensors: a batched step that
         no longer needs some members stops paying for them."""
         params = {name: t.index_select(0, index) for name, t in self.params.items()}
-        return StackedNet(self.spec, self.obs_dim, self.action, self.sde_features, params)
+        return StackedNet(self.spec, self.obs_dim, self.action, self.sde_features, params,
+                          self.layout)
 
     def write_back(self, nets: list[ActorCritic]) -> None:
         """Copies member p's slice of every stacked parameter into `nets[p]` in place."""
@@ -128,13 +169,10 @@ class StackedNet:
         return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
     def _mlp(self, prefix: str, x: Tensor) -> Tensor:
-        activation: Callable[[Tensor], Tensor] = (
-            fast_tanh if self.spec.activation is Activation.TANH
-            else ACTIVATIONS[self.spec.activation]()  # the member's own module
-        )
+        activation = _activation(self.spec.activation)
         for i in range(len(self.spec.head)):
-            x = activation(linear(x, self.params[f"{prefix}.{2 * i}.weight"],
-                                  self.params[f"{prefix}.{2 * i}.bias"]))
+            x = linear(x, self.params[f"{prefix}.{2 * i}.weight"],
+                       self.params[f"{prefix}.{2 * i}.bias"], activation)
         return x
 
     def _actor_out(self, feat: Tensor) -> Tensor:
@@ -145,3 +183,16 @@ class StackedNet:
     def _critic_out(self, feat: Tensor) -> Tensor:
         latent = self._mlp("body_critic", feat)
         return linear(latent, self.params["v.weight"], self.params["v.bias"]).squeeze(-1)
+
+
+@functools.cache
+def _activation(kind: Activation) -> Callable[[Tensor], Tensor]:
+    """The heads' activation, as `linear` applies it to its matmul's output: ReLU in place
+    (the matmul's backward does not keep its output, and the `[P, L, B, width]` activations are
+    the update's largest tensors: one pass over memory less), tanh as `fast_tanh`, else the
+    member's own module."""
+    if kind is Activation.RELU:
+        return torch.relu_
+    if kind is Activation.TANH:
+        return fast_tanh
+    return ACTIVATIONS[kind]()

@@ -73,27 +73,39 @@ def stack(agents: list[Agent]) -> StackedPopulation:
                          "stack each of group_members(agents) separately")
     net = StackedNet.stack([a.net for a in agents])
     group = agents[0].optimizer.param_groups[0]
-    adam = StackedAdam.zeros(list(net.params.values()), tuple(group["betas"]), group["eps"])
+    assert net.flat is not None  # a fresh stack owns its buffer
+    adam = StackedAdam.zeros(net.flat, tuple(group["betas"]), group["eps"])
+    moments = _moment_views(net, adam)
     for p, agent in enumerate(agents):
-        _read_adam(adam, p, agent)
+        _read_adam(adam, moments, p, agent)
     return StackedPopulation(net, adam, PolicyHead(net.action, net.sde_features))
 
 
 def unstack(pop: StackedPopulation, agents: list[Agent]) -> None:
     """Writes each member's weights and Adam state back into its own `Agent`, in place."""
     pop.net.write_back([a.net for a in agents])
+    moments = _moment_views(pop.net, pop.adam)
     for p, agent in enumerate(agents):
-        _write_adam(pop.adam, p, agent)
+        _write_adam(pop.adam, moments, p, agent)
 
 
-def _read_adam(adam: StackedAdam, p: int, agent: Agent) -> None:
+_Moments = list[tuple[torch.Tensor, torch.Tensor]]  # per parameter: (exp_avg, exp_avg_sq) views
+
+
+def _moment_views(net: StackedNet, adam: StackedAdam) -> _Moments:
+    """Adam's `[P, D]` moments as `[P, *shape]` views, in the member's parameter order."""
+    firsts, seconds = net.layout.views(adam.exp_avg), net.layout.views(adam.exp_avg_sq)
+    return [(firsts[name], seconds[name]) for name in net.layout.shapes]
+
+
+def _read_adam(adam: StackedAdam, moments: _Moments, p: int, agent: Agent) -> None:
     steps = set()
     with torch.no_grad():
-        for i, param in enumerate(agent.net.parameters()):
+        for param, (m, v) in zip(agent.net.parameters(), moments, strict=True):
             state = agent.optimizer.state.get(param)
             if state:
-                adam.exp_avg[i][p].copy_(state["exp_avg"])
-                adam.exp_avg_sq[i][p].copy_(state["exp_avg_sq"])
+                m[p].copy_(state["exp_avg"])
+                v[p].copy_(state["exp_avg_sq"])
                 steps.add(int(state["step"]))
             else:
                 steps.add(0)
@@ -102,15 +114,15 @@ def _read_adam(adam: StackedAdam, p: int, agent: Agent) -> None:
     adam.steps[p] = steps.pop()
 
 
-def _write_adam(adam: StackedAdam, p: int, agent: Agent) -> None:
+def _write_adam(adam: StackedAdam, moments: _Moments, p: int, agent: Agent) -> None:
     count = int(adam.steps[p])
     if count == 0:
         return  # never stepped: the member's optimizer keeps its empty state
     with torch.no_grad():
-        for i, param in enumerate(agent.net.parameters()):
+        for param, (m, v) in zip(agent.net.parameters(), moments, strict=True):
             agent.optimizer.state[param] = {
                 "step": torch.tensor(float(count), dtype=torch.float32, device=param.device),
-                "exp_avg": adam.exp_avg[i][p].clone(),
-                "exp_avg_sq": adam.exp_avg_sq[i][p].clone(),
+                "exp_avg": m[p].clone(),
+                "exp_avg_sq": v[p].clone(),
             }
 

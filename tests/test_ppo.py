@@ -51,8 +51,8 @@ def test_recomputed_log_probs_equal_stored(make_agent, env_id, spec):
 def test_first_minibatch_of_update_has_unit_ratio(make_agent):
     agent, (buf,) = _rollout(make_agent, "CartPoleNoVel-v1", SPECS[0], 100)
     p = agent.params
-    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, seqs)
     _, stats = _minibatch_loss(agent, data, seqs, np.arange(seqs.count), p.clip_coef)
     assert stats["approx_kl"] < 1e-9
     assert stats["clip_frac"] == 0.0

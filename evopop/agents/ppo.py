@@ -48,13 +48,16 @@ class FlatBatch:
     values: torch.Tensor  # [N*T]
     advantages: torch.Tensor  # [N*T]
     returns: torch.Tensor  # [N*T]
-    states: torch.Tensor  # [N*T, C, layers, H]
+    states: torch.Tensor  # [sequences, C, layers, H]: the state each sequence starts from
 
     @classmethod
-    def from_buffer(cls, buf: RolloutBuffer, gamma: float, lam: float,
+    def from_buffer(cls, buf: RolloutBuffer, gamma: float, lam: float, seqs: Sequences,
                     device: torch.device | None = None) -> FlatBatch:
-        """GAE on the host, then the whole flattened rollout moved to `device` in one go (the
-        buffer itself stays on the host)."""
+        """GAE on the host, then the flattened rollout moved to `device` in one go (the buffer
+        itself stays on the host). Of the recurrent states only the sequences' first are kept,
+        by sequence id: the update starts each sequence from its stored state and carries it
+        on itself, so copying every step's state (16x the rows at W1's sequence length) is
+        wasted."""
         dones = buf.terminated | buf.truncated
         adv, ret = compute_gae(buf.rewards, buf.values, next_values(buf), dones, gamma, lam)
 
@@ -62,8 +65,9 @@ class FlatBatch:
             a = np.ascontiguousarray(a.swapaxes(0, 1))  # [T, N, ...] -> [N, T, ...]
             return torch.from_numpy(a.reshape(-1, *a.shape[2:])).to(device)
 
-        t, c, layers, n, h = buf.states.shape
-        states = buf.states.permute(3, 0, 1, 2, 4).reshape(n * t, c, layers, h).to(device)
+        env, step = np.divmod(seqs.index[0], buf.steps)  # first rows are env-major: n * T + t
+        # [T, C, layers, N, H] at (t, n) pairs -> [sequences, C, layers, H]
+        states = buf.states[torch.from_numpy(step), :, :, torch.from_numpy(env)].to(device)
         return cls(flat(buf.obs), flat(buf.actions), flat(buf.log_probs), flat(buf.values),
                    flat(adv), flat(ret), states)
 
@@ -82,8 +86,8 @@ def evaluate_sequences(
     length = int(seqs.lengths[chosen].max())
     index = agent.as_tensor(seqs.index[:length, chosen])
     mask = agent.as_tensor(seqs.mask[:length, chosen]).to(torch.float32)
-    first = index[0]
-    state = data.states[first].permute(1, 2, 0, 3)  # [S, C, layers, H] -> [C, layers, S, H]
+    # [S, C, layers, H] -> [C, layers, S, H]
+    state = data.states[agent.as_tensor(chosen)].permute(1, 2, 0, 3)
     out, values, _ = agent.net(data.obs[index], state)
     log_std = agent.net.log_std
     log_probs = agent.head.log_prob(out, log_std, data.actions[index])
@@ -95,8 +99,8 @@ def evaluate_sequences(
 def recompute_log_probs(agent: Agent, buf: RolloutBuffer) -> np.ndarray:
     """Log-probs `[T, N]` of the stored actions as the update sees them (before any step)."""
     p = agent.params
-    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, agent.device)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, seqs, agent.device)
     index, mask, log_probs, _, _ = evaluate_sequences(agent, data, seqs, np.arange(seqs.count))
     flat = np.zeros(buf.steps * buf.num_envs, np.float32)
     valid = mask.bool()
@@ -148,8 +152,8 @@ def ppo_update(
     p = agent.params
     agent.apply_lr(remaining)
     clip = p.clip_coef * (remaining if p.anneal else 1.0)
-    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, agent.device)
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, seqs, agent.device)
     history: list[dict[str, float]] = []
     early_stop, finite = False, True
     for _ in range(p.update_epochs):

@@ -37,9 +37,8 @@ class Evaluated:
 
 def evaluate_round(pop: StackedPopulation, data: FlatBatch, rnd: Round) -> Evaluated:
     """Runs every member's chosen sequences from their stored initial states."""
-    first = rnd.index[:, 0]  # [P, S]
     # [P, S, C, layers, H] -> [C, layers, P, S, H]
-    state = data.states[first].permute(2, 3, 0, 1, 4)
+    state = data.states[rnd.first].permute(2, 3, 0, 1, 4)
     out, values, _ = pop.net.forward(data.obs[rnd.index], state)
     log_std = pop.net.log_std_for(out)
     log_probs = pop.head.log_prob(out, log_std, data.actions[rnd.index])

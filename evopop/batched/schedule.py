@@ -23,23 +23,28 @@ from evopop.agents.ppo import FlatBatch
 class PopulationBatch:
     """Every member's flat rollout, concatenated (member p's rows start at `offsets[p]`)."""
 
-    data: FlatBatch  # rows of all members
+    data: FlatBatch  # rows (and sequence start states) of all members
     members: list[FlatBatch]
     seqs: list[Sequences]
-    offsets: np.ndarray  # [P] int64
+    offsets: np.ndarray  # [P] int64: member p's first row
+    seq_offsets: np.ndarray  # [P] int64: member p's first sequence
 
     @classmethod
     def build(cls, agents: list[Agent], bufs: list[RolloutBuffer]) -> PopulationBatch:
         """GAE and sequence splits per member, as `ppo_update` computes them."""
-        members = [FlatBatch.from_buffer(b, a.params.gamma, a.params.gae_lambda)
-                   for a, b in zip(agents, bufs, strict=True)]
         seqs = [split_sequences(b.episode_start, a.params.max_seq_len)
                 for a, b in zip(agents, bufs, strict=True)]
-        sizes = np.array([m.obs.shape[0] for m in members])
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        members = [FlatBatch.from_buffer(b, a.params.gamma, a.params.gae_lambda, s)
+                   for a, b, s in zip(agents, bufs, seqs, strict=True)]
         fields = FlatBatch.__dataclass_fields__
         data = FlatBatch(**{f: torch.cat([getattr(m, f) for m in members]) for f in fields})
-        return cls(data, members, seqs, offsets)
+        return cls(data, members, seqs, _starts([m.obs.shape[0] for m in members]),
+                   _starts([s.count for s in seqs]))
+
+
+def _starts(sizes: list[int]) -> np.ndarray:
+    """Where each of consecutive blocks of `sizes` starts."""
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
 
 class MinibatchStream:
@@ -69,6 +74,7 @@ class Round:
     """One minibatch per member, padded: index into the concatenated rows, and validity."""
 
     index: torch.Tensor  # [P, L, S] int64 (0 where padded)
+    first: torch.Tensor  # [P, S] int64: the sequences, into `data.states` (0 where padded)
     mask: torch.Tensor  # [P, L, S] float32
     present: np.ndarray  # [P] bool: the member has a minibatch in this round
 
@@ -80,11 +86,14 @@ def build_round(batch: PopulationBatch, chosen: list[np.ndarray | None]) -> Roun
     counts = [0 if c is None else len(c) for c in chosen]
     shape = (len(chosen), max(lengths), max(counts))
     index = np.zeros(shape, np.int64)
+    first = np.zeros((shape[0], shape[2]), np.int64)
     mask = np.zeros(shape, bool)
     for p, c in enumerate(chosen):
         if c is not None:
             seqs, length = batch.seqs[p], lengths[p]
             index[p, :length, : len(c)] = seqs.index[:length, c] + batch.offsets[p]
+            first[p, : len(c)] = c + batch.seq_offsets[p]
             mask[p, :length, : len(c)] = seqs.mask[:length, c]
     present = np.array([c is not None for c in chosen])
-    return Round(torch.from_numpy(index), torch.from_numpy(mask).to(torch.float32), present)
+    return Round(torch.from_numpy(index), torch.from_numpy(first),
+                 torch.from_numpy(mask).to(torch.float32), present)

@@ -14,6 +14,7 @@ from evopop.batched import draw_sde_noise, group_members, policy_step, reset_sta
 from evopop.batched.cells import (
     PER_MEMBER_MIN_STEPS,
     gru_layer,
+    linear,
     lstm_layer,
     lstm_per_member,
     lstm_stacked,
@@ -245,3 +246,23 @@ def test_group_members_splits_by_spec_and_space():
     assert group_members(agents) == [[0], [1], [2], [3]]
     with pytest.raises(ValueError, match="group_members"):
         stack(agents[:2])
+
+
+@pytest.mark.parametrize("out_features", [1, 5])
+def test_linear_gradients_equal_nn_linear(out_features):
+    """`linear`'s own backward (weight gradient as grad^T @ x; an output layer's input gradient
+    as a broadcast multiply) gives nn.Linear's gradients, for each member."""
+    torch.manual_seed(2)
+    p, m, width = 3, 7, 4
+    modules = [nn.Linear(width, out_features) for _ in range(p)]
+    weight = torch.stack([mod.weight.detach() for mod in modules]).requires_grad_()
+    bias = torch.stack([mod.bias.detach() for mod in modules]).requires_grad_()
+    x = torch.randn(p, 2, m, width, requires_grad=True)
+    probe = torch.randn(p, 2, m, out_features)
+    (linear(x, weight, bias) * probe).sum().backward()
+    for i, mod in enumerate(modules):
+        xi = x[i].detach().requires_grad_()
+        (mod(xi) * probe[i]).sum().backward()
+        torch.testing.assert_close(x.grad[i], xi.grad, atol=ATOL, rtol=0)
+        torch.testing.assert_close(weight.grad[i], mod.weight.grad, atol=ATOL, rtol=0)
+        torch.testing.assert_close(bias.grad[i], mod.bias.grad, atol=ATOL, rtol=0)

@@ -109,7 +109,8 @@ def test_stacked_adam_and_clipping_equal_torch_with_skipped_members():
     gen = torch.Generator().manual_seed(0)
     shapes = [(4, 3), (4,), (2, 2, 2)]
     members = [[nn.Parameter(torch.randn(s, generator=gen)) for s in shapes] for _ in range(3)]
-    lrs, max_norms = np.array([1e-3, 1e-2, 3e-2]), [0.5, 0.1, 100.0]
+    # members 1 and 2 share an lr: one fused call steps both rows, each with its own step count
+    lrs, max_norms = np.array([1e-3, 1e-2, 1e-2]), [0.5, 0.1, 100.0]
     optims = [torch.optim.Adam(m, lr=lr, eps=ADAM_EPS) for m, lr in zip(members, lrs, strict=True)]
     flat = torch.stack([torch.cat([p.detach().flatten() for p in m]) for m in members])  # [P, D]
     adam = StackedAdam.zeros(flat, (0.9, 0.999), ADAM_EPS)

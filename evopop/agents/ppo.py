@@ -40,7 +40,8 @@ class UpdateStats:
 
 @dataclass
 class FlatBatch:
-    """Rollout tensors flattened env-major (`n * T + t`), ready to be gathered per sequence."""
+    """Rollout tensors flattened env-major (`n * T + t`), ready to be gathered per sequence,
+    and the recurrent state each sequence starts from, by sequence id."""
 
     obs: torch.Tensor  # [N*T, obs_dim]
     actions: torch.Tensor  # [N*T, action_dim]

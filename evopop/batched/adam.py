@@ -1,14 +1,16 @@
 """Adam and gradient-norm clipping for stacked parameters, per member.
 
 Both run on the population's `[P, D]` buffers (`StackedNet.flat` and its gradient, member p in
-row p): clipping is one norm and one scale, Adam torch's fused kernel once per member row. On
-the 8-member W1 update that took Adam and clipping from ~1.5 ms to ~0.7 ms a round, where
-they ran a dozen ops per parameter tensor (benchmarks/update_phases.py, RESULTS.md).
+row p): clipping is one norm and one scale, Adam torch's fused kernel over the active members'
+rows (one call per distinct lr, each row with its member's step count). On the 8-member W1
+update that took Adam and clipping from ~1.5 ms to ~0.7 ms a round, where they ran a dozen ops
+per parameter tensor (benchmarks/update_phases.py, RESULTS.md).
 
 Each member has its own learning rate and its own step count, and only the members marked active
 take a step: a zero gradient is not a skipped step for Adam (the moments would still decay and
-the step count advance). The arithmetic is the one-member path's (`evopop.agents.optim`:
-the same fused kernel) and `nn.utils.clip_grad_norm_`'s over each member's own parameters.
+the step count advance). Adam is the one-member path's kernel (`evopop.agents.optim`); the clip
+norm is one norm over the member's row where `nn.utils.clip_grad_norm_` takes the norm of the
+per-tensor norms, equal up to float rounding.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ class StackedAdam:
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, lr: np.ndarray, active: np.ndarray) -> None:
         """One Adam step of `flat [P, D]` along `grad [P, D]` with `lr [P]` for the members
-        where `active [P]` (bool) holds: torch's fused kernel on each member's row, with the
-        member's own step count (one call per distinct lr)."""
+        where `active [P]` (bool) holds: torch's fused kernel on the active members' rows, each
+        with its member's step count (one call per distinct lr)."""
         self.steps = self.steps + active
         beta1, beta2 = self.betas
         rows = np.flatnonzero(active)
@@ -60,6 +62,7 @@ class StackedAdam:
             torch._fused_adam_(
                 [flat[p] for p in members], [grad[p] for p in members],
                 [self.exp_avg[p] for p in members], [self.exp_avg_sq[p] for p in members], [],
-                [torch.tensor(float(self.steps[p])) for p in members], lr=float(rate),
+                [torch.tensor(float(self.steps[p]), device=flat.device) for p in members],
+                lr=float(rate),
                 beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False,
                 maximize=False)

@@ -140,7 +140,7 @@ def test_stacked_parameters_are_views_of_one_buffer_in_member_order():
     agents, _ = _members_with_rollouts(*CASES[1])
     pop = stack(agents)
     flat = pop.net.flat
-    assert flat is not None and flat.shape == (len(agents), sum(
+    assert flat.shape == (len(agents), sum(
         p.numel() for p in agents[0].net.parameters()))
     for p, agent in enumerate(agents):
         torch.testing.assert_close(flat[p], torch.cat(

@@ -1,10 +1,10 @@
 """Adam and gradient-norm clipping for stacked parameters, per member.
 
-Both run on the population's `[P, D]` buffers (`StackedNet.flat` and its gradient, member p in
-row p): clipping is one norm and one scale, Adam torch's fused kernel over the active members'
-rows (one call per distinct lr, each row with its member's step count). On the 8-member W1
-update that took Adam and clipping from ~1.5 ms to ~0.7 ms a round, where they ran a dozen ops
-per parameter tensor (benchmarks/update_phases.py, RESULTS.md).
+Both run on the population's `[P, D]` buffers (`StackedNet.flat`, `StackedPopulation.grad`:
+member p in row p): clipping is one norm and one scale, Adam torch's fused kernel over the
+active members' rows (one call per distinct lr, each row with its member's step count). On the
+8-member W1 update that took Adam and clipping from ~1.5 ms to ~0.7 ms a round, where they ran a
+dozen ops per parameter tensor (benchmarks/update_phases.py, RESULTS.md).
 
 Each member has its own learning rate and its own step count, and only the members marked active
 take a step: a zero gradient is not a skipped step for Adam (the moments would still decay and

@@ -32,13 +32,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor,
     (an in-place op on a view would make autograd copy the whole base back)."""
     p, *lead, width = x.shape
     flat = x.reshape(p, -1, width)  # [P, ..., in] -> [P, M, in]
-    if torch.is_grad_enabled():
-        out = _StackedLinear.apply(flat, weight, bias)
-    else:
-        out = torch.baddbmm(bias.unsqueeze(1), flat, weight.transpose(1, 2))
+    # the Function (Python around the call) only where a backward will run, not per
+    # collection step
+    grad = torch.is_grad_enabled()
+    out = _StackedLinear.apply(flat, weight, bias) if grad else _affine(flat, weight, bias)
     if activation is not None:
         out = activation(out)
     return out.reshape(p, *lead, out.shape[-1])  # [P, M, out] -> [P, ..., out]
+
+
+def _affine(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """`x [P, M, in] @ weight^T + bias` for `weight [P, out, in]`, `bias [P, out]`."""
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -53,16 +58,21 @@ class _StackedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         ctx.save_for_backward(x, weight)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        return _affine(x, weight, bias)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
-        grad_x = None
-        if ctx.needs_input_grad[0]:
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        grad_x = grad_weight = grad_bias = None
+        if need_x:
             # [P, M, 1] x [P, 1, in]: an outer product, cheaper as a broadcast multiply
             grad_x = grad * weight if weight.shape[1] == 1 else torch.bmm(grad, weight)
-        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
+        if need_weight:
+            grad_weight = torch.bmm(grad.transpose(1, 2), x)
+        if need_bias:
+            grad_bias = grad.sum(1)
+        return grad_x, grad_weight, grad_bias
 
 
 PER_MEMBER_MIN_STEPS = 4

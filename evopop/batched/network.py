@@ -12,12 +12,12 @@ axis inserted before the batch axis.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from evopop.agents.networks import ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
@@ -29,33 +29,25 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class ParamLayout:
-    """Where each member parameter sits in a row of a `[P, D]` buffer."""
+    """Where each member parameter sits in a row of a `[P, D]` buffer: `nn.Module.parameters()`
+    order, each flattened (`nn.utils.parameters_to_vector`'s layout)."""
 
     shapes: dict[str, tuple[int, ...]]  # name -> member shape, in the member's order
-    offsets: dict[str, int]
     width: int  # D: a member's parameter count
 
     @classmethod
     def of(cls, net: ActorCritic) -> ParamLayout:
         shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
-        sizes = [math.prod(shape) for shape in shapes.values()]
-        offsets = dict(zip(shapes, itertools.accumulate([0, *sizes[:-1]]), strict=True))
-        return cls(shapes, offsets, sum(sizes))
+        return cls(shapes, sum(math.prod(shape) for shape in shapes.values()))
 
     def views(self, flat: Tensor) -> dict[str, Tensor]:
         """`flat [P, D]` as `name -> [P, *shape]` views (strided: rows are D apart)."""
-        return {name: flat[:, o : o + math.prod(shape)].view(flat.shape[0], *shape)
-                for (name, shape), o in zip(self.shapes.items(), self.offsets.values(),
-                                            strict=True)}
-
-    def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
-        """Per-parameter `[P, *shape]` tensors, in layout order, as one contiguous `[P, D]`:
-        one strided copy each (a matmul's weight gradient comes transposed, which `cat`
-        would first have to make contiguous)."""
-        flat = tensors[0].new_empty(tensors[0].shape[0], self.width)
-        for view, tensor in zip(self.views(flat).values(), tensors, strict=True):
-            view.copy_(tensor)
-        return flat
+        views, start = {}, 0
+        for name, shape in self.shapes.items():
+            end = start + math.prod(shape)
+            views[name] = flat[:, start:end].view(flat.shape[0], *shape)
+            start = end
+        return views
 
 
 @dataclass
@@ -66,32 +58,33 @@ class StackedNet:
     obs_dim: int
     action: ActionSpec
     sde_features: int
-    params: dict[str, Tensor]  # member parameter name -> [P, *shape], in the member's order
     layout: ParamLayout
-    flat: Tensor | None = None  # [P, D] that `params` view (None for a `select`ed stack)
+    flat: Tensor  # [P, D]: every member's parameters, row p member p's
+    params: dict[str, Tensor]  # member parameter name -> [P, *shape] view of `flat`
 
     @classmethod
     def stack(cls, nets: list[ActorCritic]) -> StackedNet:
         """Copies the members' weights into one new `[P, D]` buffer whose per-parameter views
         are the stack's leaves (requires_grad)."""
-        first = nets[0]
-        layout = ParamLayout.of(first)
-        flat = torch.cat([torch.cat([p.detach().reshape(1, -1) for p in net.parameters()], dim=1)
-                          for net in nets])
-        params = {name: view.requires_grad_(True) for name, view in layout.views(flat).items()}
-        return cls(first.spec, first.obs_dim, first.action, first.sde_features, params, layout,
-                   flat)
+        flat = torch.stack([parameters_to_vector(net.parameters()).detach() for net in nets])
+        return cls._of(nets[0], ParamLayout.of(nets[0]), flat, requires_grad=True)
+
+    @classmethod
+    def _of(cls, like: ActorCritic | StackedNet, layout: ParamLayout, flat: Tensor,
+            requires_grad: bool) -> StackedNet:
+        params = {name: view.requires_grad_(requires_grad)
+                  for name, view in layout.views(flat).items()}
+        return cls(like.spec, like.obs_dim, like.action, like.sde_features, layout, flat, params)
 
     @property
     def size(self) -> int:
-        return next(iter(self.params.values())).shape[0]
+        return self.flat.shape[0]
 
     def select(self, index: Tensor) -> StackedNet:
         """The stack of members `index` (int64 `[K]`) only, as new tensors: a batched step that
         no longer needs some members stops paying for them."""
-        params = {name: t.index_select(0, index) for name, t in self.params.items()}
-        return StackedNet(self.spec, self.obs_dim, self.action, self.sde_features, params,
-                          self.layout)
+        return StackedNet._of(self, self.layout, self.flat.index_select(0, index),
+                              requires_grad=False)
 
     def write_back(self, nets: list[ActorCritic]) -> None:
         """Copies member p's slice of every stacked parameter into `nets[p]` in place."""

@@ -7,7 +7,7 @@ saves and loads exactly as if it had been trained on its own.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +20,14 @@ from evopop.batched.network import StackedNet
 
 @dataclass
 class StackedPopulation:
-    """P members of one spec: stacked network, stacked Adam and the shared policy head."""
+    """P members of one spec: stacked network, stacked Adam, the shared policy head, and the
+    `[P, D]` gradient buffer that clipping and Adam read (laid out as `net.flat`)."""
 
     net: StackedNet
     adam: StackedAdam
     head: PolicyHead
+    grad: torch.Tensor
+    grad_views: list[torch.Tensor]  # `grad` per parameter, in `net.params` order
 
     @property
     def size(self) -> int:
@@ -33,6 +36,14 @@ class StackedPopulation:
     @property
     def param_list(self) -> list[torch.Tensor]:
         return list(self.net.params.values())
+
+    def gather_grads(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Copies per-parameter gradients (in `param_list` order) into `grad` and returns it:
+        one strided copy each (a matmul's weight gradient comes transposed, which `cat` would
+        first have to make contiguous), into views made once per stack, not per round."""
+        for view, tensor in zip(self.grad_views, grads, strict=True):
+            view.copy_(tensor)
+        return self.grad
 
 
 def batch_key(agent: Agent) -> Hashable:
@@ -73,12 +84,13 @@ def stack(agents: list[Agent]) -> StackedPopulation:
                          "stack each of group_members(agents) separately")
     net = StackedNet.stack([a.net for a in agents])
     group = agents[0].optimizer.param_groups[0]
-    assert net.flat is not None  # a fresh stack owns its buffer
     adam = StackedAdam.zeros(net.flat, tuple(group["betas"]), group["eps"])
     moments = _moment_views(net, adam)
     for p, agent in enumerate(agents):
         _read_adam(adam, moments, p, agent)
-    return StackedPopulation(net, adam, PolicyHead(net.action, net.sde_features))
+    grad = torch.empty_like(net.flat)
+    return StackedPopulation(net, adam, PolicyHead(net.action, net.sde_features), grad,
+                             list(net.layout.views(grad).values()))
 
 
 def unstack(pop: StackedPopulation, agents: list[Agent]) -> None:

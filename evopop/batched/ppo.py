@@ -111,14 +111,11 @@ def _decide_steps(
 
 def _optimizer_step(pop: StackedPopulation, loss: Tensor, step: np.ndarray,
                     hp: MemberHParams) -> None:
-    net = pop.net
-    assert net.flat is not None  # `stack` gives the update its own buffer
     # where, not multiply: a skipped member's loss may be non-finite
     total = torch.where(torch.from_numpy(step), loss, torch.zeros_like(loss)).sum()
-    grads = torch.autograd.grad(total, pop.param_list, materialize_grads=True)
-    grad = net.layout.flatten(grads)  # [P, D], laid out as net.flat
+    grad = pop.gather_grads(torch.autograd.grad(total, pop.param_list))
     clip_grad_norms(grad, hp.max_grad_norm)
-    pop.adam.step(net.flat, grad, hp.lr, step)
+    pop.adam.step(pop.net.flat, grad, hp.lr, step)
 
 
 def batched_ppo_update(

@@ -35,8 +35,10 @@ class Agent:
         action_space: spaces.Space,
         spec: NetSpec | None = None,
         params: PPOParams | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
     ) -> None:
+        """`seed` draws the initial weights; None leaves them to the caller, who loads every
+        one of them next (`agent_from_parts`)."""
         self.observation_space = observation_space
         self.action_space = action_space
         self.spec = spec or NetSpec()
@@ -44,7 +46,8 @@ class Agent:
         self.encoder = ObsEncoder(observation_space)
         self.action_spec = ActionSpec.from_space(action_space)
         self.device = torch.device("cpu")  # built on CPU so that init draws are device-free
-        self.net = ActorCritic(self.spec, self.encoder.dim, self.action_spec, torch_generator(seed))
+        self.net = ActorCritic(self.spec, self.encoder.dim, self.action_spec,
+                               None if seed is None else torch_generator(seed))
         self.head = PolicyHead(self.action_spec, self.net.sde_features)
         self.optimizer = self.make_optimizer()
         self.obs_norm = (

@@ -88,13 +88,23 @@ def pack(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
 def unpack(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Inverse of `pack`. Only the safetensors format is parsed, so a pickle payload never runs;
     such a file is named as what it is."""
+    return _parsed(data, source, with_tensors=True)
+
+
+def unpack_metadata(data: bytes, source: str = "<bytes>") -> dict[str, Any]:
+    """`pack`'s JSON header alone (no tensor is read)."""
+    return _parsed(data, source, with_tensors=False)[1]
+
+
+def _parsed(data: bytes, source: str, with_tensors: bool
+            ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         header_len = int.from_bytes(data[:8], "little")
         if not 0 < header_len <= len(data) - 8:
             raise ValueError("bad header length")
         header = json.loads(data[8 : 8 + header_len])
         meta = json.loads(header["__metadata__"][_META_KEY])
-        tensors = load_tensors(data)
+        tensors = load_tensors(data) if with_tensors else {}
     except (SafetensorError, KeyError, TypeError, ValueError) as err:
         if data[:4].startswith(_PICKLE_MAGIC):
             raise AgentFileError(
@@ -133,7 +143,7 @@ def agent_from_parts(
     observation = space_from_dict(meta["observation_space"])
     action = space_from_dict(meta["action_space"])
     check_weights(spec, observation, action, tensors, source)
-    agent = Agent(observation, action, spec, params)
+    agent = Agent(observation, action, spec, params, seed=None)  # check_weights: all loaded
     check_state(agent, tensors, meta["optimizer_groups"], source)
     load_agent_tensors(agent, tensors, meta["optimizer_groups"])
     return agent.to(device)
@@ -152,6 +162,13 @@ def save_agent(
 ) -> None:
     """Saves the agent atomically; `extra` is free JSON (env id, fitness, lineage...)."""
     atomic_write_bytes(path, agent_to_bytes(agent, include_optimizer, extra))
+
+
+def save_agent_bytes(data: bytes, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """`save_agent` for an agent held as `agent_to_bytes` made it, without rebuilding it: the
+    same file, byte for byte."""
+    tensors, meta = unpack(data)
+    atomic_write_bytes(path, pack(tensors, {**meta, "extra": extra or {}}))
 
 
 def read_file(path: str | Path) -> bytes:

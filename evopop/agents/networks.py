@@ -77,8 +77,11 @@ class ActorCritic(nn.Module):
     """Actor and critic, each an optional recurrent encoder followed by an MLP head."""
 
     def __init__(
-        self, spec: NetSpec, obs_dim: int, action: ActionSpec, generator: torch.Generator
+        self, spec: NetSpec, obs_dim: int, action: ActionSpec, generator: torch.Generator | None
     ) -> None:
+        """`generator` draws the initial weights; None skips our init draws, for a net whose
+        every weight is loaded next (an agent file, a worker's bytes): they were 70 % of
+        rebuilding a W1 agent from its bytes, which the generation loop does for each member."""
         super().__init__()
         self.spec = spec
         self.obs_dim = obs_dim
@@ -98,7 +101,8 @@ class ActorCritic(nn.Module):
             self.log_std = nn.Parameter(torch.full(shape, spec.log_std_init))
         else:
             self.register_parameter("log_std", None)
-        self.reset_parameters(generator)
+        if generator is not None:
+            self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Orthogonal init (CleanRL's recipe) drawn from an explicit generator."""

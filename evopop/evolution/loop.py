@@ -16,7 +16,7 @@ from types import TracebackType
 import numpy as np
 
 from evopop.agents.agent import Agent
-from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes, save_agent
+from evopop.agents.checkpoint import save_agent_bytes
 from evopop.agents.device import resolve_device
 from evopop.agents.evaluation import eval_env_spec
 from evopop.agents.spaces import ActionSpec, ObsEncoder
@@ -114,7 +114,7 @@ class Population:
         member, or over its recent training episodes)."""
         self.last_results = self.backend.map(self._tasks())
         for member, result in zip(self.members, self.last_results, strict=True):
-            member.agent = agent_from_bytes(result.agent)
+            member.source = result.agent
             member.fitness.append(result.fitness)
             member.env_steps += result.env_steps
             self.state.total_env_steps += result.env_steps
@@ -124,7 +124,7 @@ class Population:
         config, g = self.config, self.generation
         eval_env = eval_env_spec(config.env, config.eval_episodes)
         return [
-            TrainTask(agent_to_bytes(m.agent), config.env, eval_env, config.ray,
+            TrainTask(m.agent_bytes, config.env, eval_env, config.ray,
                       self.evolution.evo_steps, derive_seed(config.seed, g, slot, Stream.TRAIN),
                       (m.env_steps, config.max_steps), config.eval_episodes,
                       eval_seed(config, g), device=str(self.device), fitness=config.fitness)
@@ -187,7 +187,7 @@ def _migrate(child: Member, migration: Migration, old: list[Member]) -> None:
     """A migrant keeps its learned state; from a faster sub-population it takes the
     hyperparameters of the receiving sub-population's best (Adam's moments stay)."""
     if migration.params_from is not None:
-        child.agent.set_params(old[migration.params_from].agent.params)
+        child.agent.set_params(old[migration.params_from].spec_and_params()[1])
     child.mutation = migration.record()
 
 
@@ -203,11 +203,12 @@ def lineage_record(member: Member, generation: int) -> LineageRecord:
 
 def _member_record(member: Member, result: TaskResult) -> MemberRecord:
     metrics = bool(result.train_metrics or result.eval_metrics)  # only envs that report them
+    spec, params = member.spec_and_params()
     return MemberRecord(
         id=member.id, parent_id=member.parent_id, fitness=result.fitness,
         eval_returns=result.eval_returns, train_return=result.train_return,
         finite=result.finite, env_steps=member.env_steps,
-        hparams=member.agent.params.to_dict(), spec=member.agent.spec.to_dict(),
+        hparams=params.to_dict(), spec=spec.to_dict(),
         mutation=member.mutation,
         train_metrics=result.train_metrics if metrics else None,
         eval_metrics=result.eval_metrics if metrics else None, env_timeouts=result.env_timeouts)
@@ -231,7 +232,7 @@ def _generation_record(
 
 def _save_elite(run_dir: RunDir, population: Population, slot: int) -> None:
     elite, env = population.members[slot], population.config.env
-    save_agent(elite.agent, run_dir.elite, extra={
+    save_agent_bytes(elite.agent_bytes, run_dir.elite, extra={
         "env_id": env.id, "env": env.model_dump(mode="json"), "member_id": elite.id,
         "generation": population.generation, "fitness": json_number(elite.fitness[-1])})
 

@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from evopop.agents import NetSpec
-from evopop.agents.checkpoint import AgentFileError, load_agent, read_metadata, save_agent
+from evopop.agents.checkpoint import (
+    AgentFileError,
+    agent_from_bytes,
+    agent_to_bytes,
+    load_agent,
+    read_metadata,
+    save_agent,
+    save_agent_bytes,
+    unpack_metadata,
+    weights_sha256,
+)
 from evopop.agents.ppo import ppo_update
 from evopop.envs import make_vec_env
 from evopop.rollouts.collect import Collector, collect
@@ -114,3 +124,23 @@ def test_a_crash_during_save_leaves_the_old_file_intact(trained, tmp_path, monke
         save_agent(agent, path)
     assert path.read_bytes() == original
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_save_agent_bytes_writes_save_agent_s_file(trained, tmp_path):
+    """The loop writes the elite from its bytes: the same file as from the agent."""
+    agent, _ = trained
+    extra = {"member_id": 3, "fitness": -1.5}
+    save_agent(agent, tmp_path / "a.safetensors", extra=extra)
+    save_agent_bytes(agent_to_bytes(agent), tmp_path / "b.safetensors", extra=extra)
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    assert unpack_metadata(agent_to_bytes(agent, extra=extra))["extra"] == extra
+
+
+def test_a_loaded_agent_is_the_saved_one_without_init_draws(trained):
+    """Loading skips the init draws (the file's weights replace them): the result is the same
+    agent, and its bytes are the bytes it was loaded from."""
+    agent, _ = trained
+    data = agent_to_bytes(agent)
+    loaded = agent_from_bytes(data)
+    assert agent_to_bytes(loaded) == data
+    assert weights_sha256(loaded) == weights_sha256(agent)

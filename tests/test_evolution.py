@@ -1,5 +1,6 @@
 """The generation loop: reproducible on any backend, exact resume, diverged members culled."""
 
+import dataclasses
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from evopop.agents.checkpoint import agent_to_bytes, load_agent
 from evopop.config import load_config, parse_config
 from evopop.errors import UserError
 from evopop.evolution.loop import Population
-from evopop.evolution.population import load_state
+from evopop.evolution.population import Member, load_state
 from evopop.rundir import RunDir
 
 TINY = {
@@ -111,6 +112,20 @@ def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):
     for child in children:
         assert {id(p) for g in child.agent.optimizer.param_groups for p in g["params"]} == \
             {id(p) for p in child.agent.net.parameters()}
+
+
+def test_a_member_builds_its_agent_only_when_asked_and_clones_stay_apart(tmp_path):
+    """Members keep the bytes workers return; a clone shares them until it is changed, and
+    a change to the clone's agent leaves its parent's bytes as they were."""
+    population = Population(parse_config(TINY))
+    data = agent_to_bytes(population.members[0].agent)
+    parent = Member(7, None, 0, data)
+    child = parent.clone(8, 1)
+    assert child.source is data and parent.agent_bytes is data
+    assert child.spec_and_params() == (parent.agent.spec, parent.agent.params)
+    child.agent.set_params(dataclasses.replace(child.agent.params, lr=0.5))
+    assert parent.agent_bytes == data and child.agent_bytes != data
+    assert child.spec_and_params()[1].lr == 0.5
 
 
 def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch,

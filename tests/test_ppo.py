@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from evopop.agents import NetSpec
-from evopop.agents.buffer import split_sequences
+from evopop.agents.buffer import compute_gae, next_values, split_sequences
 from evopop.agents.ppo import FlatBatch, _minibatch_loss, ppo_update, recompute_log_probs
 from evopop.envs import make_vec_env
 from evopop.rollouts.collect import Collector, collect
@@ -56,6 +56,26 @@ def test_first_minibatch_of_update_has_unit_ratio(make_agent):
     _, stats = _minibatch_loss(agent, data, seqs, np.arange(seqs.count), p.clip_coef)
     assert stats["approx_kl"] < 1e-9
     assert stats["clip_frac"] == 0.0
+
+
+def test_flat_rows_hold_every_step_field_env_major(make_agent):
+    """One gather serves a minibatch: row n * T + t holds env n's step t, every field."""
+    agent, (buf,) = _rollout(make_agent, "PendulumNoVel-v1", SPECS[0], 40)
+    p = agent.params
+    data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda,
+                                 split_sequences(buf.episode_start, p.max_seq_len))
+    adv, ret = compute_gae(buf.rewards, buf.values, next_values(buf),
+                           buf.terminated | buf.truncated, p.gamma, p.gae_lambda)
+    index = torch.tensor([[0, 2 * 40 + 7], [39, 40 + 11]])  # (env 0, 0), (2, 7); (0, 39), (1, 11)
+    got = data.take(index)
+    for (i, j), (n, t) in zip([(0, 0), (0, 1), (1, 0), (1, 1)],
+                              [(0, 0), (2, 7), (0, 39), (1, 11)], strict=True):
+        expected = [buf.obs[t, n], buf.actions[t, n], buf.log_probs[t, n], buf.values[t, n],
+                    adv[t, n], ret[t, n]]
+        fields = [got.obs, got.actions, got.log_probs, got.values, got.advantages, got.returns]
+        for field, value in zip(fields, expected, strict=True):
+            assert np.array_equal(field[i, j].numpy(), value)
+    assert data.every().obs.shape == (3 * 40, buf.obs.shape[-1])
 
 
 @pytest.mark.parametrize("spec", SPECS[:3], ids=["lstm", "lstm-shared-2layer", "gru"])

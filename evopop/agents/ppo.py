@@ -39,16 +39,26 @@ class UpdateStats:
 
 
 @dataclass
-class FlatBatch:
-    """Rollout tensors flattened env-major (`n * T + t`), ready to be gathered per sequence,
-    and the recurrent state each sequence starts from, by sequence id."""
+class Steps:
+    """Per-step fields of some rollout rows: views of one gathered block."""
 
-    obs: torch.Tensor  # [N*T, obs_dim]
-    actions: torch.Tensor  # [N*T, action_dim]
-    log_probs: torch.Tensor  # [N*T]
-    values: torch.Tensor  # [N*T]
-    advantages: torch.Tensor  # [N*T]
-    returns: torch.Tensor  # [N*T]
+    obs: torch.Tensor  # [..., obs_dim]
+    actions: torch.Tensor  # [..., action_dim]
+    log_probs: torch.Tensor  # [...]
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+@dataclass
+class FlatBatch:
+    """Rollout rows flattened env-major (`n * T + t`), every per-step field side by side in
+    one block (`rows`: obs, actions, log-prob, value, advantage, return), so that a minibatch
+    gathers them in one index op instead of six; and the recurrent state each sequence starts
+    from, by sequence id."""
+
+    rows: torch.Tensor  # [N*T, obs_dim + action_dim + 4] float32
+    obs_dim: int
     states: torch.Tensor  # [sequences, C, layers, H]: the state each sequence starts from
 
     @classmethod
@@ -61,16 +71,26 @@ class FlatBatch:
         wasted."""
         dones = buf.terminated | buf.truncated
         adv, ret = compute_gae(buf.rewards, buf.values, next_values(buf), dones, gamma, lam)
-
-        def flat(a: np.ndarray) -> torch.Tensor:
-            a = np.ascontiguousarray(a.swapaxes(0, 1))  # [T, N, ...] -> [N, T, ...]
-            return torch.from_numpy(a.reshape(-1, *a.shape[2:])).to(device)
-
+        scalars = np.stack([buf.log_probs, buf.values, adv, ret], axis=-1)
+        rows = np.concatenate([buf.obs, buf.actions, scalars], axis=-1, dtype=np.float32)
+        rows = np.ascontiguousarray(rows.swapaxes(0, 1))  # [T, N, F] -> [N, T, F]
         env, step = np.divmod(seqs.index[0], buf.steps)  # first rows are env-major: n * T + t
         # [T, C, layers, N, H] at (t, n) pairs -> [sequences, C, layers, H]
         states = buf.states[torch.from_numpy(step), :, :, torch.from_numpy(env)].to(device)
-        return cls(flat(buf.obs), flat(buf.actions), flat(buf.log_probs), flat(buf.values),
-                   flat(adv), flat(ret), states)
+        flat = torch.from_numpy(rows.reshape(-1, rows.shape[-1])).to(device)
+        return cls(flat, buf.obs.shape[-1], states)
+
+    def take(self, index: torch.Tensor) -> Steps:
+        """The rows at `index` (any shape), one gather."""
+        return self._steps(self.rows[index])
+
+    def every(self) -> Steps:
+        """All rows, in order."""
+        return self._steps(self.rows)
+
+    def _steps(self, block: torch.Tensor) -> Steps:
+        o, a = self.obs_dim, block.shape[-1] - 4
+        return Steps(block[..., :o], block[..., o:a], *block[..., a:].unbind(-1))
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -79,21 +99,23 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def evaluate_sequences(
     agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, Steps, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Runs the chosen sequences from their stored states.
 
-    Returns (flat index `[L, S]`, mask `[L, S]`, log-probs, entropy, values), all `[L, S]`.
+    Returns (flat index `[L, S]`, mask `[L, S]`, the rows' stored steps, log-probs, entropy,
+    values), all `[L, S]`.
     """
     length = int(seqs.lengths[chosen].max())
     index = agent.as_tensor(seqs.index[:length, chosen])
     mask = agent.as_tensor(seqs.mask[:length, chosen]).to(torch.float32)
+    stored = data.take(index)
     # [S, C, layers, H] -> [C, layers, S, H]
     state = data.states[agent.as_tensor(chosen)].permute(1, 2, 0, 3)
-    out, values, _ = agent.net(data.obs[index], state)
+    out, values, _ = agent.net(stored.obs.contiguous(), state)
     log_std = agent.net.log_std
-    log_probs = agent.head.log_prob(out, log_std, data.actions[index])
+    log_probs = agent.head.log_prob(out, log_std, stored.actions)
     entropy = agent.head.entropy(out, log_std)
-    return index, mask, log_probs, entropy, values
+    return index, mask, stored, log_probs, entropy, values
 
 
 @torch.no_grad()
@@ -102,7 +124,8 @@ def recompute_log_probs(agent: Agent, buf: RolloutBuffer) -> np.ndarray:
     p = agent.params
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
     data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, seqs, agent.device)
-    index, mask, log_probs, _, _ = evaluate_sequences(agent, data, seqs, np.arange(seqs.count))
+    index, mask, _, log_probs, _, _ = evaluate_sequences(agent, data, seqs,
+                                                         np.arange(seqs.count))
     flat = np.zeros(buf.steps * buf.num_envs, np.float32)
     valid = mask.bool()
     flat[index[valid].cpu().numpy()] = log_probs[valid].cpu().numpy()
@@ -113,9 +136,9 @@ def _minibatch_loss(
     agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray, clip: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
     p = agent.params
-    index, mask, log_probs, entropy, values = evaluate_sequences(agent, data, seqs, chosen)
-    old_log_probs, old_values = data.log_probs[index], data.values[index]
-    adv, ret = data.advantages[index], data.returns[index]
+    _, mask, stored, log_probs, entropy, values = evaluate_sequences(agent, data, seqs, chosen)
+    old_log_probs, old_values = stored.log_probs, stored.values
+    adv, ret = stored.advantages, stored.returns
     if p.norm_adv:
         mean = _masked_mean(adv, mask)
         std = _masked_mean((adv - mean) ** 2, mask).sqrt()
@@ -181,7 +204,8 @@ def summarise_updates(
 ) -> UpdateStats:
     keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
     means = {k: float(np.mean([h[k] for h in history])) if history else float("nan") for k in keys}
-    var_ret = float(data.returns.var())
-    explained = 1.0 - float((data.returns - data.values).var()) / var_ret if var_ret > 0 else 0.0
+    rows = data.every()
+    var_ret = float(rows.returns.var())
+    explained = 1.0 - float((rows.returns - rows.values).var()) / var_ret if var_ret > 0 else 0.0
     return UpdateStats(**means, explained_variance=explained, grad_steps=len(history),
                        early_stop=early_stop, finite=finite)

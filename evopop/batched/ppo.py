@@ -16,7 +16,7 @@ import torch
 
 from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
-from evopop.agents.ppo import FlatBatch, UpdateStats, summarise_updates
+from evopop.agents.ppo import FlatBatch, Steps, UpdateStats, summarise_updates
 from evopop.batched.adam import clip_grad_norms
 from evopop.batched.hparams import MemberHParams
 from evopop.batched.population import StackedPopulation
@@ -28,8 +28,9 @@ _STAT_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
 
 @dataclass
 class Evaluated:
-    """The stacked net's outputs on one round, all `[P, L, S]`."""
+    """The round's stored steps and the stacked net's outputs on them, all `[P, L, S]`."""
 
+    stored: Steps
     log_probs: Tensor
     entropy: Tensor
     values: Tensor
@@ -39,10 +40,11 @@ def evaluate_round(pop: StackedPopulation, data: FlatBatch, rnd: Round) -> Evalu
     """Runs every member's chosen sequences from their stored initial states."""
     # [P, S, C, layers, H] -> [C, layers, P, S, H]
     state = data.states[rnd.first].permute(2, 3, 0, 1, 4)
-    out, values, _ = pop.net.forward(data.obs[rnd.index], state)
+    stored = data.take(rnd.index)
+    out, values, _ = pop.net.forward(stored.obs.contiguous(), state)
     log_std = pop.net.log_std_for(out)
-    log_probs = pop.head.log_prob(out, log_std, data.actions[rnd.index])
-    return Evaluated(log_probs, pop.head.entropy(out, log_std), values)
+    log_probs = pop.head.log_prob(out, log_std, stored.actions)
+    return Evaluated(stored, log_probs, pop.head.entropy(out, log_std), values)
 
 
 def _masked_mean(x: Tensor, mask: Tensor, count: Tensor) -> Tensor:
@@ -57,8 +59,8 @@ def member_losses(
     ev = evaluate_round(pop, data, rnd)
     mask = rnd.mask
     count = mask.sum(dim=(1, 2), keepdim=True).clamp_min(1.0)  # absent members: 0 / 1
-    old_log_probs, old_values = data.log_probs[rnd.index], data.values[rnd.index]
-    adv, ret = data.advantages[rnd.index], data.returns[rnd.index]
+    old_log_probs, old_values = ev.stored.log_probs, ev.stored.values
+    adv, ret = ev.stored.advantages, ev.stored.returns
     mean = _masked_mean(adv, mask, count)
     std = _masked_mean((adv - mean) ** 2, mask, count).sqrt()
     adv = torch.where(hp.norm_adv, (adv - mean) / (std + 1e-8), adv)
@@ -150,7 +152,7 @@ def recompute_log_probs(
     batch = PopulationBatch.build(agents, bufs)
     rnd = build_round(batch, [np.arange(s.count) for s in batch.seqs])
     log_probs = evaluate_round(pop, batch.data, rnd).log_probs
-    flat = np.zeros(batch.data.obs.shape[0], np.float32)
+    flat = np.zeros(batch.data.rows.shape[0], np.float32)
     valid = rnd.mask.bool()
     flat[rnd.index[valid].numpy()] = log_probs[valid].numpy()
     return [flat[o : o + b.steps * b.num_envs].reshape(b.num_envs, b.steps).T

@@ -36,9 +36,9 @@ class PopulationBatch:
                 for a, b in zip(agents, bufs, strict=True)]
         members = [FlatBatch.from_buffer(b, a.params.gamma, a.params.gae_lambda, s)
                    for a, b, s in zip(agents, bufs, seqs, strict=True)]
-        fields = FlatBatch.__dataclass_fields__
-        data = FlatBatch(**{f: torch.cat([getattr(m, f) for m in members]) for f in fields})
-        return cls(data, members, seqs, _starts([m.obs.shape[0] for m in members]),
+        data = FlatBatch(torch.cat([m.rows for m in members]), members[0].obs_dim,
+                         torch.cat([m.states for m in members]))
+        return cls(data, members, seqs, _starts([m.rows.shape[0] for m in members]),
                    _starts([s.count for s in seqs]))
 
 

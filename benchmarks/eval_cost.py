@@ -7,7 +7,8 @@ uses (a copy per episode, up to 64 in process, finished copies refilled) and at 
 of 16 copies, and on Gymnasium's envs at the run's width (where the run's env is envpool's
 `fast` batch), with the share of the time spent in the policy (`Agent.act`); and for a group of
 4 copies of such a member, one after another against all at once (`evaluate_group`, one
-batched policy step for the group, as the batched engine evaluates); and the same for groups of
+batched policy step for the group, as the batched engine evaluates; on envpool's batch also
+`evaluate_group_shared`, one env step for the group); and the same for groups of
 `--group-sizes` distinct untrained members (48 episodes), whose episode lengths differ. A
 CartPole member is first trained `--cartpole-steps` env steps (untrained episodes last ~10
 steps, a trained one's up to 500).
@@ -31,10 +32,11 @@ from evopop.agents.evaluation import eval_env_spec, evaluate
 from evopop.agents.train import train_agent
 from evopop.config import load_config
 from evopop.envs import EnvSpec, make_vec_env
+from evopop.envs.fast import FastVectorEnv
 from evopop.evolution.settings import RunConfig
 from evopop.execution.worker import set_one_thread
 from evopop.rollouts import VectorRollouts
-from evopop.rollouts.group_eval import evaluate_group
+from evopop.rollouts.group_eval import evaluate_group, evaluate_group_shared
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 FORMER_WIDTH = 16
@@ -98,22 +100,26 @@ def _distinct(config: RunConfig, size: int) -> list[Agent]:
 
 def _group(members: list[Agent], config: RunConfig, episodes: int,
            repeats: int) -> dict[str, float]:
-    """Best-of-`repeats` CPU seconds for evaluating `members`: one by one, at once."""
+    """Best-of-`repeats` CPU seconds for evaluating `members`: one by one, at once on an env
+    per member, and (on envpool's batch) at once on one batch of all their copies."""
     spec = eval_env_spec(config.env, episodes)
     envs = [make_vec_env(spec) for _ in members]
-    one_by_one = at_once = float("inf")
+    shared = make_vec_env(spec.with_copies(spec.num_envs * len(members)))
+    runs = {"one_by_one_s": lambda: [evaluate(member, member_envs, episodes, SEED)
+                                     for member, member_envs in zip(members, envs, strict=True)],
+            "at_once_s": lambda: evaluate_group(members, envs, episodes, SEED)}
+    if isinstance(shared, FastVectorEnv):
+        runs["at_once_shared_s"] = lambda: evaluate_group_shared(members, shared, episodes, SEED)
+    best = dict.fromkeys(runs, float("inf"))
     evaluate_group(members, envs, episodes, SEED)  # warm-up
     for _ in range(repeats):
-        start = time.process_time()
-        for member, member_envs in zip(members, envs, strict=True):
-            evaluate(member, member_envs, episodes, SEED)
-        one_by_one = min(one_by_one, time.process_time() - start)
-        start = time.process_time()
-        evaluate_group(members, envs, episodes, SEED)
-        at_once = min(at_once, time.process_time() - start)
-    for member_envs in envs:
+        for name, run in runs.items():
+            start = time.process_time()
+            run()
+            best[name] = min(best[name], time.process_time() - start)
+    for member_envs in [*envs, shared]:
         member_envs.close()
-    return {"one_by_one_s": one_by_one, "at_once_s": at_once}
+    return best
 
 
 def main() -> None:
@@ -158,9 +164,9 @@ def main() -> None:
         for size in args.group_sizes:
             group = _group(_distinct(config, size), config, GROUP_EPISODES, args.repeats)
             groups.append({"env": config.env.id, "members": size, "episodes": GROUP_EPISODES,
-                           "one_by_one_s": round(group["one_by_one_s"], 3),
-                           "at_once_s": round(group["at_once_s"], 3),
-                           "ratio": round(group["at_once_s"] / group["one_by_one_s"], 2)})
+                           **{name: round(cpu, 3) for name, cpu in group.items()},
+                           **{f"ratio{name[7:-2]}": round(cpu / group["one_by_one_s"], 2)
+                              for name, cpu in group.items() if name.startswith("at_once")}})
             print(groups[-1], flush=True)
     print(json.dumps({"rows": rows, "groups": groups}))
 

@@ -24,8 +24,10 @@ from evopop.records import FreshReturn, RecordError, RunSummary
 from evopop.rollouts.group_eval import (
     AT_ONCE_MAX_WIDTH,
     AT_ONCE_MIN_GROUP,
+    AT_ONCE_MIN_SHARED_GROUP,
     at_once_pays,
     evaluate_group,
+    evaluate_group_shared,
 )
 
 TINY = {
@@ -119,6 +121,35 @@ def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_i
             assert result.returns.tolist() == alone.returns.tolist()
 
 
+@pytest.mark.parametrize("env_id", ["CartPoleNoVel-v1", "PendulumNoVel-v1"])
+def test_a_group_on_one_shared_fast_batch_scores_as_on_its_own_batches(make_agent, env_id):
+    """One envpool batch of every member's copies plays each member's own episodes: the
+    returns are those of the group on a batch per member, bit for bit (CartPole's members also
+    finish at different steps, and leave the stack)."""
+    spec = EnvSpec(id=env_id, vectorization="fast")
+    agents = [make_agent(_vec(env_id, 1), seed=p, spec=NetSpec(hidden_size=8, head=(8,)))
+              for p in range(3)]
+    for p, agent in enumerate(agents):  # members with their own normaliser statistics
+        agent.preprocess(np.random.default_rng(p).normal(size=(4 + p, agent.encoder.dim)),
+                         update=True)
+    own = evaluate_group(agents, [make_vec_env(spec, 5) for _ in agents], 5, seed=21)
+    shared = evaluate_group_shared(agents, make_vec_env(spec, 15), 5, seed=21)
+    for alone, together in zip(own, shared, strict=True):
+        assert together.returns.tolist() == alone.returns.tolist()
+        assert together.lengths.tolist() == alone.lengths.tolist()
+    if env_id.startswith("CartPole"):
+        assert len({r.lengths.sum() for r in own}) > 1
+
+
+def test_a_shared_batch_needs_a_copy_per_episode_and_an_even_split(make_agent):
+    spec = EnvSpec(id="CartPoleNoVel-v1", vectorization="fast")
+    agents = [make_agent(_vec("CartPoleNoVel-v1", 1), seed=p) for p in range(2)]
+    with pytest.raises(ValueError, match="a row for every episode"):
+        evaluate_group_shared(agents, make_vec_env(spec, 4), 3, seed=0)
+    with pytest.raises(ValueError, match="split evenly"):
+        evaluate_group_shared(agents, make_vec_env(spec, 5), 2, seed=0)
+
+
 def test_a_member_that_has_played_its_episodes_leaves_the_group_stack(make_agent, monkeypatch):
     import evopop.rollouts.group_eval as group_eval
 
@@ -143,9 +174,11 @@ def test_a_member_that_has_played_its_episodes_leaves_the_group_stack(make_agent
 
 
 def test_groups_go_at_once_from_the_smallest_measured_group_up_to_the_widest_width():
-    assert at_once_pays(AT_ONCE_MIN_GROUP, AT_ONCE_MAX_WIDTH)
-    assert not at_once_pays(AT_ONCE_MIN_GROUP - 1, 3)
-    assert not at_once_pays(16, AT_ONCE_MAX_WIDTH + 1)
+    assert at_once_pays(AT_ONCE_MIN_GROUP, AT_ONCE_MAX_WIDTH, shared=False)
+    assert not at_once_pays(AT_ONCE_MIN_GROUP - 1, 3, shared=False)
+    assert at_once_pays(AT_ONCE_MIN_SHARED_GROUP, 3, shared=True)
+    assert not at_once_pays(AT_ONCE_MIN_SHARED_GROUP - 1, 3, shared=True)
+    assert not at_once_pays(16, AT_ONCE_MAX_WIDTH + 1, shared=True)
 
 
 @pytest.mark.parametrize(("episodes", "widest", "at_once"),
@@ -157,9 +190,12 @@ def test_the_batched_engine_evaluates_narrow_groups_at_once(tmp_path, monkeypatc
 
     monkeypatch.setattr(group_eval, "AT_ONCE_MAX_WIDTH", widest)
     sizes = []
-    real = task.evaluate_group
-    monkeypatch.setattr(task, "evaluate_group",
-                        lambda agents, *args: sizes.append(len(agents)) or real(agents, *args))
+
+    def counted(real):
+        return lambda agents, *args: sizes.append(len(agents)) or real(agents, *args)
+
+    for name in ("evaluate_group", "evaluate_group_shared"):  # members' own envs, or one batch
+        monkeypatch.setattr(task, name, counted(getattr(task, name)))
     _run(tmp_path, "batched", engine="batched", max_steps=256, eval_episodes=episodes)
     members = _metrics(tmp_path / "batched")[0]["members"]
     assert sizes == at_once  # one generation, all four stacked, evaluated at once if narrow

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -135,14 +136,33 @@ class EpisodePlayer:
     caller's: one member (`evaluate`) or a batched group of them."""
 
     def __init__(self, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> None:
-        n = envs.num_envs
-        self.envs, self.seed, self.episodes = envs, seed, episodes
+        obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
+        self._begin(envs, obs, episodes, seed, 0)
+
+    @classmethod
+    def of_rows(cls, obs: np.ndarray, episodes: int, seed: int, first_row: int
+                ) -> EpisodePlayer:
+        """A player of the rows `first_row`... of a batch that its caller seeded (row
+        `first_row + i`: seed + i), reset (`obs`: these rows' first observations) and steps,
+        handing it each step's outcome (`observe`). Every episode needs a row of its own: no
+        row is ever reset."""
+        if episodes > len(obs):
+            raise ValueError(f"{episodes} episodes on {len(obs)} rows: a player of a caller's "
+                             f"rows needs a row for every episode")
+        player = cls.__new__(cls)
+        player._begin(None, obs, episodes, seed, first_row)
+        return player
+
+    def _begin(self, envs: gym.vector.VectorEnv | None, obs: np.ndarray, episodes: int,
+               seed: int, first_row: int) -> None:
+        n = len(obs)
+        self.envs, self.seed, self.episodes, self.first_row = envs, seed, episodes, first_row
         self.playing = np.where(np.arange(n) < episodes, np.arange(n), -1)  # episode per copy
         self.upcoming = n
         self.returns, self.lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
         self.metrics: list[EpisodeMetrics | None] = [None] * episodes
         self.total, self.steps = np.zeros(n), np.zeros(n, np.int64)
-        self.obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
+        self.obs = obs
         self.starts = np.ones(n, bool)  # sub-envs whose episode starts at the next step
 
     @property
@@ -151,22 +171,30 @@ class EpisodePlayer:
 
     def step(self, actions: np.ndarray) -> None:
         """Steps every sub-env; records the episodes that ended and starts the next ones."""
-        self.obs, reward, term, trunc, infos = self.envs.step(actions)
+        if self.envs is None:
+            raise TypeError("a player of a caller's rows is stepped by its caller (observe)")
+        self.observe(*self.envs.step(actions))
+        restart = self.starts & (self.playing >= 0)
+        if restart.any():  # SAME_STEP autoreset has reset them unseeded: seed them anew
+            seeds = [self.seed + int(j) if r else None
+                     for j, r in zip(self.playing, restart, strict=True)]
+            self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": restart})
+
+    def observe(self, obs: np.ndarray, reward: np.ndarray, term: np.ndarray,
+                trunc: np.ndarray, infos: dict[str, Any]) -> None:
+        """One step's outcome for this player's rows (`infos` of the whole batch: row i is
+        the batch's `first_row + i`); records the episodes that ended."""
+        self.obs = obs
         self.total += reward
         self.steps += 1
         self.starts = term | trunc
         for i in np.flatnonzero(self.starts & (self.playing >= 0)):
             j = self.playing[i]
             self.returns[j], self.lengths[j] = self.total[i], self.steps[i]
-            self.metrics[j] = final_metrics(infos, int(i))
+            self.metrics[j] = final_metrics(infos, self.first_row + int(i))
             self.playing[i] = self.upcoming if self.upcoming < self.episodes else -1
             self.upcoming += 1
         self.total[self.starts], self.steps[self.starts] = 0.0, 0
-        restart = self.starts & (self.playing >= 0)
-        if restart.any():  # SAME_STEP autoreset has reset them unseeded: seed them anew
-            seeds = [self.seed + int(j) if r else None
-                     for j, r in zip(self.playing, restart, strict=True)]
-            self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": restart})
 
     def log(self) -> EpisodeLog:
         """The episodes in episode order."""

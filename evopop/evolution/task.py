@@ -20,13 +20,14 @@ from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluation import EvalResult, evaluate
 from evopop.agents.train import TrainResult, train_agent
+from evopop.envs.fast import FastVectorEnv
 from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec, Vectorization
 from evopop.evolution.fitness import FitnessMode, train_fitness
 from evopop.rollouts import Rollouts, VectorRollouts, make_rollout_envs
 from evopop.rollouts.group import GroupSource, MemberRollouts
-from evopop.rollouts.group_eval import at_once_pays, evaluate_group
+from evopop.rollouts.group_eval import at_once_pays, evaluate_group, evaluate_group_shared
 from evopop.rollouts.group_train import train_group
 from evopop.rollouts.make import lockstep_rollouts
 from evopop.rollouts.shared import SharedRollouts
@@ -155,16 +156,27 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
     todo = [i for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))
             if _needs_evaluation(a, t, r)]
     scores: dict[int, EvalResult] = {}
-    if at_once_pays(len(todo), tasks[0].eval_env.num_envs):
-        envs = [cached_eval_envs(tasks[i].eval_env, slot) for slot, i in enumerate(todo)]
-        together = evaluate_group([agents[i] for i in todo], envs, tasks[0].eval_episodes,
-                                  tasks[0].eval_seed)
-        scores = dict(zip(todo, together, strict=True))
+    spec = tasks[0].eval_env
+    if at_once_pays(len(todo), spec.num_envs, spec.vectorization is Vectorization.FAST):
+        scores = dict(zip(todo, _evaluated_at_once([agents[i] for i in todo],
+                                                   [tasks[i] for i in todo]), strict=True))
     else:
         scores = {i: evaluate(agents[i], cached_eval_envs(tasks[i].eval_env),
                               tasks[i].eval_episodes, tasks[i].eval_seed) for i in todo}
     return [_scored(a, t, r, scores.get(i))
             for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))]
+
+
+def _evaluated_at_once(agents: list[Agent], tasks: list[TrainTask]) -> list[EvalResult]:
+    """The members evaluated as one stack: on one envpool batch of all their copies where the
+    evaluation env is envpool's (`fast`), else each on its own env."""
+    spec, episodes, seed = tasks[0].eval_env, tasks[0].eval_episodes, tasks[0].eval_seed
+    if spec.vectorization is Vectorization.FAST:
+        shared = cached_eval_envs(spec.with_copies(spec.num_envs * len(agents)))
+        if isinstance(shared, FastVectorEnv):
+            return evaluate_group_shared(agents, shared, episodes, seed)
+    envs = [cached_eval_envs(spec, slot) for slot in range(len(agents))]
+    return evaluate_group(agents, envs, episodes, seed)
 
 
 def _finite(agent: Agent, result: TrainResult) -> bool:

@@ -32,7 +32,7 @@ from evopop.agents.evaluation import eval_env_spec, evaluate
 from evopop.agents.train import train_agent
 from evopop.config import load_config
 from evopop.envs import EnvSpec, make_vec_env
-from evopop.envs.fast import FastVectorEnv
+from evopop.envs.spec import Vectorization
 from evopop.evolution.settings import RunConfig
 from evopop.execution.worker import set_one_thread
 from evopop.rollouts import VectorRollouts
@@ -104,20 +104,21 @@ def _group(members: list[Agent], config: RunConfig, episodes: int,
     per member, and (on envpool's batch) at once on one batch of all their copies."""
     spec = eval_env_spec(config.env, episodes)
     envs = [make_vec_env(spec) for _ in members]
-    shared = make_vec_env(spec.with_copies(spec.num_envs * len(members)))
     runs = {"one_by_one_s": lambda: [evaluate(member, member_envs, episodes, SEED)
                                      for member, member_envs in zip(members, envs, strict=True)],
             "at_once_s": lambda: evaluate_group(members, envs, episodes, SEED)}
-    if isinstance(shared, FastVectorEnv):
+    if spec.vectorization is Vectorization.FAST:
+        shared = make_vec_env(spec.with_copies(spec.num_envs * len(members)))
+        envs.append(shared)  # closed with the others
         runs["at_once_shared_s"] = lambda: evaluate_group_shared(members, shared, episodes, SEED)
     best = dict.fromkeys(runs, float("inf"))
-    evaluate_group(members, envs, episodes, SEED)  # warm-up
+    evaluate_group(members, envs[: len(members)], episodes, SEED)  # warm-up
     for _ in range(repeats):
         for name, run in runs.items():
             start = time.process_time()
             run()
             best[name] = min(best[name], time.process_time() - start)
-    for member_envs in [*envs, shared]:
+    for member_envs in envs:
         member_envs.close()
     return best
 
@@ -165,8 +166,10 @@ def main() -> None:
             group = _group(_distinct(config, size), config, GROUP_EPISODES, args.repeats)
             groups.append({"env": config.env.id, "members": size, "episodes": GROUP_EPISODES,
                            **{name: round(cpu, 3) for name, cpu in group.items()},
-                           **{f"ratio{name[7:-2]}": round(cpu / group["one_by_one_s"], 2)
-                              for name, cpu in group.items() if name.startswith("at_once")}})
+                           **{ratio: round(group[name] / group["one_by_one_s"], 2)
+                              for name, ratio in (("at_once_s", "ratio"),
+                                                  ("at_once_shared_s", "ratio_shared"))
+                              if name in group}})
             print(groups[-1], flush=True)
     print(json.dumps({"rows": rows, "groups": groups}))
 

@@ -136,11 +136,18 @@ def test_save_agent_bytes_writes_save_agent_s_file(trained, tmp_path):
     assert unpack_metadata(agent_to_bytes(agent, extra=extra))["extra"] == extra
 
 
-def test_a_loaded_agent_is_the_saved_one_without_init_draws(trained):
+def test_a_loaded_agent_is_the_saved_one_without_init_draws(trained, monkeypatch):
     """Loading skips the init draws (the file's weights replace them): the result is the same
     agent, and its bytes are the bytes it was loaded from."""
+    from evopop.agents.networks import ActorCritic
+
     agent, _ = trained
     data = agent_to_bytes(agent)
+
+    def drawn(*_):
+        raise AssertionError("loading drew initial weights")
+
+    monkeypatch.setattr(ActorCritic, "reset_parameters", drawn)
     loaded = agent_from_bytes(data)
     assert agent_to_bytes(loaded) == data
     assert weights_sha256(loaded) == weights_sha256(agent)

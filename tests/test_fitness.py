@@ -3,6 +3,7 @@
 final elite's fresh-episode return in summary.json (seeds disjoint from every evaluation seed)."""
 
 import json
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -11,11 +12,12 @@ import evopop.evolution.fresh as fresh
 import evopop.training as runner
 from evopop.agents import NetSpec
 from evopop.agents.checkpoint import load_agent
-from evopop.agents.evaluation import IN_PROCESS_WIDTH, eval_env_spec, evaluate
+from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodePlayer, eval_env_spec, evaluate
 from evopop.cli import main
 from evopop.config import load_config, parse_config
 from evopop.envs import EnvSpec
 from evopop.envs.make import make_env, make_vec_env
+from evopop.envs.metrics import EPISODE_METRICS_KEY
 from evopop.envs.spec import Vectorization
 from evopop.evolution.fitness import TRAIN_WINDOW, disjoint_start, train_fitness
 from evopop.evolution.fresh import eval_seed_ranges, fresh_first_seed
@@ -121,19 +123,28 @@ def test_a_group_evaluated_at_once_scores_as_each_member_alone(make_agent, env_i
             assert result.returns.tolist() == alone.returns.tolist()
 
 
-@pytest.mark.parametrize("env_id", ["CartPoleNoVel-v1", "PendulumNoVel-v1"])
-def test_a_group_on_one_shared_fast_batch_scores_as_on_its_own_batches(make_agent, env_id):
-    """One envpool batch of every member's copies plays each member's own episodes: the
-    returns are those of the group on a batch per member, bit for bit (CartPole's members also
-    finish at different steps, and leave the stack)."""
-    spec = EnvSpec(id=env_id, vectorization="fast")
-    agents = [make_agent(_vec(env_id, 1), seed=p, spec=NetSpec(hidden_size=8, head=(8,)))
+@pytest.mark.parametrize(("env_id", "wrappers"), [
+    ("CartPoleNoVel-v1", []), ("PendulumNoVel-v1", []),
+    ("CartPole-v1", [{"noisy": {"sigma": 0.1}}, {"flicker": {"p": 0.3}}])])
+def test_a_group_on_one_shared_fast_batch_scores_as_on_its_own_batches(make_agent, env_id,
+                                                                      wrappers):
+    """One envpool batch of every member's copies plays each member's own episodes (seeded
+    noise and flicker included): the returns are those of the group on a batch per member,
+    bit for bit (CartPole's members also finish at different steps, and leave the stack)."""
+    spec = EnvSpec(id=env_id, vectorization="fast", wrappers=wrappers)
+    probe = make_vec_env(spec, 1)
+    agents = [make_agent(probe, seed=p, spec=NetSpec(hidden_size=8, head=(8,)))
               for p in range(3)]
+    probe.close()
     for p, agent in enumerate(agents):  # members with their own normaliser statistics
         agent.preprocess(np.random.default_rng(p).normal(size=(4 + p, agent.encoder.dim)),
                          update=True)
-    own = evaluate_group(agents, [make_vec_env(spec, 5) for _ in agents], 5, seed=21)
-    shared = evaluate_group_shared(agents, make_vec_env(spec, 15), 5, seed=21)
+    envs = [make_vec_env(spec, 5) for _ in agents]
+    with closing(make_vec_env(spec, 15)) as batch:
+        own = evaluate_group(agents, envs, 5, seed=21)
+        shared = evaluate_group_shared(agents, batch, 5, seed=21)
+    for member_envs in envs:
+        member_envs.close()
     for alone, together in zip(own, shared, strict=True):
         assert together.returns.tolist() == alone.returns.tolist()
         assert together.lengths.tolist() == alone.lengths.tolist()
@@ -144,10 +155,25 @@ def test_a_group_on_one_shared_fast_batch_scores_as_on_its_own_batches(make_agen
 def test_a_shared_batch_needs_a_copy_per_episode_and_an_even_split(make_agent):
     spec = EnvSpec(id="CartPoleNoVel-v1", vectorization="fast")
     agents = [make_agent(_vec("CartPoleNoVel-v1", 1), seed=p) for p in range(2)]
-    with pytest.raises(ValueError, match="a row for every episode"):
-        evaluate_group_shared(agents, make_vec_env(spec, 4), 3, seed=0)
-    with pytest.raises(ValueError, match="split evenly"):
-        evaluate_group_shared(agents, make_vec_env(spec, 5), 2, seed=0)
+    with closing(make_vec_env(spec, 4)) as four, closing(make_vec_env(spec, 5)) as five:
+        with pytest.raises(ValueError, match="a row for every episode"):
+            evaluate_group_shared(agents, four, 3, seed=0)
+        with pytest.raises(ValueError, match="split evenly"):
+            evaluate_group_shared(agents, five, 2, seed=0)
+        with pytest.raises(ValueError, match="split evenly"):
+            evaluate_group_shared([], four, 2, seed=0)
+
+
+def test_a_player_of_a_batch_s_rows_reads_its_own_rows_metrics():
+    """A player of rows 3..4 of a batch takes row 3 + i's episode metrics for its row i."""
+    player = EpisodePlayer.of_rows(np.zeros((2, 1)), 2, 2, seed=0, first_row=3)
+    ended = np.array([False, False, False, True, True])
+    infos = {"final_info": {EPISODE_METRICS_KEY: {"hits": np.arange(5.0)},
+                            f"_{EPISODE_METRICS_KEY}": ended}}
+    player.observe(np.zeros((2, 1)), np.array([1.0, 2.0]), ended[3:], np.zeros(2, bool), infos)
+    log = player.log()
+    assert log.returns == [1.0, 2.0] and log.metrics == [{"hits": 3.0}, {"hits": 4.0}]
+    assert not player.running
 
 
 def test_a_member_that_has_played_its_episodes_leaves_the_group_stack(make_agent, monkeypatch):
@@ -181,26 +207,60 @@ def test_groups_go_at_once_from_the_smallest_measured_group_up_to_the_widest_wid
     assert not at_once_pays(16, AT_ONCE_MAX_WIDTH + 1, shared=True)
 
 
-@pytest.mark.parametrize(("episodes", "widest", "at_once"),
-                         [(3, AT_ONCE_MAX_WIDTH, [4]), (48, AT_ONCE_MAX_WIDTH, [4]), (3, 2, [])])
+@pytest.mark.parametrize(("episodes", "widest", "vectorization", "at_once"), [
+    (3, AT_ONCE_MAX_WIDTH, "fast", [("evaluate_group_shared", 4)]),
+    (48, AT_ONCE_MAX_WIDTH, "fast", [("evaluate_group_shared", 4)]),
+    (3, AT_ONCE_MAX_WIDTH, "sync", [("evaluate_group", 4)]),
+    (3, 2, "fast", []),
+])
 def test_the_batched_engine_evaluates_narrow_groups_at_once(tmp_path, monkeypatch, episodes,
-                                                            widest, at_once):
-    import evopop.evolution.task as task
-    import evopop.rollouts.group_eval as group_eval
-
-    monkeypatch.setattr(group_eval, "AT_ONCE_MAX_WIDTH", widest)
-    sizes = []
-
-    def counted(real):
-        return lambda agents, *args: sizes.append(len(agents)) or real(agents, *args)
-
-    for name in ("evaluate_group", "evaluate_group_shared"):  # members' own envs, or one batch
-        monkeypatch.setattr(task, name, counted(getattr(task, name)))
-    _run(tmp_path, "batched", engine="batched", max_steps=256, eval_episodes=episodes)
+                                                            widest, vectorization, at_once):
+    """On envpool's batch a group is evaluated on one batch of all its copies, elsewhere on an
+    env per member; too wide an evaluation goes one by one."""
+    sizes = _count_group_evaluations(monkeypatch, widest)
+    _run(tmp_path, "batched", engine="batched", max_steps=256, eval_episodes=episodes,
+         env={**TINY["env"], "vectorization": vectorization})
     members = _metrics(tmp_path / "batched")[0]["members"]
     assert sizes == at_once  # one generation, all four stacked, evaluated at once if narrow
     assert all(len(m["eval_returns"]) == episodes for m in members)
     assert all(m["fitness"] == float(np.mean(m["eval_returns"])) for m in members)
+
+
+@pytest.mark.parametrize(("vectorization", "at_once"), [
+    ("fast", [("evaluate_group_shared", 2)]), ("sync", [])])
+def test_a_pair_goes_at_once_only_on_one_shared_batch(make_agent, monkeypatch, vectorization,
+                                                      at_once):
+    """A chunk of two (W1's under `auto` on two workers) is evaluated at once on envpool's
+    batch (AT_ONCE_MIN_SHARED_GROUP), one by one on Gymnasium's envs."""
+    from evopop.agents.checkpoint import agent_to_bytes
+    from evopop.evolution.task import GroupTask, TrainTask, run_group_task
+
+    sizes = _count_group_evaluations(monkeypatch, AT_ONCE_MAX_WIDTH)
+    env = EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization=vectorization)
+    agents = [make_agent(_vec("CartPoleNoVel-v1", 1), seed=p, learn_step=16, batch_size=32)
+              for p in range(2)]
+    tasks = tuple(TrainTask(agent_to_bytes(a), env, eval_env_spec(env, 3), None, 32, 5 + p,
+                            (0, 64), 3, 9) for p, a in enumerate(agents))
+    results = run_group_task(GroupTask(tasks, batched_update=False))
+    assert sizes == at_once
+    assert all(len(r.eval_returns) == 3 for r in results)
+
+
+def _count_group_evaluations(monkeypatch, widest: int) -> list[tuple[str, int]]:
+    """(function, group size) of every at-once evaluation the workers make."""
+    import evopop.evolution.task as task
+    import evopop.rollouts.group_eval as group_eval
+
+    monkeypatch.setattr(group_eval, "AT_ONCE_MAX_WIDTH", widest)
+    sizes: list[tuple[str, int]] = []
+
+    def counted(name):
+        real = getattr(task, name)
+        return lambda agents, *args: sizes.append((name, len(agents))) or real(agents, *args)
+
+    for name in ("evaluate_group", "evaluate_group_shared"):
+        monkeypatch.setattr(task, name, counted(name))
+    return sizes
 
 
 def test_eval_env_is_lockstep_with_a_copy_per_episode_up_to_the_cap():

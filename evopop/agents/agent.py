@@ -37,8 +37,9 @@ class Agent:
         params: PPOParams | None = None,
         seed: int | None = 0,
     ) -> None:
-        """`seed` draws the initial weights; None leaves them to the caller, who loads every
-        one of them next (`agent_from_parts`)."""
+        """`seed` draws the initial weights (orthogonal init); None skips those draws and
+        keeps torch's default init, for a caller who loads every weight next
+        (`agent_from_parts`)."""
         self.observation_space = observation_space
         self.action_space = action_space
         self.spec = spec or NetSpec()

@@ -127,6 +127,13 @@ def _run_vector(
     return play.log()
 
 
+def check_rows(episodes: int, rows: int) -> None:
+    """Players of a caller's rows never reset one: every episode needs a row of its own."""
+    if episodes > rows:
+        raise ValueError(f"{episodes} episodes on {rows} rows: a player of a caller's rows "
+                         f"needs a row for every episode")
+
+
 class EpisodePlayer:
     """Plays `episodes` seeded episodes on a vector env, every sub-env back to back: sub-env i
     starts episode i, and when one ends and episodes are left, that sub-env is reset with the
@@ -137,26 +144,25 @@ class EpisodePlayer:
 
     def __init__(self, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> None:
         obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
-        self._begin(envs, obs, episodes, seed, 0)
+        self._begin(envs, obs, envs.num_envs, episodes, seed, 0)
 
     @classmethod
-    def of_rows(cls, obs: np.ndarray, episodes: int, seed: int, first_row: int
+    def of_rows(cls, obs: Any, rows: int, episodes: int, seed: int, first_row: int
                 ) -> EpisodePlayer:
-        """A player of the rows `first_row`... of a batch that its caller seeded (row
+        """A player of `rows` rows, `first_row`... of a batch that its caller seeded (row
         `first_row + i`: seed + i), reset (`obs`: these rows' first observations) and steps,
         handing it each step's outcome (`observe`). Every episode needs a row of its own: no
         row is ever reset."""
-        if episodes > len(obs):
-            raise ValueError(f"{episodes} episodes on {len(obs)} rows: a player of a caller's "
-                             f"rows needs a row for every episode")
+        check_rows(episodes, rows)
         player = cls.__new__(cls)
-        player._begin(None, obs, episodes, seed, first_row)
+        player._begin(None, obs, rows, episodes, seed, first_row)
         return player
 
-    def _begin(self, envs: gym.vector.VectorEnv | None, obs: np.ndarray, episodes: int,
+    def _begin(self, envs: gym.vector.VectorEnv | None, obs: Any, n: int, episodes: int,
                seed: int, first_row: int) -> None:
-        n = len(obs)
+        """`obs`: the env's batch (an array, or a dict or tuple of them) of `n` copies."""
         self.envs, self.seed, self.episodes, self.first_row = envs, seed, episodes, first_row
+        self.width = n
         self.playing = np.where(np.arange(n) < episodes, np.arange(n), -1)  # episode per copy
         self.upcoming = n
         self.returns, self.lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
@@ -180,7 +186,7 @@ class EpisodePlayer:
                      for j, r in zip(self.playing, restart, strict=True)]
             self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": restart})
 
-    def observe(self, obs: np.ndarray, reward: np.ndarray, term: np.ndarray,
+    def observe(self, obs: Any, reward: np.ndarray, term: np.ndarray,
                 trunc: np.ndarray, infos: dict[str, Any]) -> None:
         """One step's outcome for this player's rows (`infos` of the whole batch: row i is
         the batch's `first_row + i`); records the episodes that ended."""

@@ -50,6 +50,10 @@ class Steps:
     returns: torch.Tensor
 
 
+SCALAR_FIELDS = ("log_probs", "values", "advantages", "returns")
+"""`Steps`' one-number-per-step fields, in their order: the last columns of `FlatBatch.rows`."""
+
+
 @dataclass
 class FlatBatch:
     """Rollout rows flattened env-major (`n * T + t`), every per-step field side by side in
@@ -57,7 +61,7 @@ class FlatBatch:
     gathers them in one index op instead of six; and the recurrent state each sequence starts
     from, by sequence id."""
 
-    rows: torch.Tensor  # [N*T, obs_dim + action_dim + 4] float32
+    rows: torch.Tensor  # [N*T, obs_dim + action_dim + len(SCALAR_FIELDS)] float32
     obs_dim: int
     states: torch.Tensor  # [sequences, C, layers, H]: the state each sequence starts from
 
@@ -71,7 +75,9 @@ class FlatBatch:
         wasted."""
         dones = buf.terminated | buf.truncated
         adv, ret = compute_gae(buf.rewards, buf.values, next_values(buf), dones, gamma, lam)
-        scalars = np.stack([buf.log_probs, buf.values, adv, ret], axis=-1)
+        by_name = {"log_probs": buf.log_probs, "values": buf.values, "advantages": adv,
+                   "returns": ret}
+        scalars = np.stack([by_name[name] for name in SCALAR_FIELDS], axis=-1)
         rows = np.concatenate([buf.obs, buf.actions, scalars], axis=-1, dtype=np.float32)
         rows = np.ascontiguousarray(rows.swapaxes(0, 1))  # [T, N, F] -> [N, T, F]
         env, step = np.divmod(seqs.index[0], buf.steps)  # first rows are env-major: n * T + t
@@ -89,8 +95,9 @@ class FlatBatch:
         return self._steps(self.rows)
 
     def _steps(self, block: torch.Tensor) -> Steps:
-        o, a = self.obs_dim, block.shape[-1] - 4
-        return Steps(block[..., :o], block[..., o:a], *block[..., a:].unbind(-1))
+        o, a = self.obs_dim, block.shape[-1] - len(SCALAR_FIELDS)
+        scalars = dict(zip(SCALAR_FIELDS, block[..., a:].unbind(-1), strict=True))
+        return Steps(block[..., :o], block[..., o:a], **scalars)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

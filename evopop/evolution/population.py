@@ -35,11 +35,11 @@ class Member:
     """One agent of the population and where it came from.
 
     The agent (`source`) is kept as the bytes workers exchange until something asks for the
-    `Agent` itself (mutation, migration, callers): sending, keeping, copying and checkpointing
-    a member need no network, and rebuilding every member from its result, again to plan the
-    next map and for each clone, took about 0.1 s of each P = 16 generation. Once built, the
-    agent is the member's truth (callers may change it in place) and `agent_bytes` serialises
-    it afresh."""
+    `Agent` itself (mutation, migration, callers): sending, keeping, copying, checkpointing and
+    recording a member need no network (the planner still builds one per task to group them).
+    Rebuilding every member from its result and again for each clone took about 0.1 s of each
+    P = 16 generation. Once built, the agent is the member's truth (callers may change it in
+    place) and `agent_bytes` serialises it afresh."""
 
     id: int
     parent_id: int | None
@@ -51,12 +51,14 @@ class Member:
 
     @property
     def agent(self) -> Agent:
+        """The agent, built from its bytes on first use."""
         if isinstance(self.source, bytes):
             self.source = agent_from_bytes(self.source)
         return self.source
 
     @property
     def agent_bytes(self) -> bytes:
+        """The agent as workers exchange it (`agent_to_bytes`)."""
         return self.source if isinstance(self.source, bytes) else agent_to_bytes(self.source)
 
     def spec_and_params(self) -> tuple[NetSpec, PPOParams]:

@@ -20,7 +20,6 @@ from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
 from evopop.agents.evaluation import EvalResult, evaluate
 from evopop.agents.train import TrainResult, train_agent
-from evopop.envs.fast import FastVectorEnv
 from evopop.envs.make import make_vec_env
 from evopop.envs.metrics import mean_metrics
 from evopop.envs.spec import EnvSpec, Vectorization
@@ -146,7 +145,7 @@ def _evaluated(agent: Agent, task: TrainTask, result: TrainResult) -> EvalResult
 
 def run_group_task(group: GroupTask) -> list[TaskResult]:
     """`run_task` for every member of the group, the training batched (`train_group`) and the
-    members to evaluate evaluated at once (`evaluate_group`; they share the generation's
+    members to evaluate evaluated at once (`_evaluated_at_once`; they share the generation's
     evaluation episodes) where that measured faster (`at_once_pays`)."""
     tasks = group.members
     agents = [agent_from_bytes(t.agent) for t in tasks]
@@ -157,7 +156,7 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
             if _needs_evaluation(a, t, r)]
     scores: dict[int, EvalResult] = {}
     spec = tasks[0].eval_env
-    if at_once_pays(len(todo), spec.num_envs, spec.vectorization is Vectorization.FAST):
+    if at_once_pays(len(todo), spec.num_envs, shared=spec.vectorization is Vectorization.FAST):
         scores = dict(zip(todo, _evaluated_at_once([agents[i] for i in todo],
                                                    [tasks[i] for i in todo]), strict=True))
     else:
@@ -173,8 +172,7 @@ def _evaluated_at_once(agents: list[Agent], tasks: list[TrainTask]) -> list[Eval
     spec, episodes, seed = tasks[0].eval_env, tasks[0].eval_episodes, tasks[0].eval_seed
     if spec.vectorization is Vectorization.FAST:
         shared = cached_eval_envs(spec.with_copies(spec.num_envs * len(agents)))
-        if isinstance(shared, FastVectorEnv):
-            return evaluate_group_shared(agents, shared, episodes, seed)
+        return evaluate_group_shared(agents, shared, episodes, seed)
     envs = [cached_eval_envs(spec, slot) for slot in range(len(agents))]
     return evaluate_group(agents, envs, episodes, seed)
 

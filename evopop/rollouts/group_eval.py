@@ -15,11 +15,10 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from evopop.agents.agent import Agent
-from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodePlayer, EvalResult
+from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodePlayer, EvalResult, check_rows
 from evopop.agents.spaces import PolicyHead
 from evopop.batched import reset_states
 from evopop.batched.network import StackedNet
-from evopop.envs.fast import FastVectorEnv
 
 AT_ONCE_MAX_WIDTH = IN_PROCESS_WIDTH
 """The widest evaluation (copies per member) measured faster at once, which is the widest an
@@ -44,7 +43,7 @@ at once over one by one (benchmarks/eval_cost.py, 2026-12-07): Pendulum 0.72x fo
 0.66x for 3, 0.62x for 4, 0.49x for 8; CartPole 0.80x, 0.72x, 0.66x, 0.81x."""
 
 
-def at_once_pays(group: int, width: int, shared: bool) -> bool:
+def at_once_pays(group: int, width: int, *, shared: bool) -> bool:
     """Whether a group of `group` members evaluated `width` copies wide goes faster at once,
     on one batch of all their copies (`shared`) or on an env each."""
     smallest = AT_ONCE_MIN_SHARED_GROUP if shared else AT_ONCE_MIN_GROUP
@@ -66,23 +65,25 @@ def evaluate_group(agents: Sequence[Agent], envs: Sequence[VectorEnv], episodes:
 
 
 @torch.inference_mode()
-def evaluate_group_shared(agents: Sequence[Agent], env: FastVectorEnv, episodes: int,
+def evaluate_group_shared(agents: Sequence[Agent], env: VectorEnv, episodes: int,
                           seed: int) -> list[EvalResult]:
-    """`evaluate_group` on one envpool batch of every member's copies (member p's are copies
-    p W to (p + 1) W - 1, seeded as its own batch would be): one env step per step instead of
-    one per member. Stepping 8 W1 members' 48 copies for an episode took 0.30 s as 8 batches
-    and 0.10 s as one. The returns are `evaluate_group`'s, bit for bit. Every episode needs a
-    copy (`episodes` <= W), as on a `fast` evaluation env (`eval_env_spec`)."""
-    width = env.num_envs // len(agents)
-    if width * len(agents) != env.num_envs:
+    """`evaluate_group` on one vector env of every member's copies (member p's are copies
+    p W to (p + 1) W - 1, seeded as its own env would be): one env step per step instead of
+    one per member. On envpool's batch, stepping 8 W1 members' 48 copies for an episode took
+    0.30 s as 8 batches and 0.10 s as one. The returns are `evaluate_group`'s, bit for bit.
+    Every episode needs a copy (`episodes` <= W), as on a `fast` evaluation env
+    (`eval_env_spec`). Array observations only (envpool's are)."""
+    if not agents or env.num_envs % len(agents):
         raise ValueError(f"{env.num_envs} copies do not split evenly among {len(agents)} members")
+    width = env.num_envs // len(agents)
+    check_rows(episodes, width)
     obs, _ = env.reset(seed=[seed + i for _ in agents for i in range(width)])
-    players = [EpisodePlayer.of_rows(obs[p * width : (p + 1) * width], episodes, seed, p * width)
-               for p in range(len(agents))]
+    players = [EpisodePlayer.of_rows(obs[p * width : (p + 1) * width], width, episodes, seed,
+                                     p * width) for p in range(len(agents))]
     actions = np.zeros((len(agents), width, agents[0].action_spec.action_dim), np.float32)
 
     def step(live: list[int], chosen: np.ndarray) -> None:
-        actions[live] = chosen  # members that are done keep stepping their last actions
+        actions[live] = chosen  # the copies of members that are done step on, unread
         out = env.step(agents[0].action_spec.to_env(actions.reshape(env.num_envs, -1)))
         obs, reward, term, trunc, infos = out
         for p in live:
@@ -101,7 +102,7 @@ def _play(agents: Sequence[Agent], players: list[EpisodePlayer],
     net = StackedNet.stack([a.net for a in agents])
     head = PolicyHead(net.action, net.sde_features)
     live = list(range(len(agents)))
-    state = net.initial_state(len(players[0].obs))  # [C, layers, P, N, H]
+    state = net.initial_state(players[0].width)  # [C, layers, P, N, H]
     while live:
         obs = torch.stack([agents[p].as_tensor(agents[p].preprocess(players[p].obs, update=False))
                            for p in live])  # [P_live, N, obs_dim]

@@ -2,12 +2,14 @@
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
 from evopop.agents import Agent, NetSpec
+from evopop.agents.evaluation import evaluate
 from evopop.agents.spaces import ActionSpec, ObsEncoder, PolicyHead, space_from_dict, space_to_dict
 from evopop.seeding import torch_generator
 
@@ -103,3 +105,29 @@ def test_agent_acts_on_dict_observations_with_multidiscrete_actions():
     assert actions.shape == (4, 2) and actions.dtype == np.int64
     assert state.shape == (2, 1, 4, 8)
     assert math.isfinite(float(state.sum()))
+
+
+class _DictObsEnv(gym.Env):
+    """Three-key Dict observations; an episode lasts 5 steps, reward 1 per step."""
+
+    observation_space = spaces.Dict({"a": spaces.Box(-1, 1, (2,)), "b": spaces.Discrete(3),
+                                     "c": spaces.MultiBinary(2)})
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation_space.sample(), 1.0, self.t >= 5, False, {}
+
+
+def test_evaluation_on_a_vector_env_of_dict_observations_counts_copies_not_keys():
+    """Five copies of a three-key Dict env: every episode is played and scored."""
+    envs = gym.vector.SyncVectorEnv([_DictObsEnv for _ in range(5)])
+    agent = Agent(envs.single_observation_space, envs.single_action_space,
+                  NetSpec(cell="gru", hidden_size=8))
+    result = evaluate(agent, envs, 7, seed=1)
+    assert result.returns.tolist() == [5.0] * 7 and result.lengths.tolist() == [5] * 7

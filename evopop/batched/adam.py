@@ -40,29 +40,29 @@ class StackedAdam:
 
     exp_avg: Tensor
     exp_avg_sq: Tensor
-    steps: np.ndarray  # [P] int64: steps each member has taken
+    steps: Tensor  # [P] float32 (as the fused kernel reads them): steps each member has taken
     betas: tuple[float, float]
     eps: float
 
     @classmethod
     def zeros(cls, flat: Tensor, betas: tuple[float, float], eps: float) -> StackedAdam:
         return cls(torch.zeros_like(flat), torch.zeros_like(flat),
-                   np.zeros(flat.shape[0], np.int64), betas, eps)
+                   torch.zeros(flat.shape[0], dtype=torch.float32, device=flat.device),
+                   betas, eps)
 
     @torch.no_grad()
     def step(self, flat: Tensor, grad: Tensor, lr: np.ndarray, active: np.ndarray) -> None:
         """One Adam step of `flat [P, D]` along `grad [P, D]` with `lr [P]` for the members
         where `active [P]` (bool) holds: torch's fused kernel on the active members' rows, each
         with its member's step count (one call per distinct lr)."""
-        self.steps = self.steps + active
+        self.steps += torch.from_numpy(active).to(self.steps.device)
         beta1, beta2 = self.betas
+        # one unbind per buffer, not a Python index per member and buffer
+        buffers = [t.unbind(0) for t in (flat, grad, self.exp_avg, self.exp_avg_sq, self.steps)]
         rows = np.flatnonzero(active)
         for rate in np.unique(lr[rows]):
             members = rows[lr[rows] == rate]
-            torch._fused_adam_(
-                [flat[p] for p in members], [grad[p] for p in members],
-                [self.exp_avg[p] for p in members], [self.exp_avg_sq[p] for p in members], [],
-                [torch.tensor(float(self.steps[p]), device=flat.device) for p in members],
-                lr=float(rate),
-                beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False,
-                maximize=False)
+            params, grads, firsts, seconds, steps = ([b[p] for p in members] for b in buffers)
+            torch._fused_adam_(params, grads, firsts, seconds, [], steps, lr=float(rate),
+                               beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps,
+                               amsgrad=False, maximize=False)

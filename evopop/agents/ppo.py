@@ -104,14 +104,22 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum()
 
 
+@dataclass
+class Evaluated:
+    """Stored steps of some sequences and the net's outputs on them (the same shape each);
+    the batched update's rounds are these with a member axis in front."""
+
+    stored: Steps
+    log_probs: torch.Tensor
+    entropy: torch.Tensor
+    values: torch.Tensor
+
+
 def evaluate_sequences(
     agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor, Steps, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Runs the chosen sequences from their stored states.
-
-    Returns (flat index `[L, S]`, mask `[L, S]`, the rows' stored steps, log-probs, entropy,
-    values), all `[L, S]`.
-    """
+) -> tuple[torch.Tensor, torch.Tensor, Evaluated]:
+    """Runs the chosen sequences from their stored states: (flat index `[L, S]`, mask
+    `[L, S]`, what they gave, all `[L, S]`)."""
     length = int(seqs.lengths[chosen].max())
     index = agent.as_tensor(seqs.index[:length, chosen])
     mask = agent.as_tensor(seqs.mask[:length, chosen]).to(torch.float32)
@@ -121,8 +129,7 @@ def evaluate_sequences(
     out, values, _ = agent.net(stored.obs.contiguous(), state)
     log_std = agent.net.log_std
     log_probs = agent.head.log_prob(out, log_std, stored.actions)
-    entropy = agent.head.entropy(out, log_std)
-    return index, mask, stored, log_probs, entropy, values
+    return index, mask, Evaluated(stored, log_probs, agent.head.entropy(out, log_std), values)
 
 
 @torch.no_grad()
@@ -131,11 +138,10 @@ def recompute_log_probs(agent: Agent, buf: RolloutBuffer) -> np.ndarray:
     p = agent.params
     seqs = split_sequences(buf.episode_start, p.max_seq_len)
     data = FlatBatch.from_buffer(buf, p.gamma, p.gae_lambda, seqs, agent.device)
-    index, mask, _, log_probs, _, _ = evaluate_sequences(agent, data, seqs,
-                                                         np.arange(seqs.count))
+    index, mask, ev = evaluate_sequences(agent, data, seqs, np.arange(seqs.count))
     flat = np.zeros(buf.steps * buf.num_envs, np.float32)
     valid = mask.bool()
-    flat[index[valid].cpu().numpy()] = log_probs[valid].cpu().numpy()
+    flat[index[valid].cpu().numpy()] = ev.log_probs[valid].cpu().numpy()
     return flat.reshape(buf.num_envs, buf.steps).T
 
 
@@ -143,9 +149,10 @@ def _minibatch_loss(
     agent: Agent, data: FlatBatch, seqs: Sequences, chosen: np.ndarray, clip: float
 ) -> tuple[torch.Tensor, dict[str, float]]:
     p = agent.params
-    _, mask, stored, log_probs, entropy, values = evaluate_sequences(agent, data, seqs, chosen)
-    old_log_probs, old_values = stored.log_probs, stored.values
-    adv, ret = stored.advantages, stored.returns
+    _, mask, ev = evaluate_sequences(agent, data, seqs, chosen)
+    log_probs, entropy, values = ev.log_probs, ev.entropy, ev.values
+    old_log_probs, old_values = ev.stored.log_probs, ev.stored.values
+    adv, ret = ev.stored.advantages, ev.stored.returns
     if p.norm_adv:
         mean = _masked_mean(adv, mask)
         std = _masked_mean((adv - mean) ** 2, mask).sqrt()

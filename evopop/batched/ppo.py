@@ -16,7 +16,7 @@ import torch
 
 from evopop.agents.agent import Agent
 from evopop.agents.buffer import RolloutBuffer
-from evopop.agents.ppo import FlatBatch, Steps, UpdateStats, summarise_updates
+from evopop.agents.ppo import Evaluated, FlatBatch, UpdateStats, summarise_updates
 from evopop.batched.adam import clip_grad_norms
 from evopop.batched.hparams import MemberHParams
 from evopop.batched.population import StackedPopulation
@@ -24,16 +24,6 @@ from evopop.batched.schedule import MinibatchStream, PopulationBatch, Round, bui
 
 Tensor = torch.Tensor
 _STAT_KEYS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")
-
-
-@dataclass
-class Evaluated:
-    """The round's stored steps and the stacked net's outputs on them, all `[P, L, S]`."""
-
-    stored: Steps
-    log_probs: Tensor
-    entropy: Tensor
-    values: Tensor
 
 
 def evaluate_round(pop: StackedPopulation, data: FlatBatch, rnd: Round) -> Evaluated:

@@ -126,6 +126,12 @@ def test_a_member_builds_its_agent_only_when_asked_and_clones_stay_apart(tmp_pat
     child.agent.set_params(dataclasses.replace(child.agent.params, lr=0.5))
     assert parent.agent_bytes == data and child.agent_bytes != data
     assert child.spec_and_params()[1].lr == 0.5
+    # a checkpoint takes the same tensors and header from a built agent as from its bytes
+    (built, built_header), (read, read_header) = child.parts(), \
+        Member(9, None, 0, child.agent_bytes).parts()
+    assert json.dumps(built_header) == json.dumps(read_header)
+    assert built.keys() == read.keys()
+    assert all(torch.equal(built[k], read[k]) for k in built)
 
 
 def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch,

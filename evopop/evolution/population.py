@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from evopop.agents.agent import Agent
 from evopop.agents.checkpoint import (
     FORMAT_VERSION,
     AgentFileError,
     agent_from_bytes,
     agent_from_parts,
+    agent_metadata,
+    agent_tensors,
     agent_to_bytes,
     atomic_write_bytes,
     pack,
@@ -61,6 +65,13 @@ class Member:
         """The agent as workers exchange it (`agent_to_bytes`)."""
         return self.source if isinstance(self.source, bytes) else agent_to_bytes(self.source)
 
+    def parts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """`pack`'s two halves, tensors and header: read from the bytes, or taken from a built
+        agent without serialising it only to read it back."""
+        if isinstance(self.source, bytes):
+            return unpack(self.source)
+        return agent_tensors(self.source), agent_metadata(self.source)
+
     def spec_and_params(self) -> tuple[NetSpec, PPOParams]:
         """The agent's spec and hyperparameters, read from its header while it is bytes."""
         if isinstance(self.source, bytes):
@@ -103,7 +114,7 @@ def save_state(path: Path, state: LoopState) -> None:
     """Writes the whole run atomically: a kill at any moment leaves the previous generation's."""
     tensors, members = {}, []
     for slot, member in enumerate(state.members):
-        own, header = unpack(member.agent_bytes)
+        own, header = member.parts()
         tensors.update({f"m{slot}.{key}": value for key, value in own.items()})
         members.append({**member.record(), "agent": header})
     meta = {"format": RUN_FORMAT, "format_version": FORMAT_VERSION, **state.counters(),

@@ -156,9 +156,10 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
             if _needs_evaluation(a, t, r)]
     scores: dict[int, EvalResult] = {}
     spec = tasks[0].eval_env
-    if at_once_pays(len(todo), spec.num_envs, shared=spec.vectorization is Vectorization.FAST):
-        scores = dict(zip(todo, _evaluated_at_once([agents[i] for i in todo],
-                                                   [tasks[i] for i in todo]), strict=True))
+    shared = spec.vectorization is Vectorization.FAST  # one envpool batch for the group
+    if at_once_pays(len(todo), spec.num_envs, shared=shared):
+        scores = dict(zip(todo, _evaluated_at_once([agents[i] for i in todo], tasks[0], shared),
+                          strict=True))
     else:
         scores = {i: evaluate(agents[i], cached_eval_envs(tasks[i].eval_env),
                               tasks[i].eval_episodes, tasks[i].eval_seed) for i in todo}
@@ -166,11 +167,11 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
             for i, (a, t, r) in enumerate(zip(agents, tasks, results, strict=True))]
 
 
-def _evaluated_at_once(agents: list[Agent], tasks: list[TrainTask]) -> list[EvalResult]:
-    """The members evaluated as one stack: on one envpool batch of all their copies where the
-    evaluation env is envpool's (`fast`), else each on its own env."""
-    spec, episodes, seed = tasks[0].eval_env, tasks[0].eval_episodes, tasks[0].eval_seed
-    if spec.vectorization is Vectorization.FAST:
+def _evaluated_at_once(agents: list[Agent], task: TrainTask, shared: bool) -> list[EvalResult]:
+    """The members evaluated as one stack on `task`'s evaluation (the generation's, common to
+    all): on one env of all their copies (`shared`), else each on its own env."""
+    spec, episodes, seed = task.eval_env, task.eval_episodes, task.eval_seed
+    if shared:
         shared = cached_eval_envs(spec.with_copies(spec.num_envs * len(agents)))
         return evaluate_group_shared(agents, shared, episodes, seed)
     envs = [cached_eval_envs(spec, slot) for slot in range(len(agents))]

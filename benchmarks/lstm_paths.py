@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from matmul_rate import seconds_per_call
 
+from evopop.agents.native_lstm import lstm_native, native_lstm_usable
 from evopop.batched.cells import gru_layer, lstm_per_member, lstm_stacked
 
 Tensor = torch.Tensor
@@ -60,19 +61,23 @@ def row(cell: str, p: int, hidden: int, length: int, repeats: int,
     """One shape: median ms of each path over `repeats` alternations, and per-member/stacked."""
     step = length == 1
     batch = STEP_ENVS if step else 256 // length
-    stacked, per_member = (lstm_stacked, lstm_per_member) if cell == "lstm" else \
-        (gru_layer, gru_per_member)
+    paths = {"stacked": lstm_stacked, "per_member": lstm_per_member} if cell == "lstm" else \
+        {"stacked": gru_layer, "per_member": gru_per_member}
     args = _inputs(cell, p, length, batch, hidden, grad=not step)
-    times: dict[str, list[float]] = {"stacked": [], "per_member": []}
+    if cell == "lstm" and native_lstm_usable(args[0]):
+        paths["native"] = lstm_native
+    times: dict[str, list[float]] = {name: [] for name in paths}
     with torch.inference_mode(step):
         for _ in range(repeats):
-            for name, fn in (("stacked", stacked), ("per_member", per_member)):
+            for name, fn in paths.items():
                 times[name].append(_ms(fn, args, not step, seconds))
     ms = {k: statistics.median(v) for k, v in times.items()}
     return {"cell": cell, "P": p, "H": hidden, "L": length, "B": batch,
             "pass": "inference step" if step else "forward+backward",
-            "stacked_ms": round(ms["stacked"], 3), "per_member_ms": round(ms["per_member"], 3),
-            "per_member_over_stacked": round(ms["per_member"] / ms["stacked"], 2)}
+            **{f"{name}_ms": round(v, 3) for name, v in ms.items()},
+            "per_member_over_stacked": round(ms["per_member"] / ms["stacked"], 2),
+            **({"per_member_over_native": round(ms["per_member"] / ms["native"], 2)}
+               if "native" in ms else {})}
 
 
 def main() -> None:

@@ -7,9 +7,11 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from evopop.agents import Agent, NetSpec, PPOParams
+from evopop.agents import Agent, NetSpec, PPOParams, native_lstm
 from evopop.agents.agent import reset_state
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
+from evopop.agents.native import library
+from evopop.agents.native_lstm import NATIVE_MIN_STEPS, lstm_native
 from evopop.batched import draw_sde_noise, group_members, policy_step, reset_states, stack, unstack
 from evopop.batched.cells import (
     PER_MEMBER_MIN_STEPS,
@@ -47,14 +49,22 @@ def _members(action: spaces.Space, spec: NetSpec, count: int = 3) -> list[Agent]
     return [Agent(OBS, action, spec, PPOParams(), seed=s) for s in range(count)]
 
 
-LSTM_PATHS = {"stacked": lstm_stacked, "per_member": lstm_per_member}
+LSTM_PATHS = {"stacked": lstm_stacked, "per_member": lstm_per_member, "native": lstm_native}
+NATIVE = pytest.mark.skipif(library() is None, reason="no C compiler: the native LSTM is off")
+LSTM_PARAMS = [pytest.param(name, marks=NATIVE) if name == "native" else name
+               for name in LSTM_PATHS]
+# (hidden, batch): odd sizes take the C loops' edge paths; 20 x 6 their blocks and edges
+SHAPES = [(7, 4), (20, 6)]
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize(("cell", "lstm"), [(nn.LSTM, "stacked"), (nn.LSTM, "per_member"),
+                                            pytest.param(nn.LSTM, "native", marks=NATIVE),
                                             (nn.GRU, None)])
-def test_cells_equal_torch_modules(cell, lstm):
+def test_cells_equal_torch_modules(cell, lstm, shape):
     torch.manual_seed(0)
-    p, layers, length, batch, width, hidden = 3, 2, 6, 4, 5, 7
+    p, layers, length, width = 3, 2, 6, 5
+    hidden, batch = shape
     modules = [cell(width, hidden, layers) for _ in range(p)]
     x = torch.randn(length, p, batch, width)
     h0 = torch.randn(layers, p, batch, hidden)
@@ -79,13 +89,16 @@ def test_cells_equal_torch_modules(cell, lstm):
                 torch.testing.assert_close(out[i], ref_out, atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("lstm", list(LSTM_PATHS))
-def test_lstm_gradients_equal_torch_modules(lstm):
-    """Both LSTM paths' gradients (autograd through the written-out cells, or through
-    `torch.lstm` on each member's slices of the stacked leaves): every one (input, initial
-    state, weights, biases, through the outputs and the last cell state) equals `nn.LSTM`'s."""
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("lstm", LSTM_PARAMS)
+def test_lstm_gradients_equal_torch_modules(lstm, shape):
+    """Every LSTM path's gradients (autograd through the written-out cells, through
+    `torch.lstm` on each member's slices of the stacked leaves, or the C loops' backward):
+    every one (input, initial state, weights, biases, through the outputs and the last cell
+    state) equals `nn.LSTM`'s."""
     torch.manual_seed(1)
-    p, length, batch, width, hidden = 3, 7, 4, 5, 6
+    p, length, width = 3, 7, 5
+    hidden, batch = shape
     modules = [nn.LSTM(width, hidden) for _ in range(p)]
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
     stacked = [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
@@ -124,12 +137,19 @@ def test_lstm_backward_passes_gradcheck():
     assert torch.autograd.gradcheck(layer, inputs)
 
 
-@pytest.mark.parametrize(("length", "path"), [(1, "stacked"), (PER_MEMBER_MIN_STEPS - 1, "stacked"),
-                                              (PER_MEMBER_MIN_STEPS, "per_member"),
-                                              (16, "per_member")])
-def test_lstm_layer_takes_the_path_measured_faster_for_the_length(length, path):
-    """On CPU, single steps (collection) run stacked and sequences of PER_MEMBER_MIN_STEPS or
-    more run member by member: `lstm_layer` gives that path's bits."""
+@pytest.mark.parametrize(("length", "native", "path"), [
+    (1, False, "stacked"), (PER_MEMBER_MIN_STEPS - 1, False, "stacked"),
+    (PER_MEMBER_MIN_STEPS, False, "per_member"), (16, False, "per_member"),
+    pytest.param(1, True, "stacked", marks=NATIVE),
+    pytest.param(NATIVE_MIN_STEPS, True, "native", marks=NATIVE),
+    pytest.param(16, True, "native", marks=NATIVE)])
+def test_lstm_layer_takes_the_path_measured_faster_for_the_length(monkeypatch, length, native,
+                                                                   path):
+    """On CPU, single steps (collection) run stacked; sequences of NATIVE_MIN_STEPS or more
+    run through the C loops where they are built, else from PER_MEMBER_MIN_STEPS member by
+    member: `lstm_layer` gives that path's bits."""
+    if not native:
+        monkeypatch.setattr(native_lstm, "library", lambda: None)
     gen = torch.Generator().manual_seed(3)
     p, batch, width, hidden = 3, 4, 5, 6
     args = [torch.randn(s, generator=gen) for s in

@@ -4,8 +4,9 @@
 out as batched matmuls with PyTorch's gate order and equations (LSTM i, f, g, o with
 b_ih + b_hh; GRU r, z, n with `r * (W_hn h + b_hn)`). Tensors are member-major (`[P, L, B, ...]`)
 so that folding the time and batch axes into one matmul dimension is a free view; only the
-recurrent product runs per step. One exception pays: an LSTM over a sequence runs each member
-through torch's own LSTM (on CPU oneDNN's fused kernel), see `lstm_layer`.
+recurrent product runs per step. Two exceptions pay for an LSTM over a sequence: C loops for
+all members at once (`evopop.agents.native_lstm`), else each member through torch's own LSTM
+(on CPU oneDNN's fused kernel), see `lstm_layer`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from evopop.agents.native_lstm import NATIVE_MIN_STEPS, lstm_native, native_lstm_usable
 
 Tensor = torch.Tensor
 
@@ -76,21 +79,23 @@ class _StackedLinear(torch.autograd.Function):
 
 
 PER_MEMBER_MIN_STEPS = 4
-"""LSTM sequences of at least this many steps run member by member through `torch.lstm`
-(`lstm_per_member`); shorter ones run stacked. Measured on CPU, where the batched learner runs
-(`evopop.evolution.plan`), at W1's shapes (H = 64, one thread; benchmarks/lstm_paths.py and
-RESULTS.md): from 4 steps per member wins at every P measured, at 2 it loses for small P, and
-one step is 2-4x faster stacked."""
-
+"""Without the C loops, LSTM sequences of at least this many steps run member by member
+through `torch.lstm` (`lstm_per_member`); shorter ones run stacked. Measured on CPU, where the
+batched learner runs (`evopop.evolution.plan`), at W1's shapes (H = 64, one thread;
+benchmarks/lstm_paths.py and RESULTS.md): from 4 steps per member wins at every P measured, at
+2 it loses for small P, and one step is 2-4x faster stacked."""
 
 def lstm_layer(
     x: Tensor, h: Tensor, c: Tensor,
     w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`, h, c),
-    through `lstm_per_member` for sequences of `PER_MEMBER_MIN_STEPS` or more, else
-    `lstm_stacked`."""
-    if x.shape[1] >= PER_MEMBER_MIN_STEPS:
+    through `lstm_native` for sequences of `NATIVE_MIN_STEPS` or more where it is built, else
+    `lstm_per_member` for sequences of `PER_MEMBER_MIN_STEPS` or more, else `lstm_stacked`."""
+    length = x.shape[1]
+    if length >= NATIVE_MIN_STEPS and native_lstm_usable(x):
+        return lstm_native(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    if length >= PER_MEMBER_MIN_STEPS:
         return lstm_per_member(x, h, c, w_ih, w_hh, b_ih, b_hh)
     return lstm_stacked(x, h, c, w_ih, w_hh, b_ih, b_hh)
 

@@ -1,0 +1,133 @@
+"""The batched LSTM's C loops (`csrc/lstm.c`), built on first use and cached.
+
+Why at run time: the loops are only fast compiled for the CPU they run on (`-march=native`:
+AVX-512 where there is one), which a wheel cannot know, and the source is one small file that
+builds in under a second. The build goes to a cache folder under a name that hashes the source,
+the compiler, its flags and the CPU, so a changed source or another machine sharing the folder
+builds its own copy; it is written under a temporary name and renamed, so processes building at
+once never load a torn file. Where no C compiler works, or `EVOPOP_NATIVE=0`, `library()` is
+None and the cells use torch's own LSTM (`evopop.batched.cells`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+
+LOG = logging.getLogger("evopop.agents")
+
+SOURCE = Path(__file__).with_name("csrc") / "lstm.c"
+SWITCH = "EVOPOP_NATIVE"  # "0" turns the C loops off
+CACHE_ENV = "EVOPOP_NATIVE_CACHE"  # the folder for built libraries (default ~/.cache/evopop)
+FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # the first that builds is used
+BUILD_TIMEOUT_S = 120
+
+_INT, _PTR = ctypes.c_int, ctypes.c_void_p
+SIGNATURES = {
+    "ep_lstm_forward": [_INT] * 4 + [_PTR] * 7,
+    "ep_lstm_backward": [_INT] * 4 + [_PTR] * 11,
+}
+
+
+class NativeBuildError(RuntimeError):
+    """No compiler, or it failed on every flag set."""
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The built library with its functions' signatures declared, or None (and one log line
+    saying why) where it cannot be built or is switched off."""
+    if os.environ.get(SWITCH, "1") == "0":
+        return None
+    try:
+        lib = _load(_built())
+    except (NativeBuildError, OSError) as exc:
+        LOG.warning("evopop: the native LSTM is off (%s); using torch's LSTM", exc)
+        return None
+    for name, argtypes in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return lib
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError:  # e.g. a file left empty by a power cut: build it again once
+        path.unlink(missing_ok=True)
+        return ctypes.CDLL(str(_built()))
+
+
+def compiler() -> list[str]:
+    """The C compiler command: $CC, else the one Python was built with, else `cc`."""
+    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    if not command or shutil.which(command[0]) is None:
+        raise NativeBuildError(f"no C compiler found (tried {command[:1] or ['$CC']})")
+    return command
+
+
+def cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "evopop" / "native"
+
+
+def _cpu() -> str:
+    """What a `-march=native` build depends on: the CPU's feature flags where Linux lists
+    them, else the platform's names."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def _built() -> Path:
+    """The library for this source, compiler and CPU: from the cache, or built into it."""
+    cc, source = compiler(), SOURCE.read_bytes()
+    errors = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256(repr((source, cc, flags, _cpu())).encode()).hexdigest()[:16]
+        path = cache_dir() / f"lstm-{key}.so"
+        if path.exists():
+            return path
+        error = _compile(cc, flags, path)
+        if error is None:
+            return path
+        errors.append(f"{' '.join(flags)}: {error}")
+    raise NativeBuildError(f"{cc[0]} failed: {'; '.join(errors)}")
+
+
+def _compile(cc: list[str], flags: tuple[str, ...], path: Path) -> str | None:
+    """Builds `path` under a temporary name and renames it; the compiler's last error line
+    on failure, else None."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        done = subprocess.run([*cc, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+                              capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
+                              check=False)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            return lines[-1] if lines else f"exit code {done.returncode}"
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+        return None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

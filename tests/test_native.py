@@ -1,0 +1,130 @@
+"""The native LSTM's build: cached by source, compiler and CPU, a fallback flag set, torch's
+LSTM where nothing builds or it is switched off, a torn cached file rebuilt."""
+
+import shutil
+import stat
+
+import pytest
+import torch
+
+from evopop.agents import native, native_lstm, networks
+from evopop.agents.native_lstm import lstm_native
+from evopop.batched.cells import lstm_layer, lstm_per_member
+
+CC = shutil.which("cc") or shutil.which("gcc")
+NEEDS_CC = pytest.mark.skipif(CC is None, reason="no C compiler here")
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """An empty build cache, and `library()` resolved anew (and again after the test)."""
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(native.SWITCH, raising=False)
+    native.library.cache_clear()
+    yield tmp_path / "cache"
+    native.library.cache_clear()
+
+
+def _compiler_refusing(tmp_path, flag: str) -> str:
+    """A C compiler command that fails whenever `flag` is among its arguments."""
+    script = tmp_path / "cc-without-flag"
+    script.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = "{flag}" ] && '
+                      f'{{ echo "unsupported {flag}" >&2; exit 1; }}; done\nexec {CC} "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+@NEEDS_CC
+def test_the_library_is_built_once_into_the_cache(fresh, monkeypatch):
+    monkeypatch.setenv("CC", CC)
+    assert native.library() is not None
+    built = list(fresh.glob("lstm-*.so"))
+    assert len(built) == 1 and not list(fresh.glob(".*.tmp"))
+    mtime = built[0].stat().st_mtime_ns
+    native.library.cache_clear()
+    monkeypatch.setattr(native, "_compile", lambda *a: pytest.fail("rebuilt a cached library"))
+    assert native.library() is not None
+    assert built[0].stat().st_mtime_ns == mtime
+
+
+@NEEDS_CC
+def test_another_source_or_compiler_builds_its_own_copy(fresh, monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", CC)
+    native._built()
+    other = tmp_path / "lstm.c"
+    other.write_text(native.SOURCE.read_text() + "\n/* changed */\n")
+    monkeypatch.setattr(native, "SOURCE", other)
+    native._built()
+    assert len(list(fresh.glob("lstm-*.so"))) == 2
+
+
+@NEEDS_CC
+def test_a_compiler_without_march_native_gets_the_portable_flags(fresh, monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", _compiler_refusing(tmp_path, "-march=native"))
+    lib = native.library()
+    assert lib is not None and hasattr(lib, "ep_lstm_forward")
+
+
+@NEEDS_CC
+def test_a_torn_cached_file_is_built_again(fresh, monkeypatch):
+    monkeypatch.setenv("CC", CC)
+    path = native._built()
+    path.write_bytes(b"")  # what a power cut during a copy could leave
+    assert native.library() is not None
+    assert path.stat().st_size > 0
+
+
+@pytest.mark.parametrize("how", ["switched off", "no compiler", "compiler fails"])
+def test_without_the_library_lstm_layer_runs_torch_lstm(fresh, monkeypatch, tmp_path, how):
+    if how == "switched off":
+        monkeypatch.setenv(native.SWITCH, "0")
+    elif how == "no compiler":
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    else:
+        if CC is None:
+            pytest.skip("no C compiler here")
+        monkeypatch.setenv("CC", _compiler_refusing(tmp_path, "-shared"))
+    said: list[str] = []  # the CLI's logging set-up may stop records reaching caplog
+    monkeypatch.setattr(native.LOG, "warning", lambda msg, *args: said.append(msg % args))
+    assert native.library() is None
+    assert (how == "switched off") == (not said)
+    if how != "switched off":
+        assert len(said) == 1 and "native LSTM is off" in said[0]
+    gen = torch.Generator().manual_seed(0)
+    p, length, batch, width, hidden = 2, 5, 3, 4, 6
+    args = [torch.randn(s, generator=gen) for s in
+            [(p, length, batch, width), (p, batch, hidden), (p, batch, hidden),
+             (p, 4 * hidden, width), (p, 4 * hidden, hidden), (p, 4 * hidden), (p, 4 * hidden)]]
+    for got, want in zip(lstm_layer(*args), lstm_per_member(*args), strict=True):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+def test_a_single_agents_sequences_run_native_and_equal_nn_lstm(monkeypatch):
+    """`run_rnn` (a single agent's update) takes the C loops for sequences, as a population
+    of one: outputs, final state and the module's weight gradients equal `nn.LSTM`'s, two
+    layers deep; a single step stays with torch's cell op."""
+    torch.manual_seed(4)
+    rnn = torch.nn.LSTM(5, 20, 2)
+    x, state = torch.randn(9, 6, 5), torch.randn(2, 2, 6, 20)
+    calls: list[int] = []
+    monkeypatch.setattr(networks, "lstm_native",
+                        lambda *a: calls.append(a[0].shape[1]) or lstm_native(*a))
+
+    def run(native_on: bool, steps: torch.Tensor) -> list[torch.Tensor]:
+        rnn.zero_grad()
+        with monkeypatch.context() as m:
+            if not native_on:
+                m.setattr(native_lstm, "library", lambda: None)
+            out, new = networks.run_rnn(rnn, steps, state)
+        (out.square().sum() + new.sum()).backward()
+        return [out, new, *(p.grad.clone() for p in rnn.parameters())]
+
+    for got, want in zip(run(True, x), run(False, x), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert calls == [9, 9]  # both layers, the whole sequence each
+    run(True, x)
+    grads = {p.grad.data_ptr() for p in rnn.parameters()}
+    assert len(grads) == 8  # no two share memory: in-place clipping would scale one twice
+    run(True, x[:1])
+    assert calls == [9, 9, 9, 9]

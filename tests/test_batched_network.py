@@ -53,8 +53,9 @@ LSTM_PATHS = {"stacked": lstm_stacked, "per_member": lstm_per_member, "native": 
 NATIVE = pytest.mark.skipif(library() is None, reason="no C compiler: the native LSTM is off")
 LSTM_PARAMS = [pytest.param(name, marks=NATIVE) if name == "native" else name
                for name in LSTM_PATHS]
-# (hidden, batch): odd sizes take the C loops' edge paths; 20 x 6 their blocks and edges
-SHAPES = [(7, 4), (20, 6)]
+# (hidden, batch): odd sizes take the C loops' edge paths; 20 x 6 and 70 x 5 their blocks and
+# edges (70: gate rows past 64 in the forward's product, past 64 columns in the backward's)
+SHAPES = [(7, 4), (20, 6), (70, 5)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)

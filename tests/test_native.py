@@ -66,6 +66,13 @@ def test_a_compiler_without_march_native_gets_the_portable_flags(fresh, monkeypa
 
 
 @NEEDS_CC
+def test_a_missing_cc_falls_back_to_the_next_compiler(fresh, monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    assert native.compiler()[0] != str(tmp_path / "no-such-cc")
+    assert native.library() is not None
+
+
+@NEEDS_CC
 def test_a_torn_cached_file_is_built_again(fresh, monkeypatch):
     monkeypatch.setenv("CC", CC)
     path = native._built()
@@ -79,7 +86,7 @@ def test_without_the_library_lstm_layer_runs_torch_lstm(fresh, monkeypatch, tmp_
     if how == "switched off":
         monkeypatch.setenv(native.SWITCH, "0")
     elif how == "no compiler":
-        monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+        monkeypatch.setattr(native.shutil, "which", lambda name: None)
     else:
         if CC is None:
             pytest.skip("no C compiler here")
@@ -128,3 +135,35 @@ def test_a_single_agents_sequences_run_native_and_equal_nn_lstm(monkeypatch):
     assert len(grads) == 8  # no two share memory: in-place clipping would scale one twice
     run(True, x[:1])
     assert calls == [9, 9, 9, 9]
+
+
+@NEEDS_CC
+def test_a_library_others_could_write_is_not_loaded(fresh, monkeypatch):
+    monkeypatch.setenv("CC", CC)
+    said: list[str] = []
+    monkeypatch.setattr(native.LOG, "warning", lambda msg, *args: said.append(msg % args))
+    path = native._built()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    path.chmod(0o777)
+    assert native.library() is None
+    assert len(said) == 1 and "writable by others" in said[0]
+
+
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+@pytest.mark.parametrize("wrong", ["h batch", "c hidden", "w_ih gates", "float64 h"])
+def test_mismatched_shapes_or_dtypes_are_refused_before_the_c_loops(wrong):
+    p, length, batch, width, hidden = 2, 3, 4, 5, 6
+    x, h, c = torch.zeros(p, length, batch, width), torch.zeros(p, batch, hidden), \
+        torch.zeros(p, batch, hidden)
+    weights = [torch.zeros(p, 4 * hidden, width), torch.zeros(p, 4 * hidden, hidden),
+               torch.zeros(p, 4 * hidden), torch.zeros(p, 4 * hidden)]
+    if wrong == "h batch":
+        h = torch.zeros(p, batch + 1, hidden)
+    elif wrong == "c hidden":
+        c = torch.zeros(p, batch, hidden - 1)
+    elif wrong == "w_ih gates":
+        weights[0] = torch.zeros(p, 4 * hidden - 4, width)
+    else:
+        h = h.double()
+    with pytest.raises(ValueError, match="lstm_native"):
+        lstm_native(x, h, c, *weights)

@@ -19,6 +19,7 @@ import os
 import platform
 import shlex
 import shutil
+import stat
 import subprocess
 import sysconfig
 import tempfile
@@ -51,7 +52,7 @@ def library() -> ctypes.CDLL | None:
         return None
     try:
         lib = _load(_built())
-    except (NativeBuildError, OSError) as exc:
+    except Exception as exc:  # whatever stops the build (no HOME, a bad $CC...): torch's LSTM
         LOG.warning("evopop: the native LSTM is off (%s); using torch's LSTM", exc)
         return None
     for name, argtypes in SIGNATURES.items():
@@ -61,6 +62,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def _load(path: Path) -> ctypes.CDLL:
+    _check_owned(path)
     try:
         return ctypes.CDLL(str(path))
     except OSError:  # e.g. a file left empty by a power cut: build it again once
@@ -68,12 +70,26 @@ def _load(path: Path) -> ctypes.CDLL:
         return ctypes.CDLL(str(_built()))
 
 
+def _check_owned(path: Path) -> None:
+    """Refuses to load a library that another user could have written: a shared or
+    world-writable cache folder would otherwise run their code in this process."""
+    for item in (path.parent, path):
+        info = item.stat()
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise NativeBuildError(f"{item} belongs to another user")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise NativeBuildError(f"{item} is writable by others")
+
+
 def compiler() -> list[str]:
-    """The C compiler command: $CC, else the one Python was built with, else `cc`."""
-    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-    if not command or shutil.which(command[0]) is None:
-        raise NativeBuildError(f"no C compiler found (tried {command[:1] or ['$CC']})")
-    return command
+    """The C compiler command: the first that exists of $CC, the one Python was built with,
+    and `cc`."""
+    candidates = (os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc")
+    for candidate in filter(None, candidates):
+        command = shlex.split(candidate)
+        if command and shutil.which(command[0]) is not None:
+            return command
+    raise NativeBuildError(f"no C compiler found (tried {', '.join(filter(None, candidates))})")
 
 
 def cache_dir() -> Path:
@@ -85,14 +101,14 @@ def cache_dir() -> Path:
 
 def _cpu() -> str:
     """What a `-march=native` build depends on: the CPU's feature flags where Linux lists
-    them, else the platform's names."""
+    them, else the machine itself (its name too: no other machine's build is trusted)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
                 return line
     except OSError:
         pass
-    return f"{platform.machine()} {platform.processor()}"
+    return f"{platform.machine()} {platform.processor()} {platform.node()}"
 
 
 def _built() -> Path:
@@ -114,13 +130,13 @@ def _built() -> Path:
 def _compile(cc: list[str], flags: tuple[str, ...], path: Path) -> str | None:
     """Builds `path` under a temporary name and renames it; the compiler's last error line
     on failure, else None."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        done = subprocess.run([*cc, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
-                              capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                              check=False)
+        command = [*cc, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE), "-lm"]
+        done = subprocess.run(command, capture_output=True, text=True,
+                              timeout=BUILD_TIMEOUT_S, check=False)
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             return lines[-1] if lines else f"exit code {done.returncode}"

@@ -41,10 +41,27 @@ def lstm_native(
     """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`,
     h, c), as `evopop.batched.cells.lstm_layer` (torch's equations and gate order)."""
     inputs = (x, h, c, w_ih, w_hh, b_ih, b_hh)
+    _check(*inputs)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _NativeLSTM.apply(*inputs)
     out, cs, _ = _forward(*inputs)
-    return out, out[:, -1], cs[:, -1]
+    return out, out[:, -1].clone(), cs[:, -1].clone()  # not views keeping every step alive
+
+
+def _check(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
+           b_hh: Tensor) -> None:
+    """The C loops trust their pointers: every shape and dtype is checked here, as torch's
+    own LSTM checks them."""
+    p, _, batch, width = x.shape
+    gates, hidden = w_hh.shape[1:]
+    want = {"x": (x, tuple(x.shape)), "h": (h, (p, batch, hidden)), "c": (c, (p, batch, hidden)),
+            "w_ih": (w_ih, (p, gates, width)), "w_hh": (w_hh, (p, 4 * hidden, hidden)),
+            "b_ih": (b_ih, (p, gates)), "b_hh": (b_hh, (p, gates))}
+    for name, (tensor, shape) in want.items():
+        if tuple(tensor.shape) != shape or tensor.dtype != torch.float32 \
+                or tensor.device.type != "cpu":
+            raise ValueError(f"lstm_native: {name} is {tuple(tensor.shape)} {tensor.dtype} "
+                             f"on {tensor.device}, wants {shape} float32 on the CPU")
 
 
 def _ptr(t: Tensor) -> ctypes.c_void_p:

@@ -12,7 +12,7 @@ import evopop.evolution.fresh as fresh
 import evopop.training as runner
 from evopop.agents import NetSpec
 from evopop.agents.checkpoint import load_agent
-from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodePlayer, eval_env_spec, evaluate
+from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodeTally, eval_env_spec, evaluate
 from evopop.cli import main
 from evopop.config import load_config, parse_config
 from evopop.envs import EnvSpec
@@ -166,7 +166,7 @@ def test_a_shared_batch_needs_a_copy_per_episode_and_an_even_split(make_agent):
 
 def test_a_player_of_a_batch_s_rows_reads_its_own_rows_metrics():
     """A player of rows 3..4 of a batch takes row 3 + i's episode metrics for its row i."""
-    player = EpisodePlayer.of_rows(np.zeros((2, 1)), 2, 2, seed=0, first_row=3)
+    player = EpisodeTally(np.zeros((2, 1)), 2, 2, seed=0, first_row=3)
     ended = np.array([False, False, False, True, True])
     infos = {"final_info": {EPISODE_METRICS_KEY: {"hits": np.arange(5.0)},
                             f"_{EPISODE_METRICS_KEY}": ended}}

@@ -127,64 +127,26 @@ def _run_vector(
     return play.log()
 
 
-def check_rows(episodes: int, rows: int) -> None:
-    """Players of a caller's rows never reset one: every episode needs a row of its own."""
-    if episodes > rows:
-        raise ValueError(f"{episodes} episodes on {rows} rows: a player of a caller's rows "
-                         f"needs a row for every episode")
+class EpisodeTally:
+    """Scores `episodes` seeded episodes on `rows` rows of a batch that its caller seeded (row
+    `first_row + i`: seed + i), reset (`obs`: these rows' first observations) and steps,
+    handing over each step's outcome (`observe`). Row i plays episode i; when it ends, the row
+    takes the next unplayed episode if any, else it is ignored from then on."""
 
-
-class EpisodePlayer:
-    """Plays `episodes` seeded episodes on a vector env, every sub-env back to back: sub-env i
-    starts episode i, and when one ends and episodes are left, that sub-env is reset with the
-    next episode's seed (its hidden state is zeroed through `starts`). So W copies play N
-    episodes in about N / W episode lengths of batched steps, not ceil(N / W) times the
-    longest. Sub-envs with nothing left to play are stepped but ignored. The policy is the
-    caller's: one member (`evaluate`) or a batched group of them."""
-
-    def __init__(self, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> None:
-        obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
-        self._begin(envs, obs, envs.num_envs, episodes, seed, 0)
-
-    @classmethod
-    def of_rows(cls, obs: Any, rows: int, episodes: int, seed: int, first_row: int
-                ) -> EpisodePlayer:
-        """A player of `rows` rows, `first_row`... of a batch that its caller seeded (row
-        `first_row + i`: seed + i), reset (`obs`: these rows' first observations) and steps,
-        handing it each step's outcome (`observe`). Every episode needs a row of its own: no
-        row is ever reset."""
-        check_rows(episodes, rows)
-        player = cls.__new__(cls)
-        player._begin(None, obs, rows, episodes, seed, first_row)
-        return player
-
-    def _begin(self, envs: gym.vector.VectorEnv | None, obs: Any, n: int, episodes: int,
-               seed: int, first_row: int) -> None:
-        """`obs`: the env's batch (an array, or a dict or tuple of them) of `n` copies."""
-        self.envs, self.seed, self.episodes, self.first_row = envs, seed, episodes, first_row
-        self.width = n
-        self.playing = np.where(np.arange(n) < episodes, np.arange(n), -1)  # episode per copy
-        self.upcoming = n
+    def __init__(self, obs: Any, rows: int, episodes: int, seed: int, first_row: int = 0) -> None:
+        """`obs`: the batch's observations of these rows (an array, or a dict or tuple)."""
+        self.seed, self.episodes, self.first_row, self.width = seed, episodes, first_row, rows
+        self.playing = np.where(np.arange(rows) < episodes, np.arange(rows), -1)  # episode per row
+        self.upcoming = rows
         self.returns, self.lengths = np.zeros(episodes), np.zeros(episodes, np.int64)
         self.metrics: list[EpisodeMetrics | None] = [None] * episodes
-        self.total, self.steps = np.zeros(n), np.zeros(n, np.int64)
+        self.total, self.steps = np.zeros(rows), np.zeros(rows, np.int64)
         self.obs = obs
-        self.starts = np.ones(n, bool)  # sub-envs whose episode starts at the next step
+        self.starts = np.ones(rows, bool)  # rows whose episode starts at the next step
 
     @property
     def running(self) -> bool:
         return bool((self.playing >= 0).any())
-
-    def step(self, actions: np.ndarray) -> None:
-        """Steps every sub-env; records the episodes that ended and starts the next ones."""
-        if self.envs is None:
-            raise TypeError("a player of a caller's rows is stepped by its caller (observe)")
-        self.observe(*self.envs.step(actions))
-        restart = self.starts & (self.playing >= 0)
-        if restart.any():  # SAME_STEP autoreset has reset them unseeded: seed them anew
-            seeds = [self.seed + int(j) if r else None
-                     for j, r in zip(self.playing, restart, strict=True)]
-            self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": restart})
 
     def observe(self, obs: Any, reward: np.ndarray, term: np.ndarray,
                 trunc: np.ndarray, infos: dict[str, Any]) -> None:
@@ -206,3 +168,25 @@ class EpisodePlayer:
         """The episodes in episode order."""
         return EpisodeLog(self.returns.tolist(), self.lengths.tolist(),
                           [m for m in self.metrics if m is not None])
+
+
+class EpisodePlayer(EpisodeTally):
+    """An `EpisodeTally` of a whole vector env that it steps itself: when a sub-env's episode
+    ends and episodes are left, that sub-env is reset with the next episode's seed (its hidden
+    state is zeroed through `starts`). So W copies play N episodes in about N / W episode
+    lengths of batched steps, not ceil(N / W) times the longest. The policy is the caller's:
+    one member (`evaluate`) or a batched group of them."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> None:
+        obs, _ = envs.reset(seed=seed)  # sub-env i: seed + i
+        super().__init__(obs, envs.num_envs, episodes, seed)
+        self.envs = envs
+
+    def step(self, actions: np.ndarray) -> None:
+        """Steps every sub-env; records the episodes that ended and starts the next ones."""
+        self.observe(*self.envs.step(actions))
+        restart = self.starts & (self.playing >= 0)
+        if restart.any():  # SAME_STEP autoreset has reset them unseeded: seed them anew
+            seeds = [self.seed + int(j) if r else None
+                     for j, r in zip(self.playing, restart, strict=True)]
+            self.obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": restart})

@@ -15,7 +15,7 @@ import torch
 from gymnasium.vector import VectorEnv
 
 from evopop.agents.agent import Agent
-from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodePlayer, EvalResult, check_rows
+from evopop.agents.evaluation import IN_PROCESS_WIDTH, EpisodePlayer, EpisodeTally, EvalResult
 from evopop.agents.spaces import PolicyHead
 from evopop.batched import reset_states
 from evopop.batched.network import StackedNet
@@ -76,10 +76,12 @@ def evaluate_group_shared(agents: Sequence[Agent], env: VectorEnv, episodes: int
     if not agents or env.num_envs % len(agents):
         raise ValueError(f"{env.num_envs} copies do not split evenly among {len(agents)} members")
     width = env.num_envs // len(agents)
-    check_rows(episodes, width)
+    if episodes > width:  # a tally never resets its rows: every episode needs a copy
+        raise ValueError(f"{episodes} episodes on {width} copies per member: a shared "
+                         f"evaluation needs a row for every episode")
     obs, _ = env.reset(seed=[seed + i for _ in agents for i in range(width)])
-    players = [EpisodePlayer.of_rows(obs[p * width : (p + 1) * width], width, episodes, seed,
-                                     p * width) for p in range(len(agents))]
+    players = [EpisodeTally(obs[p * width : (p + 1) * width], width, episodes, seed, p * width)
+               for p in range(len(agents))]
     actions = np.zeros((len(agents), width, agents[0].action_spec.action_dim), np.float32)
 
     def step(live: list[int], chosen: np.ndarray) -> None:
@@ -93,7 +95,7 @@ def evaluate_group_shared(agents: Sequence[Agent], env: VectorEnv, episodes: int
     return _play(agents, players, step)
 
 
-def _play(agents: Sequence[Agent], players: list[EpisodePlayer],
+def _play(agents: Sequence[Agent], players: Sequence[EpisodeTally],
           step: Callable[[list[int], np.ndarray], None]) -> list[EvalResult]:
     """The members' batched policy steps until every player is done; `step(live, actions)`
     plays the live members' actions `[P_live, N, action_dim]`. A member whose episodes are all

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import torch
 from matmul_rate import seconds_per_call
 
-from evopop.agents.native_lstm import lstm_native, native_lstm_usable
+from evopop.agents.native import library
+from evopop.agents.native_lstm import lstm_native
 from evopop.batched.cells import gru_layer, lstm_per_member, lstm_stacked
 
 Tensor = torch.Tensor
@@ -64,7 +65,7 @@ def row(cell: str, p: int, hidden: int, length: int, repeats: int,
     paths = {"stacked": lstm_stacked, "per_member": lstm_per_member} if cell == "lstm" else \
         {"stacked": gru_layer, "per_member": gru_per_member}
     args = _inputs(cell, p, length, batch, hidden, grad=not step)
-    if cell == "lstm" and native_lstm_usable(args[0]):
+    if cell == "lstm" and library() is not None:  # every length, 1 included
         paths["native"] = lstm_native
     times: dict[str, list[float]] = {name: [] for name in paths}
     with torch.inference_mode(step):

@@ -1,4 +1,4 @@
-"""The batched LSTM's C loops (`csrc/lstm.c`), built on first use and cached.
+"""The native LSTM's C loops (`csrc/lstm.c`), built on first use and cached.
 
 Why at run time: the loops are only fast compiled for the CPU they run on (`-march=native`:
 AVX-512 where there is one), which a wheel cannot know, and the source is one small file that
@@ -112,19 +112,24 @@ def _cpu() -> str:
 
 
 def _built() -> Path:
-    """The library for this source, compiler and CPU: from the cache, or built into it."""
+    """The library for this source, compiler and CPU: from the cache (the first flag set's
+    build, or a later one's where that had failed), or built into it, flag set by flag set."""
     cc, source = compiler(), SOURCE.read_bytes()
+    paths = {flags: cache_dir() / f"lstm-{_key(source, cc, flags)}.so" for flags in FLAG_SETS}
+    cached = [path for path in paths.values() if path.exists()]
+    if cached:
+        return cached[0]
     errors = []
-    for flags in FLAG_SETS:
-        key = hashlib.sha256(repr((source, cc, flags, _cpu())).encode()).hexdigest()[:16]
-        path = cache_dir() / f"lstm-{key}.so"
-        if path.exists():
-            return path
+    for flags, path in paths.items():
         error = _compile(cc, flags, path)
         if error is None:
             return path
         errors.append(f"{' '.join(flags)}: {error}")
     raise NativeBuildError(f"{cc[0]} failed: {'; '.join(errors)}")
+
+
+def _key(source: bytes, cc: list[str], flags: tuple[str, ...]) -> str:
+    return hashlib.sha256(repr((source, cc, flags, _cpu())).encode()).hexdigest()[:16]
 
 
 def _compile(cc: list[str], flags: tuple[str, ...], path: Path) -> str | None:

@@ -22,16 +22,19 @@ from evopop.agents.native import library
 Tensor = torch.Tensor
 
 NATIVE_MIN_STEPS = 2
-"""Sequences of at least this many steps run through the C loops where they are built: 1.2-1.6x
-faster than torch's LSTM (oneDNN) forward and backward at every member count and length
-measured, one member included (benchmarks/lstm_paths.py). A single step (collection,
-evaluation) stays with torch: a stack's one batched matmul beat the loops from 8 members on,
-and a single agent's fused cell op is the path export and inference share."""
+"""Sequences of at least this many steps run through the C loops where they are built: forward
+and backward 1.08-1.44x faster than torch's LSTM (oneDNN) at every member count (1, 8, 16) and
+length (2, 4, 16) measured, one member included (benchmarks/lstm_paths.py, RESULTS.md). A
+single step (collection, evaluation) stays with torch: a stack's one batched matmul beat the
+loops from 8 members on, and a single agent's fused cell op is the path export and inference
+share."""
 
 
-def native_lstm_usable(x: Tensor) -> bool:
-    """Whether `lstm_native` can run on `x`: float32 on CPU, with the library built."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and library() is not None
+def native_lstm_usable(x: Tensor, steps: int) -> bool:
+    """Whether a sequence of `steps` steps of `x` goes through `lstm_native`: long enough
+    (`NATIVE_MIN_STEPS`), float32 on the CPU, with the library built."""
+    return (steps >= NATIVE_MIN_STEPS and x.device.type == "cpu" and x.dtype == torch.float32
+            and library() is not None)
 
 
 def lstm_native(

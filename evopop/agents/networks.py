@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from evopop.agents.native_lstm import NATIVE_MIN_STEPS, lstm_native, native_lstm_usable
+from evopop.agents.native_lstm import lstm_native, native_lstm_usable
 from evopop.agents.spaces import ActionKind, ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
 
@@ -51,7 +51,7 @@ def run_rnn(
     if x.shape[0] == 1:
         return _one_step(rnn, x, state)
     if isinstance(rnn, nn.LSTM):
-        if x.shape[0] >= NATIVE_MIN_STEPS and native_lstm_usable(x):
+        if native_lstm_usable(x, x.shape[0]):
             return _native_lstm(rnn, x, state)
         out, (h, c) = rnn(x, (state[0].contiguous(), state[1].contiguous()))
         return out, torch.stack((h, c))

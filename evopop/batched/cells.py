@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from evopop.agents.native_lstm import NATIVE_MIN_STEPS, lstm_native, native_lstm_usable
+from evopop.agents.native_lstm import lstm_native, native_lstm_usable
 
 Tensor = torch.Tensor
 
@@ -85,17 +85,17 @@ batched learner runs (`evopop.evolution.plan`), at W1's shapes (H = 64, one thre
 benchmarks/lstm_paths.py and RESULTS.md): from 4 steps per member wins at every P measured, at
 2 it loses for small P, and one step is 2-4x faster stacked."""
 
+
 def lstm_layer(
     x: Tensor, h: Tensor, c: Tensor,
     w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`, h, c),
-    through `lstm_native` for sequences of `NATIVE_MIN_STEPS` or more where it is built, else
+    through `lstm_native` where it takes the sequence (`native_lstm_usable`), else
     `lstm_per_member` for sequences of `PER_MEMBER_MIN_STEPS` or more, else `lstm_stacked`."""
-    length = x.shape[1]
-    if length >= NATIVE_MIN_STEPS and native_lstm_usable(x):
+    if native_lstm_usable(x, x.shape[1]):
         return lstm_native(x, h, c, w_ih, w_hh, b_ih, b_hh)
-    if length >= PER_MEMBER_MIN_STEPS:
+    if x.shape[1] >= PER_MEMBER_MIN_STEPS:
         return lstm_per_member(x, h, c, w_ih, w_hh, b_ih, b_hh)
     return lstm_stacked(x, h, c, w_ih, w_hh, b_ih, b_hh)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evopop.agents import native, native_lstm, networks
-from evopop.agents.native_lstm import lstm_native
+from evopop.agents.native_lstm import StepWeights, lstm_native, lstm_native_step
 from evopop.batched.cells import lstm_layer, lstm_per_member
 
 CC = shutil.which("cc") or shutil.which("gcc")
@@ -170,3 +170,64 @@ def test_mismatched_shapes_or_dtypes_are_refused_before_the_c_loops(wrong):
         h = h.double()
     with pytest.raises(ValueError, match="lstm_native"):
         lstm_native(x, h, c, *weights)
+    with pytest.raises(ValueError, match="lstm_native_step"):
+        lstm_native_step(x[:, 0], h, c, StepWeights.of(*weights))
+
+
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+@pytest.mark.parametrize(("hidden", "batch"), [(7, 4), (20, 6), (70, 5)])
+def test_a_step_on_prepared_weights_equals_nn_lstm(hidden, batch):
+    """`lstm_native_step` (collection's and evaluation's single steps of a stack) equals each
+    member's `nn.LSTM` step; the sizes take the C loops' blocks and edges."""
+    torch.manual_seed(hidden)
+    members, width = 3, 5
+    rnns = [torch.nn.LSTM(width, hidden) for _ in range(members)]
+    x, h, c = torch.randn(members, batch, width), torch.randn(members, batch, hidden), \
+        torch.randn(members, batch, hidden)
+    weights = StepWeights.of(*(torch.stack([getattr(r, f"{kind}_l0").detach() for r in rnns])
+                               for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+    with torch.inference_mode():
+        got_h, got_c = lstm_native_step(x, h, c, weights)
+        for p, rnn in enumerate(rnns):
+            _, (want_h, want_c) = rnn(x[p][None], (h[p][None], c[p][None]))
+            torch.testing.assert_close(got_h[p], want_h[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(got_c[p], want_c[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+def test_a_stacks_steps_prepare_the_weights_once_and_again_after_an_update(monkeypatch):
+    """A stack's single steps without gradients run in C on weights prepared once; an
+    in-place update of the parameters (Adam's) makes the next step prepare them again, so a
+    step never acts on stale weights."""
+    from gymnasium import spaces
+
+    from evopop.agents import Agent, NetSpec, PPOParams
+    from evopop.batched import network, stack
+    from evopop.batched.cells import lstm_stacked
+
+    made: list[int] = []
+    prepare = StepWeights.of
+    monkeypatch.setattr(network.StepWeights, "of", lambda *w: made.append(1) or prepare(*w))
+    box = spaces.Box(-1.0, 1.0, (3,))
+    agents = [Agent(box, box, NetSpec(hidden_size=8, head=(8,), shared_encoder=True),
+                    PPOParams(), seed=s) for s in range(2)]
+    net = stack(agents).net
+    obs = torch.randn(2, 1, 4, 3)
+    state = torch.randn(net.initial_state(4).shape)
+
+    def stacked() -> torch.Tensor:
+        w = [net.params[f"rnn_actor.{kind}_l0"].detach()
+             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        return lstm_stacked(obs, state[0, 0], state[1, 0], *w)[0]
+
+    for _ in range(3):
+        with torch.inference_mode():
+            feat, _ = net._encode(("rnn_actor",), obs, state)
+        torch.testing.assert_close(feat, stacked(), atol=1e-5, rtol=0)
+    assert len(made) == 1
+    with torch.no_grad():
+        net.flat.mul_(1.5)
+    with torch.inference_mode():
+        feat, _ = net._encode(("rnn_actor",), obs, state)
+    assert len(made) == 2
+    torch.testing.assert_close(feat, stacked(), atol=1e-5, rtol=0)

@@ -12,6 +12,7 @@ weight and bias gradients as one product of the gate gradients with `[h_{t-1}, x
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,16 +26,49 @@ NATIVE_MIN_STEPS = 2
 """Sequences of at least this many steps run through the C loops where they are built: forward
 and backward 1.08-1.44x faster than torch's LSTM (oneDNN) at every member count (1, 8, 16) and
 length (2, 4, 16) measured, one member included (benchmarks/lstm_paths.py, RESULTS.md). A
-single step (collection, evaluation) stays with torch: a stack's one batched matmul beat the
-loops from 8 members on, and a single agent's fused cell op is the path export and inference
-share."""
+lone single step stays with torch: preparing the weights (`StepWeights`) costs more than the
+step, and a single agent's fused cell op is the path export and inference share. A stack's
+steps with weights prepared once (`lstm_native_step`: a group's collection and evaluation)
+run in C."""
+
+
+def native_lstm_available(x: Tensor) -> bool:
+    """Whether the C loops can take `x`: float32 on the CPU, with the library built."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and library() is not None
 
 
 def native_lstm_usable(x: Tensor, steps: int) -> bool:
     """Whether a sequence of `steps` steps of `x` goes through `lstm_native`: long enough
-    (`NATIVE_MIN_STEPS`), float32 on the CPU, with the library built."""
-    return (steps >= NATIVE_MIN_STEPS and x.device.type == "cpu" and x.dtype == torch.float32
-            and library() is not None)
+    (`NATIVE_MIN_STEPS`) and `native_lstm_available`."""
+    return steps >= NATIVE_MIN_STEPS and native_lstm_available(x)
+
+
+@dataclass(frozen=True)
+class StepWeights:
+    """An LSTM layer's weights as the C loops read them: W_ih transposed (`[P, in, 4H]`), W_hh
+    transposed and contiguous (`[P, H, 4H]`), the two biases summed (`[P, 1, 4H]`). Made per
+    sequence call, or once for the many single steps of a rollout (`lstm_native_step`), whose
+    own copy of W_hh would cost as much as the step."""
+
+    w_ih_t: Tensor
+    w_hh_t: Tensor
+    bias: Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> StepWeights:
+        return cls(w_ih.transpose(1, 2), w_hh.transpose(1, 2).contiguous(),
+                   (b_ih + b_hh).unsqueeze(1))
+
+
+def lstm_native_step(x: Tensor, h: Tensor, c: Tensor,
+                     weights: StepWeights) -> tuple[Tensor, Tensor]:
+    """One step of one LSTM layer of every member, without gradients: `x [P, B, in]` from
+    `h, c [P, B, H]` -> (h, c), the weights prepared once for many steps. 2-3x faster than
+    the stacked cells' dozen ops per step (RESULTS.md)."""
+    _check_step(x, h, c, weights)
+    out, cs, _ = _forward(x.unsqueeze(1), h, c, weights)
+    return out[:, 0], cs[:, 0]
 
 
 def lstm_native(
@@ -47,7 +81,7 @@ def lstm_native(
     _check(*inputs)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _NativeLSTM.apply(*inputs)
-    out, cs, _ = _forward(*inputs)
+    out, cs, _ = _forward(x, h, c, StepWeights.of(w_ih, w_hh, b_ih, b_hh))
     return out, out[:, -1].clone(), cs[:, -1].clone()  # not views keeping every step alive
 
 
@@ -67,25 +101,40 @@ def _check(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Te
                              f"on {tensor.device}, wants {shape} float32 on the CPU")
 
 
+def _check_step(x: Tensor, h: Tensor, c: Tensor, w: StepWeights) -> None:
+    """`_check` for a step on prepared weights, in a few comparisons: it runs every step."""
+    p, batch, width = x.shape
+    gates = w.w_hh_t.shape[-1]
+    want = [(x, (p, batch, width)), (h, (p, batch, gates // 4)), (c, (p, batch, gates // 4)),
+            (w.w_ih_t, (p, width, gates)), (w.w_hh_t, (p, gates // 4, gates)),
+            (w.bias, (p, 1, gates))]
+    if any(t.shape != shape or t.dtype != torch.float32 or t.device.type != "cpu"
+           for t, shape in want):
+        raise ValueError(f"lstm_native_step: shapes {[tuple(t.shape) for t, _ in want]} "
+                         f"(x, h, c, w_ih^T, w_hh^T, bias) do not fit one LSTM layer of "
+                         f"float32 CPU tensors")
+
+
 def _ptr(t: Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-def _forward(x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
-             b_hh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _forward(x: Tensor, h: Tensor, c: Tensor,
+             weights: StepWeights) -> tuple[Tensor, Tensor, Tensor]:
     """(out, c_t for every step, the gates after their nonlinearities), all `[P, L, B, ...]`."""
     p, length, batch, width = x.shape
     hidden = h.shape[-1]
+    if not weights.w_hh_t.is_contiguous():
+        raise ValueError("lstm_native: StepWeights.w_hh_t must be contiguous (StepWeights.of)")
     with torch.no_grad():
-        gx = torch.baddbmm((b_ih + b_hh).unsqueeze(1), x.reshape(p, length * batch, width),
-                           w_ih.transpose(1, 2))  # [P, L*B, 4H]: every step's input at once
-        wt = w_hh.transpose(1, 2).contiguous()  # [P, H, 4H]
+        gx = torch.baddbmm(weights.bias, x.reshape(p, length * batch, width),
+                           weights.w_ih_t)  # [P, L*B, 4H]: every step's input at once
         h0, c0 = h.contiguous(), c.contiguous()
         out = x.new_empty(p, length, batch, hidden)
         cs = torch.empty_like(out)
         acts = x.new_empty(p, length, batch, 4 * hidden)
-        library().ep_lstm_forward(p, length, batch, hidden, _ptr(gx), _ptr(wt), _ptr(h0),
-                                  _ptr(c0), _ptr(out), _ptr(cs), _ptr(acts))
+        library().ep_lstm_forward(p, length, batch, hidden, _ptr(gx), _ptr(weights.w_hh_t),
+                                  _ptr(h0), _ptr(c0), _ptr(out), _ptr(cs), _ptr(acts))
     return out, cs, acts
 
 
@@ -96,7 +145,7 @@ class _NativeLSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, h: Tensor, c: Tensor, w_ih: Tensor, w_hh: Tensor,
                 b_ih: Tensor, b_hh: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out, cs, acts = _forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        out, cs, acts = _forward(x, h, c, StepWeights.of(w_ih, w_hh, b_ih, b_hh))
         ctx.save_for_backward(x, h, c, w_ih, w_hh, out, cs, acts)
         # h_n and c_n as copies: outputs that are views of other outputs or of saved tensors
         # would forbid in-place use downstream

@@ -14,11 +14,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn.utils import parameters_to_vector
 
+from evopop.agents.native_lstm import StepWeights, lstm_native_step, native_lstm_available
 from evopop.agents.networks import ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
@@ -61,6 +62,9 @@ class StackedNet:
     layout: ParamLayout
     flat: Tensor  # [P, D]: every member's parameters, row p member p's
     params: dict[str, Tensor]  # member parameter name -> [P, *shape] view of `flat`
+    # (encoders, layer) -> (`flat`'s version, the layer's weights for the C step)
+    _steps: dict[tuple[tuple[str, ...], int], tuple[int, StepWeights]] = field(
+        default_factory=dict, repr=False)
 
     @classmethod
     def stack(cls, nets: list[ActorCritic]) -> StackedNet:
@@ -147,8 +151,13 @@ class StackedNet:
             return x, state
         finals = []
         for k in range(self.spec.num_layers):
-            w = [self._weight(prefixes, f"{kind}_l{k}")
-                 for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if cell is CellType.LSTM and self._steps_in_c(x):
+                h, c = lstm_native_step(x[:, 0], state[0, k], state[1, k],
+                                        self._step_weights(prefixes, k))
+                x = h.unsqueeze(1)
+                finals.append(torch.stack((h, c)))
+                continue
+            w = self._layer_weights(prefixes, k)
             if cell is CellType.LSTM:
                 x, h, c = lstm_layer(x, state[0, k], state[1, k], *w)
                 finals.append(torch.stack((h, c)))  # [2, kP, B, H]
@@ -156,6 +165,28 @@ class StackedNet:
                 x, h = gru_layer(x, state[0, k], *w)
                 finals.append(h.unsqueeze(0))  # [1, kP, B, H]
         return x, torch.stack(finals, dim=1)  # [c, layers, kP, B, H]
+
+    def _layer_weights(self, prefixes: tuple[str, ...], k: int) -> list[Tensor]:
+        return [self._weight(prefixes, f"{kind}_l{k}")
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+    @staticmethod
+    def _steps_in_c(x: Tensor) -> bool:
+        """A single step without gradients (collection, evaluation) runs in C, its weights
+        prepared once for the steps that follow (`_step_weights`)."""
+        return x.shape[1] == 1 and not torch.is_grad_enabled() and native_lstm_available(x)
+
+    def _step_weights(self, prefixes: tuple[str, ...], k: int) -> StepWeights:
+        """Layer k's `StepWeights`, made again only when the parameters changed (`flat`'s
+        version counter, which every in-place update of it or of its views bumps): a rollout
+        or an evaluation prepares them once. A stack made in inference mode has no counter;
+        its parameters are never updated (only a training stack's are, by its Adam)."""
+        version = 0 if torch.is_inference(self.flat) else self.flat._version
+        cached = self._steps.get((prefixes, k))
+        if cached is None or cached[0] != version:
+            cached = (version, StepWeights.of(*self._layer_weights(prefixes, k)))
+            self._steps[(prefixes, k)] = cached
+        return cached[1]
 
     def _weight(self, prefixes: tuple[str, ...], name: str) -> Tensor:
         tensors = [self.params[f"{prefix}.{name}"] for prefix in prefixes]

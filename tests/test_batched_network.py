@@ -182,13 +182,16 @@ def test_stacked_forward_and_head_equal_each_member(spec, action):
         log_probs = pop.head.log_prob(out, log_std, actions)
         entropy = pop.head.entropy(out, log_std)
         value_only = pop.net.value(obs, state)
+        actor_out, actor_state = pop.net.actor(obs, state)
     for p, (agent, (ref_out, ref_values, ref_state)) in enumerate(zip(agents, refs, strict=True)):
         with torch.no_grad():
             ref_lp = agent.head.log_prob(ref_out, agent.net.log_std, actions[p])
             ref_ent = agent.head.entropy(ref_out, agent.net.log_std)
+            _, ref_actor_state = agent.net.actor(obs[p], state[:, :, p])
         for got, want in [(out[p], ref_out), (values[p], ref_values), (value_only[p], ref_values),
                           (new_state[:, :, p], ref_state), (log_probs[p], ref_lp),
-                          (entropy[p], ref_ent)]:
+                          (entropy[p], ref_ent), (actor_out[p], ref_out),
+                          (actor_state[:, :, p], ref_actor_state)]:
             torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
 
 

@@ -189,10 +189,10 @@ def test_a_member_that_has_played_its_episodes_leaves_the_group_stack(make_agent
     agents = [make_agent(envs[0], seed=p, spec=NetSpec(hidden_size=8, head=(8,)))
               for p in range(4)]
     widths = []
-    real_forward = group_eval.StackedNet.forward
-    monkeypatch.setattr(group_eval.StackedNet, "forward",
+    real_actor = group_eval.StackedNet.actor
+    monkeypatch.setattr(group_eval.StackedNet, "actor",
                         lambda net, obs, state: widths.append(obs.shape[0])
-                        or real_forward(net, obs, state))
+                        or real_actor(net, obs, state))
     evaluate_group(agents, envs, 5, seed=3)
     assert len(set(steps)) > 1  # the members' episodes differ in length
     assert sum(widths) == sum(steps) and len(widths) == max(steps)  # a step each, no more

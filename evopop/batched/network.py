@@ -119,6 +119,14 @@ class StackedNet:
             new_state = torch.cat(new.chunk(2, dim=2))  # actor's channels, then the critic's
         return self._actor_out(feat_a), self._critic_out(feat_c), new_state
 
+    def actor(self, obs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Actor only (evaluation): (out `[P, L, B, out]`, new state with the critic's part
+        kept), as each member's `ActorCritic.actor`; the critic's head and encoder do not run."""
+        state_a, state_c = self._split(state)
+        feat, new_a = self._encode(("rnn_actor",), obs, state_a)
+        shared = self.spec.shared_encoder or not self.spec.recurrent
+        return self._actor_out(feat), new_a if shared else torch.cat((new_a, state_c))
+
     def value(self, obs: Tensor, state: Tensor) -> Tensor:
         """Critic only: values `[P, L, B]` (bootstrap of truncated episodes)."""
         _, state_c = self._split(state)

@@ -109,7 +109,7 @@ def _play(agents: Sequence[Agent], players: Sequence[EpisodeTally],
         obs = torch.stack([agents[p].as_tensor(agents[p].preprocess(players[p].obs, update=False))
                            for p in live])  # [P_live, N, obs_dim]
         state = reset_states(state, np.stack([players[p].starts for p in live]))
-        out, _, state = net.forward(obs.unsqueeze(1), state)  # L = 1
+        out, state = net.actor(obs.unsqueeze(1), state)  # L = 1
         out = out[:, 0]  # [P, 1, N, out] -> [P, N, out]
         step(live, head.sample(out, net.log_std_for(out), True, None).numpy())
         rows = [i for i, p in enumerate(live) if players[p].running]  # stack rows still playing

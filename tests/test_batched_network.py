@@ -7,15 +7,16 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from evopop.agents import Agent, NetSpec, PPOParams, native_lstm
+from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.agent import reset_state
 from evopop.agents.checkpoint import agent_from_bytes, agent_to_bytes
-from evopop.agents.native import library
-from evopop.agents.native_lstm import NATIVE_MIN_STEPS, lstm_native
+from evopop.agents.native import NATIVE_MIN_STEPS, library
+from evopop.agents.native_gru import gru_native
+from evopop.agents.native_lstm import lstm_native
 from evopop.batched import draw_sde_noise, group_members, policy_step, reset_states, stack, unstack
 from evopop.batched.cells import (
     PER_MEMBER_MIN_STEPS,
-    gru_layer,
+    gru_stacked,
     linear,
     lstm_layer,
     lstm_per_member,
@@ -50,19 +51,23 @@ def _members(action: spaces.Space, spec: NetSpec, count: int = 3) -> list[Agent]
 
 
 LSTM_PATHS = {"stacked": lstm_stacked, "per_member": lstm_per_member, "native": lstm_native}
-NATIVE = pytest.mark.skipif(library() is None, reason="no C compiler: the native LSTM is off")
+GRU_PATHS = {"stacked": gru_stacked, "native": gru_native}
+NATIVE = pytest.mark.skipif(library() is None, reason="no C compiler: the native loops are off")
 LSTM_PARAMS = [pytest.param(name, marks=NATIVE) if name == "native" else name
                for name in LSTM_PATHS]
+GRU_PARAMS = [pytest.param(name, marks=NATIVE) if name == "native" else name
+              for name in GRU_PATHS]
 # (hidden, batch): odd sizes take the C loops' edge paths; 20 x 6 and 70 x 5 their blocks and
 # edges (70: gate rows past 64 in the forward's product, past 64 columns in the backward's)
 SHAPES = [(7, 4), (20, 6), (70, 5)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize(("cell", "lstm"), [(nn.LSTM, "stacked"), (nn.LSTM, "per_member"),
+@pytest.mark.parametrize(("cell", "path"), [(nn.LSTM, "stacked"), (nn.LSTM, "per_member"),
                                             pytest.param(nn.LSTM, "native", marks=NATIVE),
-                                            (nn.GRU, None)])
-def test_cells_equal_torch_modules(cell, lstm, shape):
+                                            (nn.GRU, "stacked"),
+                                            pytest.param(nn.GRU, "native", marks=NATIVE)])
+def test_cells_equal_torch_modules(cell, path, shape):
     torch.manual_seed(0)
     p, layers, length, width = 3, 2, 6, 5
     hidden, batch = shape
@@ -76,9 +81,9 @@ def test_cells_equal_torch_modules(cell, lstm, shape):
     for k in range(layers):
         w = [stacked[f"{kind}_l{k}"] for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         if cell is nn.LSTM:
-            out, h, c = LSTM_PATHS[lstm](out, h0[k], c0[k], *w)
+            out, h, c = LSTM_PATHS[path](out, h0[k], c0[k], *w)
         else:
-            out, h = gru_layer(out, h0[k], *w)
+            out, h = GRU_PATHS[path](out, h0[k], *w)
         for i, m in enumerate(modules):
             ref_state = (h0[:, i], c0[:, i]) if cell is nn.LSTM else h0[:, i]
             ref_out, ref_final = m(x[:, i], ref_state)
@@ -123,6 +128,35 @@ def test_lstm_gradients_equal_torch_modules(lstm, shape):
             torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("path", GRU_PARAMS)
+def test_gru_gradients_equal_torch_modules(path, shape):
+    """Both GRU paths' gradients (autograd through the written-out cells, or the C loops'
+    backward with its separate input- and hidden-side gate gradients): input, initial state,
+    weights and both biases, through the outputs and the last state, equal `nn.GRU`'s."""
+    torch.manual_seed(1)
+    p, length, width = 3, 7, 5
+    hidden, batch = shape
+    modules = [nn.GRU(width, hidden) for _ in range(p)]
+    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    stacked = [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
+               .requires_grad_() for n in names]
+    x = torch.randn(p, length, batch, width, requires_grad=True)
+    h0 = torch.randn(p, batch, hidden, requires_grad=True)
+    probe_out, probe_h = torch.randn(p, length, batch, hidden), torch.randn(p, batch, hidden)
+    out, h = GRU_PATHS[path](x, h0, *stacked)
+    ((out * probe_out).sum() + (h * probe_h).sum()).backward()
+    for i, m in enumerate(modules):
+        xi, hi = x[i].detach().requires_grad_(), h0[i].detach()[None].requires_grad_()
+        ref_out, ref_h = m(xi, hi)
+        ((ref_out * probe_out[i]).sum() + (ref_h[0] * probe_h[i]).sum()).backward()
+        torch.testing.assert_close(x.grad[i], xi.grad, atol=ATOL, rtol=0)
+        torch.testing.assert_close(h0.grad[i], hi.grad[0], atol=ATOL, rtol=0)
+        for name, got in zip(names, stacked, strict=True):
+            want = dict(m.named_parameters())[name].grad
+            torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
+
+
 def test_lstm_backward_passes_gradcheck():
     """In float64 the written-out cells' gradients match finite differences."""
     torch.manual_seed(2)
@@ -150,7 +184,7 @@ def test_lstm_layer_takes_the_path_measured_faster_for_the_length(monkeypatch, l
     run through the C loops where they are built, else from PER_MEMBER_MIN_STEPS member by
     member: `lstm_layer` gives that path's bits."""
     if not native:
-        monkeypatch.setattr(native_lstm, "library", lambda: None)
+        monkeypatch.setattr("evopop.agents.native.library", lambda: None)
     gen = torch.Generator().manual_seed(3)
     p, batch, width, hidden = 3, 4, 5, 6
     args = [torch.randn(s, generator=gen) for s in

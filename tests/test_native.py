@@ -7,9 +7,10 @@ import stat
 import pytest
 import torch
 
-from evopop.agents import native, native_lstm, networks
+from evopop.agents import native, networks
+from evopop.agents.native_gru import gru_native
 from evopop.agents.native_lstm import StepWeights, lstm_native, lstm_native_step
-from evopop.batched.cells import lstm_layer, lstm_per_member
+from evopop.batched.cells import gru_layer, gru_stacked, lstm_layer, lstm_per_member
 
 CC = shutil.which("cc") or shutil.which("gcc")
 NEEDS_CC = pytest.mark.skipif(CC is None, reason="no C compiler here")
@@ -99,7 +100,7 @@ def test_without_the_library_lstm_layer_runs_torch_lstm(fresh, monkeypatch, tmp_
     assert native.library() is None
     assert (how == "switched off") == (not said)
     if how != "switched off":
-        assert len(said) == 1 and "native LSTM is off" in said[0]
+        assert len(said) == 1 and "native LSTM and GRU are off" in said[0]
     gen = torch.Generator().manual_seed(0)
     p, length, batch, width, hidden = 2, 5, 3, 4, 6
     args = [torch.randn(s, generator=gen) for s in
@@ -109,7 +110,7 @@ def test_without_the_library_lstm_layer_runs_torch_lstm(fresh, monkeypatch, tmp_
         assert torch.equal(got, want)
 
 
-@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
 def test_a_single_agents_sequences_run_native_and_equal_nn_lstm(monkeypatch):
     """`run_rnn` (a single agent's update) takes the C loops for sequences, as a population
     of one: outputs, final state and the module's weight gradients equal `nn.LSTM`'s, two
@@ -125,7 +126,7 @@ def test_a_single_agents_sequences_run_native_and_equal_nn_lstm(monkeypatch):
         rnn.zero_grad()
         with monkeypatch.context() as m:
             if not native_on:
-                m.setattr(native_lstm, "library", lambda: None)
+                m.setattr(native, "library", lambda: None)
             out, new = networks.run_rnn(rnn, steps, state)
         (out.square().sum() + new.sum()).backward()
         return [out, new, *(p.grad.clone() for p in rnn.parameters())]
@@ -140,6 +141,46 @@ def test_a_single_agents_sequences_run_native_and_equal_nn_lstm(monkeypatch):
     assert calls == [9, 9, 9, 9]
 
 
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
+def test_a_single_agents_gru_sequences_run_native_and_equal_nn_gru(monkeypatch):
+    """`run_rnn` takes the C loops for a GRU's sequences too, as a population of one: outputs,
+    final state and the module's weight gradients equal `nn.GRU`'s, two layers deep."""
+    torch.manual_seed(5)
+    rnn = torch.nn.GRU(5, 20, 2)
+    x, state = torch.randn(9, 6, 5), torch.randn(1, 2, 6, 20)
+    calls: list[int] = []
+    monkeypatch.setattr(networks, "gru_native",
+                        lambda *a: calls.append(a[0].shape[1]) or gru_native(*a))
+
+    def run(native_on: bool) -> list[torch.Tensor]:
+        rnn.zero_grad()
+        with monkeypatch.context() as m:
+            if not native_on:
+                m.setattr(native, "library", lambda: None)
+            out, new = networks.run_rnn(rnn, x, state)
+        (out.square().sum() + new.sum()).backward()
+        return [out, new, *(p.grad.clone() for p in rnn.parameters())]
+
+    for got, want in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert calls == [9, 9]  # both layers, the whole sequence each
+
+
+@pytest.mark.parametrize("native_on", [pytest.param(True, marks=pytest.mark.skipif(
+    native.library() is None, reason="no C compiler")), False])
+def test_gru_layer_runs_the_c_loops_where_built_else_the_stacked_cells(monkeypatch, native_on):
+    if not native_on:
+        monkeypatch.setattr(native, "library", lambda: None)
+    gen = torch.Generator().manual_seed(3)
+    p, length, batch, width, hidden = 3, 4, 2, 5, 6
+    args = [torch.randn(s, generator=gen) for s in
+            [(p, length, batch, width), (p, batch, hidden), (p, 3 * hidden, width),
+             (p, 3 * hidden, hidden), (p, 3 * hidden), (p, 3 * hidden)]]
+    want = (gru_native if native_on else gru_stacked)(*args)
+    for got, expected in zip(gru_layer(*args), want, strict=True):
+        assert torch.equal(got, expected)
+
+
 @NEEDS_CC
 def test_a_library_others_could_write_is_not_loaded(fresh, monkeypatch):
     monkeypatch.setenv("CC", CC)
@@ -152,7 +193,7 @@ def test_a_library_others_could_write_is_not_loaded(fresh, monkeypatch):
     assert len(said) == 1 and "writable by others" in said[0]
 
 
-@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
 @pytest.mark.parametrize("wrong", ["h batch", "c hidden", "w_ih gates", "float64 h"])
 def test_mismatched_shapes_or_dtypes_are_refused_before_the_c_loops(wrong):
     p, length, batch, width, hidden = 2, 3, 4, 5, 6
@@ -174,7 +215,7 @@ def test_mismatched_shapes_or_dtypes_are_refused_before_the_c_loops(wrong):
         lstm_native_step(x[:, 0], h, c, StepWeights.of(*weights))
 
 
-@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
 @pytest.mark.parametrize(("hidden", "batch"), [(7, 4), (20, 6), (70, 5)])
 def test_a_step_on_prepared_weights_equals_nn_lstm(hidden, batch):
     """`lstm_native_step` (collection's and evaluation's single steps of a stack) equals each
@@ -194,7 +235,7 @@ def test_a_step_on_prepared_weights_equals_nn_lstm(hidden, batch):
             torch.testing.assert_close(got_c[p], want_c[0], atol=1e-5, rtol=0)
 
 
-@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native LSTM is off")
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
 def test_a_stacks_steps_prepare_the_weights_once_and_again_after_an_update(monkeypatch):
     """A stack's single steps without gradients run in C on weights prepared once; an
     in-place update of the parameters (Adam's) makes the next step prepare them again, so a

@@ -1,4 +1,4 @@
-"""The native LSTM's C loops (`csrc/lstm.c`), built on first use and cached.
+"""The native LSTM's and GRU's C loops (`csrc/recurrent.c`), built on first use and cached.
 
 Why at run time: the loops are only fast compiled for the CPU they run on (`-march=native`:
 AVX-512 where there is one), which a wheel cannot know, and the source is one small file that
@@ -6,7 +6,7 @@ builds in under a second. The build goes to a cache folder under a name that has
 the compiler, its flags and the CPU, so a changed source or another machine sharing the folder
 builds its own copy; it is written under a temporary name and renamed, so processes building at
 once never load a torn file. Where no C compiler works, or `EVOPOP_NATIVE=0`, `library()` is
-None and the cells use torch's own LSTM (`evopop.batched.cells`).
+None and the cells use torch's own LSTM and GRU (`evopop.batched.cells`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+import torch
+
 LOG = logging.getLogger("evopop.agents")
 
-SOURCE = Path(__file__).with_name("csrc") / "lstm.c"
+SOURCE = Path(__file__).with_name("csrc") / "recurrent.c"
 SWITCH = "EVOPOP_NATIVE"  # "0" turns the C loops off
 CACHE_ENV = "EVOPOP_NATIVE_CACHE"  # the folder for built libraries (default ~/.cache/evopop)
 FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # the first that builds is used
@@ -37,7 +39,30 @@ _INT, _PTR = ctypes.c_int, ctypes.c_void_p
 SIGNATURES = {
     "ep_lstm_forward": [_INT] * 4 + [_PTR] * 7,
     "ep_lstm_backward": [_INT] * 4 + [_PTR] * 11,
+    "ep_gru_forward": [_INT] * 4 + [_PTR] * 7,
+    "ep_gru_backward": [_INT] * 4 + [_PTR] * 10,
 }
+
+
+NATIVE_MIN_STEPS = 2
+"""Sequences of at least this many steps run through the C loops where they are built: LSTM
+forward and backward 1.08-1.44x faster than torch's (oneDNN) at every member count (1, 8, 16)
+and length (2, 4, 16) measured, one member included (benchmarks/lstm_paths.py, RESULTS.md); GRU
+1.4-2.2x faster than the stacked cells (RESULTS.md). A lone single step stays with torch:
+preparing the weights costs more than the step, and a single agent's fused cell op is the path
+export and inference share. A stack's LSTM steps with weights prepared once
+(`evopop.agents.native_lstm.lstm_native_step`: a group's collection and evaluation) run in C."""
+
+
+def native_available(x: torch.Tensor) -> bool:
+    """Whether the C loops can take `x`: float32 on the CPU, with the library built."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and library() is not None
+
+
+def native_usable(x: torch.Tensor, steps: int) -> bool:
+    """Whether a sequence of `steps` steps of `x` goes through the C loops: long enough
+    (`NATIVE_MIN_STEPS`) and `native_available`."""
+    return steps >= NATIVE_MIN_STEPS and native_available(x)
 
 
 class NativeBuildError(RuntimeError):
@@ -53,7 +78,7 @@ def library() -> ctypes.CDLL | None:
     try:
         lib = _load(_built())
     except Exception as exc:  # whatever stops the build (no HOME, a bad $CC...): torch's LSTM
-        LOG.warning("evopop: the native LSTM is off (%s); using torch's LSTM", exc)
+        LOG.warning("evopop: the native LSTM and GRU are off (%s); using torch's", exc)
         return None
     for name, argtypes in SIGNATURES.items():
         fn = getattr(lib, name)

@@ -22,26 +22,6 @@ from evopop.agents.native import library
 
 Tensor = torch.Tensor
 
-NATIVE_MIN_STEPS = 2
-"""Sequences of at least this many steps run through the C loops where they are built: forward
-and backward 1.08-1.44x faster than torch's LSTM (oneDNN) at every member count (1, 8, 16) and
-length (2, 4, 16) measured, one member included (benchmarks/lstm_paths.py, RESULTS.md). A
-lone single step stays with torch: preparing the weights (`StepWeights`) costs more than the
-step, and a single agent's fused cell op is the path export and inference share. A stack's
-steps with weights prepared once (`lstm_native_step`: a group's collection and evaluation)
-run in C."""
-
-
-def native_lstm_available(x: Tensor) -> bool:
-    """Whether the C loops can take `x`: float32 on the CPU, with the library built."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and library() is not None
-
-
-def native_lstm_usable(x: Tensor, steps: int) -> bool:
-    """Whether a sequence of `steps` steps of `x` goes through `lstm_native`: long enough
-    (`NATIVE_MIN_STEPS`) and `native_lstm_available`."""
-    return steps >= NATIVE_MIN_STEPS and native_lstm_available(x)
-
 
 @dataclass(frozen=True)
 class StepWeights:

@@ -12,7 +12,9 @@ import math
 import torch
 from torch import nn
 
-from evopop.agents.native_lstm import lstm_native, native_lstm_usable
+from evopop.agents.native import native_usable
+from evopop.agents.native_gru import gru_native
+from evopop.agents.native_lstm import lstm_native
 from evopop.agents.spaces import ActionKind, ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
 
@@ -50,25 +52,31 @@ def run_rnn(
         return x, state
     if x.shape[0] == 1:
         return _one_step(rnn, x, state)
+    if native_usable(x, x.shape[0]):
+        return _native(rnn, x, state)
     if isinstance(rnn, nn.LSTM):
-        if native_lstm_usable(x, x.shape[0]):
-            return _native_lstm(rnn, x, state)
         out, (h, c) = rnn(x, (state[0].contiguous(), state[1].contiguous()))
         return out, torch.stack((h, c))
     out, h = rnn(x, state[0].contiguous())
     return out, h.unsqueeze(0)
 
 
-def _native_lstm(rnn: nn.LSTM, x: torch.Tensor, state: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`run_rnn` of an LSTM through the C loops as a population of one, layer by layer
-    (`evopop.agents.native_lstm`): faster than `nn.LSTM` on CPU; the weights stay the module's
-    own parameters (viewed with a member axis), so their gradients land there."""
+def _native(rnn: nn.Module, x: torch.Tensor, state: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`run_rnn` through the C loops as a population of one, layer by layer
+    (`evopop.agents.native_lstm`, `native_gru`): faster than `nn.LSTM`/`nn.GRU` on CPU; the
+    weights stay the module's own parameters (viewed with a member axis), so their gradients
+    land there."""
     out, new = x.unsqueeze(0), []
     for layer, weights in enumerate(rnn.all_weights):
-        out, h, c = lstm_native(out, state[0, layer].unsqueeze(0), state[1, layer].unsqueeze(0),
-                                *(w.unsqueeze(0) for w in weights))
-        new.append(torch.stack((h[0], c[0])))
+        member = [w.unsqueeze(0) for w in weights]
+        if isinstance(rnn, nn.LSTM):
+            out, h, c = lstm_native(out, state[0, layer].unsqueeze(0),
+                                    state[1, layer].unsqueeze(0), *member)
+            new.append(torch.stack((h[0], c[0])))
+        else:
+            out, h = gru_native(out, state[0, layer].unsqueeze(0), *member)
+            new.append(h)
     return out[0], torch.stack(new, dim=1)
 
 

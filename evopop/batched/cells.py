@@ -4,9 +4,9 @@
 out as batched matmuls with PyTorch's gate order and equations (LSTM i, f, g, o with
 b_ih + b_hh; GRU r, z, n with `r * (W_hn h + b_hn)`). Tensors are member-major (`[P, L, B, ...]`)
 so that folding the time and batch axes into one matmul dimension is a free view; only the
-recurrent product runs per step. Two exceptions pay for an LSTM over a sequence: C loops for
-all members at once (`evopop.agents.native_lstm`), else each member through torch's own LSTM
-(on CPU oneDNN's fused kernel), see `lstm_layer`.
+recurrent product runs per step. Over a sequence, C loops for all members at once pay more
+(`evopop.agents.native_lstm`, `native_gru`; see `lstm_layer`, `gru_layer`); without them an
+LSTM runs each member through torch's own LSTM (on CPU oneDNN's fused kernel).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-from evopop.agents.native_lstm import lstm_native, native_lstm_usable
+from evopop.agents.native import native_usable
+from evopop.agents.native_gru import gru_native
+from evopop.agents.native_lstm import lstm_native
 
 Tensor = torch.Tensor
 
@@ -91,9 +93,9 @@ def lstm_layer(
     w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer over `x [P, L, B, in]` from `h, c [P, B, H]` -> (out `[P, L, B, H]`, h, c),
-    through `lstm_native` where it takes the sequence (`native_lstm_usable`), else
+    through `lstm_native` where it takes the sequence (`native_usable`), else
     `lstm_per_member` for sequences of `PER_MEMBER_MIN_STEPS` or more, else `lstm_stacked`."""
-    if native_lstm_usable(x, x.shape[1]):
+    if native_usable(x, x.shape[1]):
         return lstm_native(x, h, c, w_ih, w_hh, b_ih, b_hh)
     if x.shape[1] >= PER_MEMBER_MIN_STEPS:
         return lstm_per_member(x, h, c, w_ih, w_hh, b_ih, b_hh)
@@ -144,7 +146,17 @@ def lstm_stacked(
 def gru_layer(
     x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """One GRU layer over `x [P, L, B, in]` from `h [P, B, H]` -> (out `[P, L, B, H]`, h)."""
+    """One GRU layer over `x [P, L, B, in]` from `h [P, B, H]` -> (out `[P, L, B, H]`, h),
+    through `gru_native` where it takes the sequence (`native_usable`), else `gru_stacked`."""
+    if native_usable(x, x.shape[1]):
+        return gru_native(x, h, w_ih, w_hh, b_ih, b_hh)
+    return gru_stacked(x, h, w_ih, w_hh, b_ih, b_hh)
+
+
+def gru_stacked(
+    x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
+) -> tuple[Tensor, Tensor]:
+    """`gru_layer` as batched matmuls over the member axis, one recurrent product per step."""
     hidden = h.shape[-1]
     gates_x = linear(x, w_ih, b_ih)  # [P, L, B, 3H]
     w_hh_t, b_hh = w_hh.transpose(1, 2), b_hh.unsqueeze(1)  # [P, H, 3H], [P, 1, 3H]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from evopop.agents.native_lstm import StepWeights, lstm_native_step, native_lstm_available
+from evopop.agents.native import native_available
+from evopop.agents.native_lstm import StepWeights, lstm_native_step
 from evopop.agents.networks import ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
@@ -182,7 +183,7 @@ class StackedNet:
     def _steps_in_c(x: Tensor) -> bool:
         """A single step without gradients (collection, evaluation) runs in C, its weights
         prepared once for the steps that follow (`_step_weights`)."""
-        return x.shape[1] == 1 and not torch.is_grad_enabled() and native_lstm_available(x)
+        return x.shape[1] == 1 and not torch.is_grad_enabled() and native_available(x)
 
     def _step_weights(self, prefixes: tuple[str, ...], k: int) -> StepWeights:
         """Layer k's `StepWeights`, made again only when the parameters changed (`flat`'s

@@ -1,13 +1,14 @@
-/* One-layer LSTMs of P members over a sequence, forward and backward, one call for all.
+/* One-layer LSTMs and GRUs of P members over a sequence, forward and backward, one call for all.
 
-   Why: on CPU torch runs a member's LSTM through oneDNN, whose every call pays a fixed cost
-   (~0.2-0.3 ms at W1's shapes) larger than its arithmetic; a population pays it P times per
+   Why: on CPU torch runs a member's LSTM or GRU through oneDNN, whose every call pays a fixed
+   cost (~0.2-0.3 ms at W1's shapes) larger than its arithmetic; a population pays it P times per
    minibatch. These loops do only the sequential part (each step's recurrent product and the
    gate arithmetic) for every member in one call; the products over all steps (the input
-   projection, the weight gradients) stay batched matmuls in torch (evopop/agents/native_lstm.py).
+   projection, the weight gradients) stay batched matmuls in torch (evopop/agents/native_lstm.py,
+   native_gru.py).
 
    Layout: float32, contiguous, member-major as in evopop.batched.cells (a single agent is
-   P = 1); G = 4H gates in torch's order i, f, g, o. Built at run time by evopop.agents.native
+   P = 1); the gates in torch's order: LSTM G = 4H (i, f, g, o), GRU G = 3H (r, z, n). Built at run time by evopop.agents.native
    with the machine's C compiler: plain C that it vectorises (no intrinsics, no -ffast-math). */
 #include <math.h>
 #include <stdint.h>
@@ -169,5 +170,90 @@ void ep_lstm_backward(int P, int L, int B, int H, const float *w, const float *c
         }
         memcpy(dh0 + p * n, dnext, sizeof(float) * n);
         memcpy(dc0 + p * n, dc, sizeof(float) * n);
+    }
+}
+
+/* gx [P][L][B][G]: x W_ih^T + b_ih (G = 3H);  wt [P][H][G]: W_hh^T;  bh [P][G]: b_hh;
+   h0 [P][B][H]. Writes out [P][L][B][H] (h_t) and acts [P][L][B][4H]: r, z, n and
+   W_hn h_{t-1} + b_hn, which the backward reads. work: B G floats of scratch. torch's GRU:
+   n = tanh(x W_in^T + b_in + r (W_hn h + b_hn)), h_t = (1 - z) n + z h_{t-1}. */
+void ep_gru_forward(int P, int L, int B, int H, const float *gx, const float *wt,
+                    const float *bh, const float *h0, float *out, float *acts, float *work) {
+    const int G = 3 * H;
+    const int64_t n = (int64_t)B * H;
+    float *gh = work;
+    for (int p = 0; p < P; p++) {
+        const float *w = wt + (int64_t)p * H * G, *bp = bh + (int64_t)p * G;
+        for (int t = 0; t < L; t++) {
+            const int64_t step = (int64_t)p * L + t;
+            const float *hp = t ? out + (step - 1) * n : h0 + p * n;
+            const float *x = gx + step * B * G;
+            float *a = acts + step * B * 4 * H, *ho = out + step * n;
+            for (int b = 0; b < B; b++) memcpy(gh + (int64_t)b * G, bp, sizeof(float) * G);
+            gemm_acc(B, H, G, hp, H, w, gh, G);
+            for (int b = 0; b < B; b++) {
+                const float *xb = x + (int64_t)b * G, *hb = gh + (int64_t)b * G;
+                const float *hpb = hp + (int64_t)b * H;
+                float *ab = a + (int64_t)b * 4 * H, *hob = ho + (int64_t)b * H;
+#pragma GCC ivdep
+                for (int j = 0; j < H; j++) {
+                    float r = ep_sigmoid(xb[j] + hb[j]);
+                    float z = ep_sigmoid(xb[H + j] + hb[H + j]);
+                    float c = ep_tanh(xb[2 * H + j] + r * hb[2 * H + j]);
+                    ab[j] = r;
+                    ab[H + j] = z;
+                    ab[2 * H + j] = c;
+                    ab[3 * H + j] = hb[2 * H + j];
+                    hob[j] = c + z * (hpb[j] - c);
+                }
+            }
+        }
+    }
+}
+
+/* The backward of ep_gru_forward through the recurrence. w [P][G][H]: W_hh; h0, out, acts as
+   the forward left them; dout [P][L][B][H], dhn [P][B][H]: gradients of the outputs and of the
+   final state. Writes dgx [P][L][B][G] (the gradient of x W_ih^T + b_ih), dgh [P][L][B][G] (of
+   h_{t-1} W_hh^T + b_hh: they differ in the n gate, which r scales) and dh0 [P][B][H]: the
+   weight gradients are products over all steps with them. work: 2 B H floats of scratch. */
+void ep_gru_backward(int P, int L, int B, int H, const float *w, const float *h0,
+                     const float *out, const float *acts, const float *dout, const float *dhn,
+                     float *dgx, float *dgh, float *dh0, float *work) {
+    const int G = 3 * H;
+    const int64_t n = (int64_t)B * H;
+    float *dh = work, *dnext = work + n;
+    for (int p = 0; p < P; p++) {
+        memcpy(dnext, dhn + p * n, sizeof(float) * n);
+        for (int t = L - 1; t >= 0; t--) {
+            const int64_t step = (int64_t)p * L + t;
+            const float *hp = t ? out + (step - 1) * n : h0 + p * n;
+            const float *a = acts + step * B * 4 * H, *dt = dout + step * n;
+            float *gx = dgx + step * B * G, *gh = dgh + step * B * G;
+#pragma GCC ivdep
+            for (int64_t k = 0; k < n; k++) dh[k] = dt[k] + dnext[k];
+            for (int b = 0; b < B; b++) {
+                const float *ab = a + (int64_t)b * 4 * H, *dhb = dh + (int64_t)b * H;
+                const float *hpb = hp + (int64_t)b * H;
+                float *gxb = gx + (int64_t)b * G, *ghb = gh + (int64_t)b * G;
+                float *dnb = dnext + (int64_t)b * H;
+#pragma GCC ivdep
+                for (int j = 0; j < H; j++) {
+                    float r = ab[j], z = ab[H + j], c = ab[2 * H + j], hn = ab[3 * H + j];
+                    float d = dhb[j];
+                    float dc = d * (1.0f - z) * (1.0f - c * c);
+                    float dz = d * (hpb[j] - c) * z * (1.0f - z);
+                    float dr = dc * hn * r * (1.0f - r);
+                    gxb[j] = dr;
+                    gxb[H + j] = dz;
+                    gxb[2 * H + j] = dc;
+                    ghb[j] = dr;
+                    ghb[H + j] = dz;
+                    ghb[2 * H + j] = dc * r;
+                    dnb[j] = d * z;
+                }
+            }
+            gemm_acc(B, G, H, gh, G, w + (int64_t)p * G * H, dnext, H);
+        }
+        memcpy(dh0 + p * n, dnext, sizeof(float) * n);
     }
 }

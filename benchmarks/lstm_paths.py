@@ -5,8 +5,9 @@ elementwise ops per step for all members) or member by member through `torch.lst
 oneDNN's fused LSTM). This times both, forward and backward of the outputs' sum, one thread,
 the two paths alternating within each shape, for P members of hidden size H over L steps of
 256 / L sequences (a W1 minibatch: 256 steps), and one inference step of 16 envs per member
-(collection). GRU rows time the stacked GRU against `torch.gru` per member, which has no
-oneDNN kernel: they say why the GRU stays stacked. The last line is JSON.
+(collection). GRU rows time the stacked GRU against `torch.gru` per member. Where the C loops
+are built, a `native` column times them (`lstm_native`, `gru_native`; the LSTM at every length,
+the GRU over sequences). The last line is JSON.
 
     python benchmarks/lstm_paths.py [--members 2 8 16] [--hidden 64 128] [--lengths 2 4 16]
 """
@@ -22,8 +23,9 @@ import torch
 from matmul_rate import seconds_per_call
 
 from evopop.agents.native import library
+from evopop.agents.native_gru import gru_native
 from evopop.agents.native_lstm import lstm_native
-from evopop.batched.cells import gru_layer, lstm_per_member, lstm_stacked
+from evopop.batched.cells import gru_stacked, lstm_per_member, lstm_stacked
 
 Tensor = torch.Tensor
 INPUTS = 3  # PendulumNoVel's observation
@@ -63,10 +65,10 @@ def row(cell: str, p: int, hidden: int, length: int, repeats: int,
     step = length == 1
     batch = STEP_ENVS if step else 256 // length
     paths = {"stacked": lstm_stacked, "per_member": lstm_per_member} if cell == "lstm" else \
-        {"stacked": gru_layer, "per_member": gru_per_member}
+        {"stacked": gru_stacked, "per_member": gru_per_member}
     args = _inputs(cell, p, length, batch, hidden, grad=not step)
-    if cell == "lstm" and library() is not None:  # every length, 1 included
-        paths["native"] = lstm_native
+    if library() is not None and (cell == "lstm" or not step):  # an LSTM at every length
+        paths["native"] = lstm_native if cell == "lstm" else gru_native
     times: dict[str, list[float]] = {name: [] for name in paths}
     with torch.inference_mode(step):
         for _ in range(repeats):
@@ -77,7 +79,8 @@ def row(cell: str, p: int, hidden: int, length: int, repeats: int,
             "pass": "inference step" if step else "forward+backward",
             **{f"{name}_ms": round(v, 3) for name, v in ms.items()},
             "per_member_over_stacked": round(ms["per_member"] / ms["stacked"], 2),
-            **({"per_member_over_native": round(ms["per_member"] / ms["native"], 2)}
+            **({"per_member_over_native": round(ms["per_member"] / ms["native"], 2),
+                "stacked_over_native": round(ms["stacked"] / ms["native"], 2)}
                if "native" in ms else {})}
 
 

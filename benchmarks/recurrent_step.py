@@ -1,7 +1,11 @@
 """One collection step of W1's recurrent encoder: `nn.LSTM` on a length-1 sequence against the
-fused cell op that `evopop.agents.networks.run_rnn` takes for one step (`torch.lstm_cell`).
+fused cell op that `evopop.agents.networks.run_rnn` takes for one step (`torch.lstm_cell`); and
+for a group of P members, the stacked cells' step (`lstm_stacked`) against the C step on
+weights prepared once (`lstm_native_step`, what a group's collection and evaluation run where
+the C loops are built).
 
 Usage: python benchmarks/recurrent_step.py [--envs 16] [--hidden 64] [--steps 5000]
+                                           [--members 1 2 8 16]
 
 One torch thread, inference mode, PendulumNoVel's 3 inputs; microseconds per step, the best of
 3 timed loops. Last line: JSON.
@@ -17,7 +21,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from evopop.agents.native import library
+from evopop.agents.native_lstm import StepWeights, lstm_native_step
 from evopop.agents.networks import run_rnn
+from evopop.batched.cells import lstm_stacked
 
 
 def best_us(step: Callable[[], object], steps: int) -> float:
@@ -32,11 +39,28 @@ def best_us(step: Callable[[], object], steps: int) -> float:
     return round(min(times) * 1e6, 1)
 
 
+def group_step(members: int, envs: int, hidden: int, steps: int) -> dict[str, object]:
+    """A group's step: the stacked cells against the C step (None where it is not built)."""
+    gen = torch.Generator().manual_seed(0)
+    gates = 4 * hidden
+    x, h, c = (torch.randn(s, generator=gen) for s in
+               [(members, 1, envs, 3), (members, envs, hidden), (members, envs, hidden)])
+    weights = [torch.randn(s, generator=gen) * 0.1 for s in
+               [(members, gates, 3), (members, gates, hidden), (members, gates), (members, gates)]]
+    stacked = best_us(lambda: lstm_stacked(x, h, c, *weights), steps)
+    native = None
+    if library() is not None:
+        prepared = StepWeights.of(*weights)
+        native = best_us(lambda: lstm_native_step(x[:, 0], h, c, prepared), steps)
+    return {"P": members, "stacked_us": stacked, "native_step_us": native}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--members", type=int, nargs="+", default=[1, 2, 8, 16])
     args = parser.parse_args()
     torch.set_num_threads(1)
     lstm = nn.LSTM(3, args.hidden, 1)
@@ -46,8 +70,9 @@ def main() -> None:
         module = best_us(lambda: lstm(x, (state[0].contiguous(), state[1].contiguous())),
                          args.steps)
         fused = best_us(lambda: run_rnn(lstm, x, state), args.steps)
+        groups = [group_step(p, args.envs, args.hidden, args.steps) for p in args.members]
     print(json.dumps({"benchmark": "recurrent_step", "envs": args.envs, "hidden": args.hidden,
-                      "nn_lstm_us": module, "fused_cell_us": fused}))
+                      "nn_lstm_us": module, "fused_cell_us": fused, "groups": groups}))
 
 
 if __name__ == "__main__":

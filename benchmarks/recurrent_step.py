@@ -1,8 +1,8 @@
 """One collection step of W1's recurrent encoder: `nn.LSTM` on a length-1 sequence against the
 fused cell op that `evopop.agents.networks.run_rnn` takes for one step (`torch.lstm_cell`); and
-for a group of P members, the stacked cells' step (`lstm_stacked`) against the C step on
-weights prepared once (`lstm_native_step`, what a group's collection and evaluation run where
-the C loops are built).
+for a group of P members, the stacked cells' step (`lstm_stacked`, `gru_stacked`) against the C
+step on weights prepared once (`lstm_native_step`, `gru_native_step`: what a group's collection
+and evaluation run where the C loops are built), LSTM and GRU of the same hidden size.
 
 Usage: python benchmarks/recurrent_step.py [--envs 16] [--hidden 64] [--steps 5000]
                                            [--members 1 2 8 16]
@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from evopop.agents.native import library
+from evopop.agents.native_gru import GRUStepWeights, gru_native_step
 from evopop.agents.native_lstm import StepWeights, lstm_native_step
 from evopop.agents.networks import run_rnn
-from evopop.batched.cells import lstm_stacked
+from evopop.batched.cells import gru_stacked, lstm_stacked
 
 
 def best_us(step: Callable[[], object], steps: int) -> float:
@@ -39,20 +40,28 @@ def best_us(step: Callable[[], object], steps: int) -> float:
     return round(min(times) * 1e6, 1)
 
 
+def _weights(members: int, gates: int, hidden: int, gen: torch.Generator) -> list[torch.Tensor]:
+    return [torch.randn(s, generator=gen) * 0.1 for s in
+            [(members, gates, 3), (members, gates, hidden), (members, gates), (members, gates)]]
+
+
 def group_step(members: int, envs: int, hidden: int, steps: int) -> dict[str, object]:
     """A group's step: the stacked cells against the C step (None where it is not built)."""
     gen = torch.Generator().manual_seed(0)
-    gates = 4 * hidden
     x, h, c = (torch.randn(s, generator=gen) for s in
                [(members, 1, envs, 3), (members, envs, hidden), (members, envs, hidden)])
-    weights = [torch.randn(s, generator=gen) * 0.1 for s in
-               [(members, gates, 3), (members, gates, hidden), (members, gates), (members, gates)]]
-    stacked = best_us(lambda: lstm_stacked(x, h, c, *weights), steps)
-    native = None
+    lstm = _weights(members, 4 * hidden, hidden, gen)
+    gru = _weights(members, 3 * hidden, hidden, gen)
+    row: dict[str, object] = {
+        "P": members, "lstm_stacked_us": best_us(lambda: lstm_stacked(x, h, c, *lstm), steps),
+        "gru_stacked_us": best_us(lambda: gru_stacked(x, h, *gru), steps),
+        "lstm_native_step_us": None, "gru_native_step_us": None}
     if library() is not None:
-        prepared = StepWeights.of(*weights)
-        native = best_us(lambda: lstm_native_step(x[:, 0], h, c, prepared), steps)
-    return {"P": members, "stacked_us": stacked, "native_step_us": native}
+        lstm_w, gru_w = StepWeights.of(*lstm), GRUStepWeights.of(*gru)
+        row["lstm_native_step_us"] = best_us(
+            lambda: lstm_native_step(x[:, 0], h, c, lstm_w), steps)
+        row["gru_native_step_us"] = best_us(lambda: gru_native_step(x[:, 0], h, gru_w), steps)
+    return row
 
 
 def main() -> None:

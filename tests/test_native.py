@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evopop.agents import native, networks
-from evopop.agents.native_gru import gru_native
+from evopop.agents.native_gru import GRUStepWeights, gru_native, gru_native_step
 from evopop.agents.native_lstm import StepWeights, lstm_native, lstm_native_step
 from evopop.batched.cells import gru_layer, gru_stacked, lstm_layer, lstm_per_member
 
@@ -233,6 +233,24 @@ def test_a_step_on_prepared_weights_equals_nn_lstm(hidden, batch):
             _, (want_h, want_c) = rnn(x[p][None], (h[p][None], c[p][None]))
             torch.testing.assert_close(got_h[p], want_h[0], atol=1e-5, rtol=0)
             torch.testing.assert_close(got_c[p], want_c[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
+@pytest.mark.parametrize(("hidden", "batch"), [(7, 4), (20, 6), (70, 5)])
+def test_a_gru_step_on_prepared_weights_equals_nn_gru(hidden, batch):
+    torch.manual_seed(hidden)
+    members, width = 3, 5
+    rnns = [torch.nn.GRU(width, hidden) for _ in range(members)]
+    x, h = torch.randn(members, batch, width), torch.randn(members, batch, hidden)
+    weights = GRUStepWeights.of(*(torch.stack([getattr(r, f"{kind}_l0").detach() for r in rnns])
+                                  for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+    with torch.inference_mode():
+        got = gru_native_step(x, h, weights)
+        for p, rnn in enumerate(rnns):
+            _, want = rnn(x[p][None], h[p][None])
+            torch.testing.assert_close(got[p], want[0], atol=1e-5, rtol=0)
+        with pytest.raises(ValueError, match="gru_native_step"):
+            gru_native_step(x, h[:, :-1], weights)
 
 
 @pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")

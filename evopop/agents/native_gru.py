@@ -11,6 +11,7 @@ returns one gradient for the input side and one for the hidden side.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,8 +31,44 @@ def gru_native(
     _check(*inputs)
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         return _NativeGRU.apply(*inputs)
-    out, _ = _forward(*inputs)
+    out, _ = _forward(x, h, GRUStepWeights.of(w_ih, w_hh, b_ih, b_hh))
     return out, out[:, -1].clone()  # not a view keeping every step alive
+
+
+@dataclass(frozen=True)
+class GRUStepWeights:
+    """A GRU layer's weights as the C loops read them: W_ih transposed (`[P, in, 3H]`), W_hh
+    transposed and contiguous (`[P, H, 3H]`), b_ih (`[P, 1, 3H]`) and b_hh contiguous
+    (`[P, 3H]`: apart, since r scales the hidden side). Made per sequence call, or once for
+    the many single steps of a rollout (`gru_native_step`)."""
+
+    w_ih_t: Tensor
+    w_hh_t: Tensor
+    b_ih: Tensor
+    b_hh: Tensor
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> GRUStepWeights:
+        return cls(w_ih.transpose(1, 2), w_hh.transpose(1, 2).contiguous(), b_ih.unsqueeze(1),
+                   b_hh.contiguous())
+
+
+def gru_native_step(x: Tensor, h: Tensor, weights: GRUStepWeights) -> Tensor:
+    """One step of one GRU layer of every member, without gradients: `x [P, B, in]` from
+    `h [P, B, H]` -> h, the weights prepared once for many steps (a group's collection)."""
+    w = weights
+    p, batch, width = x.shape
+    gates = w.w_hh_t.shape[-1]
+    want = [(x, (p, batch, width)), (h, (p, batch, gates // 3)), (w.w_ih_t, (p, width, gates)),
+            (w.w_hh_t, (p, gates // 3, gates)), (w.b_ih, (p, 1, gates)), (w.b_hh, (p, gates))]
+    if any(t.shape != shape or t.dtype != torch.float32 or t.device.type != "cpu"
+           for t, shape in want):
+        raise ValueError(f"gru_native_step: shapes {[tuple(t.shape) for t, _ in want]} "
+                         f"(x, h, w_ih^T, w_hh^T, b_ih, b_hh) do not fit one GRU layer of "
+                         f"float32 CPU tensors")
+    out, _ = _forward(x.unsqueeze(1), h, w)
+    return out[:, 0]
 
 
 def _check(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
@@ -53,20 +90,23 @@ def _ptr(t: Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-def _forward(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
-             b_hh: Tensor) -> tuple[Tensor, Tensor]:
+def _forward(x: Tensor, h: Tensor, weights: GRUStepWeights) -> tuple[Tensor, Tensor]:
     """(out `[P, L, B, H]`, per step r, z, n and `W_hn h + b_hn` `[P, L, B, 4H]`)."""
     p, length, batch, width = x.shape
     hidden = h.shape[-1]
+    if not (weights.w_hh_t.is_contiguous() and weights.b_hh.is_contiguous()):
+        raise ValueError("gru_native: GRUStepWeights' W_hh^T and b_hh must be contiguous "
+                         "(GRUStepWeights.of)")
     with torch.no_grad():
-        gx = torch.baddbmm(b_ih.unsqueeze(1), x.reshape(p, length * batch, width),
-                           w_ih.transpose(1, 2))  # [P, L*B, 3H]: every step's input at once
-        wt, bh, h0 = w_hh.transpose(1, 2).contiguous(), b_hh.contiguous(), h.contiguous()
+        gx = torch.baddbmm(weights.b_ih, x.reshape(p, length * batch, width),
+                           weights.w_ih_t)  # [P, L*B, 3H]: every step's input at once
+        h0 = h.contiguous()
         out = x.new_empty(p, length, batch, hidden)
         acts = x.new_empty(p, length, batch, 4 * hidden)
         work = x.new_empty(batch * 3 * hidden)
-        library().ep_gru_forward(p, length, batch, hidden, _ptr(gx), _ptr(wt), _ptr(bh),
-                                 _ptr(h0), _ptr(out), _ptr(acts), _ptr(work))
+        library().ep_gru_forward(p, length, batch, hidden, _ptr(gx), _ptr(weights.w_hh_t),
+                                 _ptr(weights.b_hh), _ptr(h0), _ptr(out), _ptr(acts),
+                                 _ptr(work))
     return out, acts
 
 
@@ -91,7 +131,7 @@ class _NativeGRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor,
                 b_hh: Tensor) -> tuple[Tensor, Tensor]:
-        out, acts = _forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        out, acts = _forward(x, h, GRUStepWeights.of(w_ih, w_hh, b_ih, b_hh))
         ctx.save_for_backward(x, h, w_ih, w_hh, out, acts)
         return out, out[:, -1].clone()  # a copy: an output that views another forbids in-place
 

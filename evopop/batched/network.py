@@ -20,6 +20,7 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from evopop.agents.native import native_available
+from evopop.agents.native_gru import GRUStepWeights, gru_native_step
 from evopop.agents.native_lstm import StepWeights, lstm_native_step
 from evopop.agents.networks import ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
@@ -64,7 +65,7 @@ class StackedNet:
     flat: Tensor  # [P, D]: every member's parameters, row p member p's
     params: dict[str, Tensor]  # member parameter name -> [P, *shape] view of `flat`
     # (encoders, layer) -> (`flat`'s version, the layer's weights for the C step)
-    _steps: dict[tuple[tuple[str, ...], int], tuple[int, StepWeights]] = field(
+    _steps: dict[tuple[tuple[str, ...], int], tuple[int, StepWeights | GRUStepWeights]] = field(
         default_factory=dict, repr=False)
 
     @classmethod
@@ -160,11 +161,15 @@ class StackedNet:
             return x, state
         finals = []
         for k in range(self.spec.num_layers):
-            if cell is CellType.LSTM and self._steps_in_c(x):
-                h, c = lstm_native_step(x[:, 0], state[0, k], state[1, k],
-                                        self._step_weights(prefixes, k))
+            if self._steps_in_c(x):
+                weights = self._step_weights(prefixes, k)
+                if isinstance(weights, StepWeights):
+                    h, c = lstm_native_step(x[:, 0], state[0, k], state[1, k], weights)
+                    finals.append(torch.stack((h, c)))
+                else:
+                    h = gru_native_step(x[:, 0], state[0, k], weights)
+                    finals.append(h.unsqueeze(0))
                 x = h.unsqueeze(1)
-                finals.append(torch.stack((h, c)))
                 continue
             w = self._layer_weights(prefixes, k)
             if cell is CellType.LSTM:
@@ -185,7 +190,8 @@ class StackedNet:
         prepared once for the steps that follow (`_step_weights`)."""
         return x.shape[1] == 1 and not torch.is_grad_enabled() and native_available(x)
 
-    def _step_weights(self, prefixes: tuple[str, ...], k: int) -> StepWeights:
+    def _step_weights(self, prefixes: tuple[str, ...],
+                      k: int) -> StepWeights | GRUStepWeights:
         """Layer k's `StepWeights`, made again only when the parameters changed (`flat`'s
         version counter, which every in-place update of it or of its views bumps): a rollout
         or an evaluation prepares them once. A stack made in inference mode has no counter;
@@ -193,7 +199,8 @@ class StackedNet:
         version = 0 if torch.is_inference(self.flat) else self.flat._version
         cached = self._steps.get((prefixes, k))
         if cached is None or cached[0] != version:
-            cached = (version, StepWeights.of(*self._layer_weights(prefixes, k)))
+            prepare = StepWeights.of if self.spec.cell is CellType.LSTM else GRUStepWeights.of
+            cached = (version, prepare(*self._layer_weights(prefixes, k)))
             self._steps[(prefixes, k)] = cached
         return cached[1]
 

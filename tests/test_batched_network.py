@@ -95,6 +95,21 @@ def test_cells_equal_torch_modules(cell, path, shape):
                 torch.testing.assert_close(out[i], ref_out, atol=ATOL, rtol=0)
 
 
+WEIGHT_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+def _stacked_leaves(modules: list[nn.Module]) -> list[torch.Tensor]:
+    """The members' layer-0 weights stacked on a member axis, as fresh leaves."""
+    return [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
+            .requires_grad_() for n in WEIGHT_NAMES]
+
+
+def _assert_weight_grads_equal(module: nn.Module, stacked: list[torch.Tensor], i: int) -> None:
+    for name, got in zip(WEIGHT_NAMES, stacked, strict=True):
+        want = dict(module.named_parameters())[name].grad
+        torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("lstm", LSTM_PARAMS)
 def test_lstm_gradients_equal_torch_modules(lstm, shape):
@@ -106,9 +121,7 @@ def test_lstm_gradients_equal_torch_modules(lstm, shape):
     p, length, width = 3, 7, 5
     hidden, batch = shape
     modules = [nn.LSTM(width, hidden) for _ in range(p)]
-    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-    stacked = [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
-               .requires_grad_() for n in names]
+    stacked = _stacked_leaves(modules)
     x = torch.randn(p, length, batch, width, requires_grad=True)
     h0 = torch.randn(p, batch, hidden, requires_grad=True)
     c0 = torch.randn(p, batch, hidden, requires_grad=True)
@@ -123,9 +136,7 @@ def test_lstm_gradients_equal_torch_modules(lstm, shape):
         torch.testing.assert_close(x.grad[i], xi.grad, atol=ATOL, rtol=0)
         torch.testing.assert_close(h0.grad[i], hi.grad[0], atol=ATOL, rtol=0)
         torch.testing.assert_close(c0.grad[i], ci.grad[0], atol=ATOL, rtol=0)
-        for name, got in zip(names, stacked, strict=True):
-            want = dict(m.named_parameters())[name].grad
-            torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
+        _assert_weight_grads_equal(m, stacked, i)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -138,9 +149,7 @@ def test_gru_gradients_equal_torch_modules(path, shape):
     p, length, width = 3, 7, 5
     hidden, batch = shape
     modules = [nn.GRU(width, hidden) for _ in range(p)]
-    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-    stacked = [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
-               .requires_grad_() for n in names]
+    stacked = _stacked_leaves(modules)
     x = torch.randn(p, length, batch, width, requires_grad=True)
     h0 = torch.randn(p, batch, hidden, requires_grad=True)
     probe_out, probe_h = torch.randn(p, length, batch, hidden), torch.randn(p, batch, hidden)
@@ -152,9 +161,7 @@ def test_gru_gradients_equal_torch_modules(path, shape):
         ((ref_out * probe_out[i]).sum() + (ref_h[0] * probe_h[i]).sum()).backward()
         torch.testing.assert_close(x.grad[i], xi.grad, atol=ATOL, rtol=0)
         torch.testing.assert_close(h0.grad[i], hi.grad[0], atol=ATOL, rtol=0)
-        for name, got in zip(names, stacked, strict=True):
-            want = dict(m.named_parameters())[name].grad
-            torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
+        _assert_weight_grads_equal(m, stacked, i)
 
 
 def test_lstm_backward_passes_gradcheck():

@@ -111,16 +111,19 @@ def test_without_the_library_lstm_layer_runs_torch_lstm(fresh, monkeypatch, tmp_
 
 
 @pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
-def test_a_single_agents_sequences_run_native_and_equal_nn_lstm(monkeypatch):
+@pytest.mark.parametrize(("cell", "loops", "channels"), [
+    (torch.nn.LSTM, "lstm_native", 2), (torch.nn.GRU, "gru_native", 1)])
+def test_a_single_agents_sequences_run_native_and_equal_torch(monkeypatch, cell, loops,
+                                                              channels):
     """`run_rnn` (a single agent's update) takes the C loops for sequences, as a population
-    of one: outputs, final state and the module's weight gradients equal `nn.LSTM`'s, two
-    layers deep; a single step stays with torch's cell op."""
+    of one: outputs, final state and the module's weight gradients equal `nn.LSTM`'s or
+    `nn.GRU`'s, two layers deep; a single step stays with torch's cell op."""
     torch.manual_seed(4)
-    rnn = torch.nn.LSTM(5, 20, 2)
-    x, state = torch.randn(9, 6, 5), torch.randn(2, 2, 6, 20)
+    rnn = cell(5, 20, 2)
+    x, state = torch.randn(9, 6, 5), torch.randn(channels, 2, 6, 20)
     calls: list[int] = []
-    monkeypatch.setattr(networks, "lstm_native",
-                        lambda *a: calls.append(a[0].shape[1]) or lstm_native(*a))
+    real = getattr(networks, loops)
+    monkeypatch.setattr(networks, loops, lambda *a: calls.append(a[0].shape[1]) or real(*a))
 
     def run(native_on: bool, steps: torch.Tensor) -> list[torch.Tensor]:
         rnn.zero_grad()
@@ -139,31 +142,6 @@ def test_a_single_agents_sequences_run_native_and_equal_nn_lstm(monkeypatch):
     assert len(grads) == 8  # no two share memory: in-place clipping would scale one twice
     run(True, x[:1])
     assert calls == [9, 9, 9, 9]
-
-
-@pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
-def test_a_single_agents_gru_sequences_run_native_and_equal_nn_gru(monkeypatch):
-    """`run_rnn` takes the C loops for a GRU's sequences too, as a population of one: outputs,
-    final state and the module's weight gradients equal `nn.GRU`'s, two layers deep."""
-    torch.manual_seed(5)
-    rnn = torch.nn.GRU(5, 20, 2)
-    x, state = torch.randn(9, 6, 5), torch.randn(1, 2, 6, 20)
-    calls: list[int] = []
-    monkeypatch.setattr(networks, "gru_native",
-                        lambda *a: calls.append(a[0].shape[1]) or gru_native(*a))
-
-    def run(native_on: bool) -> list[torch.Tensor]:
-        rnn.zero_grad()
-        with monkeypatch.context() as m:
-            if not native_on:
-                m.setattr(native, "library", lambda: None)
-            out, new = networks.run_rnn(rnn, x, state)
-        (out.square().sum() + new.sum()).backward()
-        return [out, new, *(p.grad.clone() for p in rnn.parameters())]
-
-    for got, want in zip(run(True), run(False), strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    assert calls == [9, 9]  # both layers, the whole sequence each
 
 
 @pytest.mark.parametrize("native_on", [pytest.param(True, marks=pytest.mark.skipif(

@@ -224,15 +224,19 @@ def test_stacked_forward_and_head_equal_each_member(spec, action):
         entropy = pop.head.entropy(out, log_std)
         value_only = pop.net.value(obs, state)
         actor_out, actor_state = pop.net.actor(obs, state)
+    with torch.inference_mode():  # one step, as group evaluation runs it (the C steps)
+        step_out, step_state = pop.net.actor(obs[:, :1], state)
     for p, (agent, (ref_out, ref_values, ref_state)) in enumerate(zip(agents, refs, strict=True)):
         with torch.no_grad():
             ref_lp = agent.head.log_prob(ref_out, agent.net.log_std, actions[p])
             ref_ent = agent.head.entropy(ref_out, agent.net.log_std)
             _, ref_actor_state = agent.net.actor(obs[p], state[:, :, p])
+            ref_step_out, ref_step_state = agent.net.actor(obs[p, :1], state[:, :, p])
         for got, want in [(out[p], ref_out), (values[p], ref_values), (value_only[p], ref_values),
                           (new_state[:, :, p], ref_state), (log_probs[p], ref_lp),
                           (entropy[p], ref_ent), (actor_out[p], ref_out),
-                          (actor_state[:, :, p], ref_actor_state)]:
+                          (actor_state[:, :, p], ref_actor_state),
+                          (step_out[p], ref_step_out), (step_state[:, :, p], ref_step_state)]:
             torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
 
 

@@ -39,7 +39,7 @@ def _compiler_refusing(tmp_path, flag: str) -> str:
 def test_the_library_is_built_once_into_the_cache(fresh, monkeypatch):
     monkeypatch.setenv("CC", CC)
     assert native.library() is not None
-    built = list(fresh.glob("lstm-*.so"))
+    built = list(fresh.glob("recurrent-*.so"))
     assert len(built) == 1 and not list(fresh.glob(".*.tmp"))
     mtime = built[0].stat().st_mtime_ns
     native.library.cache_clear()
@@ -56,7 +56,7 @@ def test_another_source_or_compiler_builds_its_own_copy(fresh, monkeypatch, tmp_
     other.write_text(native.SOURCE.read_text() + "\n/* changed */\n")
     monkeypatch.setattr(native, "SOURCE", other)
     native._built()
-    assert len(list(fresh.glob("lstm-*.so"))) == 2
+    assert len(list(fresh.glob("recurrent-*.so"))) == 2
 
 
 @NEEDS_CC
@@ -233,9 +233,11 @@ def test_a_gru_step_on_prepared_weights_equals_nn_gru(hidden, batch):
 
 @pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
 def test_a_stacks_steps_prepare_the_weights_once_and_again_after_an_update(monkeypatch):
-    """A stack's single steps without gradients run in C on weights prepared once; an
-    in-place update of the parameters (Adam's) makes the next step prepare them again, so a
-    step never acts on stale weights."""
+    """A stack's single steps without gradients run in C on weights prepared once; an update
+    of the parameters by the stack's own Adam (whose fused kernel does not bump the version
+    counter by itself) makes the next step prepare them again, so a step never acts on stale
+    weights."""
+    import numpy as np
     from gymnasium import spaces
 
     from evopop.agents import Agent, NetSpec, PPOParams
@@ -248,7 +250,8 @@ def test_a_stacks_steps_prepare_the_weights_once_and_again_after_an_update(monke
     box = spaces.Box(-1.0, 1.0, (3,))
     agents = [Agent(box, box, NetSpec(hidden_size=8, head=(8,), shared_encoder=True),
                     PPOParams(), seed=s) for s in range(2)]
-    net = stack(agents).net
+    pop = stack(agents)
+    net = pop.net
     obs = torch.randn(2, 1, 4, 3)
     state = torch.randn(net.initial_state(4).shape)
 
@@ -262,8 +265,9 @@ def test_a_stacks_steps_prepare_the_weights_once_and_again_after_an_update(monke
             feat, _ = net._encode(("rnn_actor",), obs, state)
         torch.testing.assert_close(feat, stacked(), atol=1e-5, rtol=0)
     assert len(made) == 1
-    with torch.no_grad():
-        net.flat.mul_(1.5)
+    before = stacked()
+    pop.adam.step(net.flat, torch.ones_like(net.flat), np.full(2, 0.05), np.ones(2, bool))
+    assert not torch.allclose(stacked(), before)  # the update moved the layer's output
     with torch.inference_mode():
         feat, _ = net._encode(("rnn_actor",), obs, state)
     assert len(made) == 2

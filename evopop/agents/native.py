@@ -6,7 +6,8 @@ builds in under a second. The build goes to a cache folder under a name that has
 the compiler, its flags and the CPU, so a changed source or another machine sharing the folder
 builds its own copy; it is written under a temporary name and renamed, so processes building at
 once never load a torn file. Where no C compiler works, or `EVOPOP_NATIVE=0`, `library()` is
-None and the cells use torch's own LSTM and GRU (`evopop.batched.cells`).
+None and torch's cells run instead (`nn.LSTM`/`nn.GRU` for a single agent; in the batched
+learner each LSTM member through oneDNN and the GRU as stacked cells, `evopop.batched.cells`).
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ NATIVE_MIN_STEPS = 2
 """Sequences of at least this many steps run through the C loops where they are built: LSTM
 forward and backward 1.08-1.44x faster than torch's (oneDNN) at every member count (1, 8, 16)
 and length (2, 4, 16) measured, one member included (benchmarks/lstm_paths.py, RESULTS.md); GRU
-1.4-2.2x faster than the stacked cells (RESULTS.md). A lone single step stays with torch:
-preparing the weights costs more than the step, and a single agent's fused cell op is the path
-export and inference share. A stack's LSTM steps with weights prepared once
-(`evopop.agents.native_lstm.lstm_native_step`: a group's collection and evaluation) run in C."""
+1.6-5.2x faster than the stacked cells and 1.3-5.1x than torch's GRU per member (1, 8, 16
+members; lengths 2 and 16). A lone single step stays with torch: preparing the weights costs
+more than the step, and a single agent's fused cell op is the path export and inference share.
+A stack's LSTM and GRU steps with weights prepared once (`lstm_native_step`, `gru_native_step`:
+a group's collection and evaluation) run in C."""
 
 
 def native_available(x: torch.Tensor) -> bool:
@@ -140,7 +142,7 @@ def _built() -> Path:
     """The library for this source, compiler and CPU: from the cache (the first flag set's
     build, or a later one's where that had failed), or built into it, flag set by flag set."""
     cc, source = compiler(), SOURCE.read_bytes()
-    paths = {flags: cache_dir() / f"lstm-{_key(source, cc, flags)}.so" for flags in FLAG_SETS}
+    paths = {flags: cache_dir() / f"recurrent-{_key(source, cc, flags)}.so" for flags in FLAG_SETS}
     cached = [path for path in paths.values() if path.exists()]
     if cached:
         return cached[0]

@@ -37,8 +37,8 @@ def gru_native(
 
 @dataclass(frozen=True)
 class GRUStepWeights:
-    """A GRU layer's weights as the C loops read them: W_ih transposed (`[P, in, 3H]`), W_hh
-    transposed and contiguous (`[P, H, 3H]`), b_ih (`[P, 1, 3H]`) and b_hh contiguous
+    """A GRU layer's weights as the C loops read them, copies taken at one moment: W_ih and
+    W_hh transposed (`[P, in, 3H]`, `[P, H, 3H]`, contiguous), b_ih (`[P, 1, 3H]`) and b_hh
     (`[P, 3H]`: apart, since r scales the hidden side). Made per sequence call, or once for
     the many single steps of a rollout (`gru_native_step`)."""
 
@@ -50,20 +50,21 @@ class GRUStepWeights:
     @classmethod
     @torch.no_grad()
     def of(cls, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> GRUStepWeights:
-        return cls(w_ih.transpose(1, 2), w_hh.transpose(1, 2).contiguous(), b_ih.unsqueeze(1),
-                   b_hh.contiguous())
+        return cls(w_ih.transpose(1, 2).contiguous(), w_hh.transpose(1, 2).contiguous(),
+                   b_ih.unsqueeze(1).clone(), b_hh.clone())
 
 
 def gru_native_step(x: Tensor, h: Tensor, weights: GRUStepWeights) -> Tensor:
-    """One step of one GRU layer of every member, without gradients: `x [P, B, in]` from
+    """One step of one GRU layer of every member, without gradients (none flow back through
+    it): `x [P, B, in]` from
     `h [P, B, H]` -> h, the weights prepared once for many steps (a group's collection)."""
     w = weights
     p, batch, width = x.shape
     gates = w.w_hh_t.shape[-1]
     want = [(x, (p, batch, width)), (h, (p, batch, gates // 3)), (w.w_ih_t, (p, width, gates)),
             (w.w_hh_t, (p, gates // 3, gates)), (w.b_ih, (p, 1, gates)), (w.b_hh, (p, gates))]
-    if any(t.shape != shape or t.dtype != torch.float32 or t.device.type != "cpu"
-           for t, shape in want):
+    if gates % 3 or any(t.shape != shape or t.dtype != torch.float32 or t.device.type != "cpu"
+                        for t, shape in want):
         raise ValueError(f"gru_native_step: shapes {[tuple(t.shape) for t, _ in want]} "
                          f"(x, h, w_ih^T, w_hh^T, b_ih, b_hh) do not fit one GRU layer of "
                          f"float32 CPU tensors")

@@ -25,10 +25,10 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class StepWeights:
-    """An LSTM layer's weights as the C loops read them: W_ih transposed (`[P, in, 4H]`), W_hh
-    transposed and contiguous (`[P, H, 4H]`), the two biases summed (`[P, 1, 4H]`). Made per
-    sequence call, or once for the many single steps of a rollout (`lstm_native_step`), whose
-    own copy of W_hh would cost as much as the step."""
+    """An LSTM layer's weights as the C loops read them, copies taken at one moment: W_ih and
+    W_hh transposed (`[P, in, 4H]`, `[P, H, 4H]`, contiguous), the two biases summed
+    (`[P, 1, 4H]`). Made per sequence call, or once for the many single steps of a rollout
+    (`lstm_native_step`), whose own copy of W_hh would cost as much as the step."""
 
     w_ih_t: Tensor
     w_hh_t: Tensor
@@ -37,13 +37,14 @@ class StepWeights:
     @classmethod
     @torch.no_grad()
     def of(cls, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> StepWeights:
-        return cls(w_ih.transpose(1, 2), w_hh.transpose(1, 2).contiguous(),
+        return cls(w_ih.transpose(1, 2).contiguous(), w_hh.transpose(1, 2).contiguous(),
                    (b_ih + b_hh).unsqueeze(1))
 
 
 def lstm_native_step(x: Tensor, h: Tensor, c: Tensor,
                      weights: StepWeights) -> tuple[Tensor, Tensor]:
-    """One step of one LSTM layer of every member, without gradients: `x [P, B, in]` from
+    """One step of one LSTM layer of every member, without gradients (none flow back through
+    it): `x [P, B, in]` from
     `h, c [P, B, H]` -> (h, c), the weights prepared once for many steps. 1.6-2.0x faster
     than the stacked cells' dozen ops per step for 1-16 members of 16 envs
     (benchmarks/recurrent_step.py, RESULTS.md)."""
@@ -89,8 +90,8 @@ def _check_step(x: Tensor, h: Tensor, c: Tensor, w: StepWeights) -> None:
     want = [(x, (p, batch, width)), (h, (p, batch, gates // 4)), (c, (p, batch, gates // 4)),
             (w.w_ih_t, (p, width, gates)), (w.w_hh_t, (p, gates // 4, gates)),
             (w.bias, (p, 1, gates))]
-    if any(t.shape != shape or t.dtype != torch.float32 or t.device.type != "cpu"
-           for t, shape in want):
+    if gates % 4 or any(t.shape != shape or t.dtype != torch.float32 or t.device.type != "cpu"
+                        for t, shape in want):
         raise ValueError(f"lstm_native_step: shapes {[tuple(t.shape) for t, _ in want]} "
                          f"(x, h, c, w_ih^T, w_hh^T, bias) do not fit one LSTM layer of "
                          f"float32 CPU tensors")

@@ -66,3 +66,6 @@ class StackedAdam:
             torch._fused_adam_(params, grads, firsts, seconds, [], steps, lr=float(rate),
                                beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps,
                                amsgrad=False, maximize=False)
+        # the fused kernel writes through raw pointers without bumping `flat`'s version
+        # counter, which is how a stack's prepared C-step weights learn that they are stale
+        torch.autograd.graph.increment_version(flat)

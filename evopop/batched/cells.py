@@ -4,9 +4,9 @@
 out as batched matmuls with PyTorch's gate order and equations (LSTM i, f, g, o with
 b_ih + b_hh; GRU r, z, n with `r * (W_hn h + b_hn)`). Tensors are member-major (`[P, L, B, ...]`)
 so that folding the time and batch axes into one matmul dimension is a free view; only the
-recurrent product runs per step. Over a sequence, C loops for all members at once pay more
-(`evopop.agents.native_lstm`, `native_gru`; see `lstm_layer`, `gru_layer`); without them an
-LSTM runs each member through torch's own LSTM (on CPU oneDNN's fused kernel).
+recurrent product runs per step. Over a sequence, C loops for all members at once are faster
+still (`evopop.agents.native_lstm`, `native_gru`; see `lstm_layer`, `gru_layer`); without
+them an LSTM runs each member through torch's own LSTM (on CPU oneDNN's fused kernel).
 """
 
 from __future__ import annotations

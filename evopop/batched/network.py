@@ -66,7 +66,7 @@ class StackedNet:
     params: dict[str, Tensor]  # member parameter name -> [P, *shape] view of `flat`
     # (encoders, layer) -> (`flat`'s version, the layer's weights for the C step)
     _steps: dict[tuple[tuple[str, ...], int], tuple[int, StepWeights | GRUStepWeights]] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def stack(cls, nets: list[ActorCritic]) -> StackedNet:
@@ -192,10 +192,11 @@ class StackedNet:
 
     def _step_weights(self, prefixes: tuple[str, ...],
                       k: int) -> StepWeights | GRUStepWeights:
-        """Layer k's `StepWeights`, made again only when the parameters changed (`flat`'s
-        version counter, which every in-place update of it or of its views bumps): a rollout
-        or an evaluation prepares them once. A stack made in inference mode has no counter;
-        its parameters are never updated (only a training stack's are, by its Adam)."""
+        """Layer k's prepared weights, made again only when the parameters changed (`flat`'s
+        version counter: torch's in-place ops on it or its views bump it, and `StackedAdam`
+        bumps it after its fused kernel, which does not): a rollout or an evaluation prepares
+        them once. A stack made in inference mode has no counter: such a stack (evaluation's)
+        must not be written in place."""
         version = 0 if torch.is_inference(self.flat) else self.flat._version
         cached = self._steps.get((prefixes, k))
         if cached is None or cached[0] != version:

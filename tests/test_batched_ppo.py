@@ -14,6 +14,7 @@ from evopop.batched import batched_ppo_update, recompute_log_probs, stack, unsta
 from evopop.batched.adam import StackedAdam, clip_grad_norms
 from evopop.envs import make_vec_env
 from evopop.rollouts.collect import Collector, collect
+from evopop.rollouts.shared import SharedRollouts
 from evopop.seeding import torch_generator
 
 ATOL = 1e-5
@@ -103,6 +104,31 @@ def test_batched_recomputed_log_probs_equal_collected():
     for log_probs, buf in zip(recompute_log_probs(stack(agents), agents, bufs), bufs,
                               strict=True):
         assert np.abs(np.exp(log_probs - buf.log_probs) - 1.0).max() < 1e-5
+
+
+@pytest.mark.parametrize("env_id,spec", [CASES[0], CASES[1], CASES[3]],
+                         ids=["lstm", "gru2-shared", "lstm-sde"])
+def test_group_collections_log_probs_are_what_the_batched_update_recomputes(env_id, spec):
+    """Batched mode end to end: log-probs collected by the group's batched policy step (the C
+    steps on prepared weights, where built) equal the batched update's recompute over whole
+    sequences, ratio 1 +- 1e-5."""
+    size, envs = 3, 3
+    agents = [Agent(*_spaces(env_id), spec, PPOParams(learn_step=48, max_seq_len=8), seed=i)
+              for i in range(size)]
+    shared = SharedRollouts(make_vec_env(env_id, envs * size), size)
+    shared.start([(10 * i, i) for i in range(size)])
+    bufs = shared.collect(stack(agents), agents, [True] * size, 48)
+    shared.close()
+    for log_probs, buf in zip(recompute_log_probs(stack(agents), agents, bufs), bufs,
+                              strict=True):
+        assert np.abs(np.exp(log_probs - buf.log_probs) - 1.0).max() < 1e-5
+
+
+def _spaces(env_id):
+    envs = make_vec_env(env_id, 1)
+    spaces = envs.single_observation_space, envs.single_action_space
+    envs.close()
+    return spaces
 
 
 def test_stacked_adam_and_clipping_equal_torch_with_skipped_members():

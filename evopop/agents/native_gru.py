@@ -56,8 +56,9 @@ class GRUStepWeights:
 
 def gru_native_step(x: Tensor, h: Tensor, weights: GRUStepWeights) -> Tensor:
     """One step of one GRU layer of every member, without gradients (none flow back through
-    it): `x [P, B, in]` from
-    `h [P, B, H]` -> h, the weights prepared once for many steps (a group's collection)."""
+    it): `x [P, B, in]` from `h [P, B, H]` -> h, the weights prepared once for many steps (a
+    group's collection and evaluation): 1.3-1.7x faster than the stacked cells' step for 1-16
+    members of 16 envs (benchmarks/recurrent_step.py)."""
     w = weights
     p, batch, width = x.shape
     gates = w.w_hh_t.shape[-1]

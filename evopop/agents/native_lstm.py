@@ -44,10 +44,9 @@ class StepWeights:
 def lstm_native_step(x: Tensor, h: Tensor, c: Tensor,
                      weights: StepWeights) -> tuple[Tensor, Tensor]:
     """One step of one LSTM layer of every member, without gradients (none flow back through
-    it): `x [P, B, in]` from
-    `h, c [P, B, H]` -> (h, c), the weights prepared once for many steps. 1.6-2.0x faster
-    than the stacked cells' dozen ops per step for 1-16 members of 16 envs
-    (benchmarks/recurrent_step.py, RESULTS.md)."""
+    it): `x [P, B, in]` from `h, c [P, B, H]` -> (h, c), the weights prepared once for many
+    steps. 1.5-2.0x faster than the stacked cells' dozen ops per step for 1-16 members of 16
+    envs (benchmarks/recurrent_step.py, RESULTS.md)."""
     _check_step(x, h, c, weights)
     out, cs, _ = _forward(x.unsqueeze(1), h, c, weights)
     return out[:, 0], cs[:, 0]

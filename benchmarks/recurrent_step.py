@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from evopop.agents.native import library
-from evopop.agents.native_gru import GRUStepWeights, gru_native_step
-from evopop.agents.native_lstm import StepWeights, lstm_native_step
+from evopop.agents.native_gru import gru_native_step
+from evopop.agents.native_lstm import lstm_native_step
+from evopop.agents.native_weights import StepWeights
 from evopop.agents.networks import run_rnn
 from evopop.batched.cells import gru_stacked, lstm_stacked
 
@@ -57,7 +58,7 @@ def group_step(members: int, envs: int, hidden: int, steps: int) -> dict[str, ob
         "gru_stacked_us": best_us(lambda: gru_stacked(x, h, *gru), steps),
         "lstm_native_step_us": None, "gru_native_step_us": None}
     if library() is not None:
-        lstm_w, gru_w = StepWeights.of(*lstm), GRUStepWeights.of(*gru)
+        lstm_w, gru_w = StepWeights.lstm(*lstm), StepWeights.gru(*gru)
         row["lstm_native_step_us"] = best_us(
             lambda: lstm_native_step(x[:, 0], h, c, lstm_w), steps)
         row["gru_native_step_us"] = best_us(lambda: gru_native_step(x[:, 0], h, gru_w), steps)

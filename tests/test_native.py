@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from evopop.agents import native, networks
-from evopop.agents.native_gru import GRUStepWeights, gru_native, gru_native_step
-from evopop.agents.native_lstm import StepWeights, lstm_native, lstm_native_step
+from evopop.agents.native_gru import gru_native, gru_native_step
+from evopop.agents.native_lstm import lstm_native, lstm_native_step
+from evopop.agents.native_weights import StepWeights
 from evopop.batched.cells import gru_layer, gru_stacked, lstm_layer, lstm_per_member
 
 CC = shutil.which("cc") or shutil.which("gcc")
@@ -190,7 +191,7 @@ def test_mismatched_shapes_or_dtypes_are_refused_before_the_c_loops(wrong):
     with pytest.raises(ValueError, match="lstm_native"):
         lstm_native(x, h, c, *weights)
     with pytest.raises(ValueError, match="lstm_native_step"):
-        lstm_native_step(x[:, 0], h, c, StepWeights.of(*weights))
+        lstm_native_step(x[:, 0], h, c, StepWeights.lstm(*weights))
 
 
 @pytest.mark.skipif(native.library() is None, reason="no C compiler: the native loops are off")
@@ -203,7 +204,7 @@ def test_a_step_on_prepared_weights_equals_nn_lstm(hidden, batch):
     rnns = [torch.nn.LSTM(width, hidden) for _ in range(members)]
     x, h, c = torch.randn(members, batch, width), torch.randn(members, batch, hidden), \
         torch.randn(members, batch, hidden)
-    weights = StepWeights.of(*(torch.stack([getattr(r, f"{kind}_l0").detach() for r in rnns])
+    weights = StepWeights.lstm(*(torch.stack([getattr(r, f"{kind}_l0").detach() for r in rnns])
                                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
     with torch.inference_mode():
         got_h, got_c = lstm_native_step(x, h, c, weights)
@@ -220,8 +221,8 @@ def test_a_gru_step_on_prepared_weights_equals_nn_gru(hidden, batch):
     members, width = 3, 5
     rnns = [torch.nn.GRU(width, hidden) for _ in range(members)]
     x, h = torch.randn(members, batch, width), torch.randn(members, batch, hidden)
-    weights = GRUStepWeights.of(*(torch.stack([getattr(r, f"{kind}_l0").detach() for r in rnns])
-                                  for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+    weights = StepWeights.gru(*(torch.stack([getattr(r, f"{kind}_l0").detach() for r in rnns])
+                               for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
     with torch.inference_mode():
         got = gru_native_step(x, h, weights)
         for p, rnn in enumerate(rnns):
@@ -245,8 +246,8 @@ def test_a_stacks_steps_prepare_the_weights_once_and_again_after_an_update(monke
     from evopop.batched.cells import lstm_stacked
 
     made: list[int] = []
-    prepare = StepWeights.of
-    monkeypatch.setattr(network.StepWeights, "of", lambda *w: made.append(1) or prepare(*w))
+    prepare = StepWeights.lstm
+    monkeypatch.setattr(network.StepWeights, "lstm", lambda *w: made.append(1) or prepare(*w))
     box = spaces.Box(-1.0, 1.0, (3,))
     agents = [Agent(box, box, NetSpec(hidden_size=8, head=(8,), shared_encoder=True),
                     PPOParams(), seed=s) for s in range(2)]

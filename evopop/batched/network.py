@@ -20,8 +20,9 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from evopop.agents.native import native_available
-from evopop.agents.native_gru import GRUStepWeights, gru_native_step
-from evopop.agents.native_lstm import StepWeights, lstm_native_step
+from evopop.agents.native_gru import gru_native_step
+from evopop.agents.native_lstm import lstm_native_step
+from evopop.agents.native_weights import StepWeights
 from evopop.agents.networks import ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
@@ -65,7 +66,7 @@ class StackedNet:
     flat: Tensor  # [P, D]: every member's parameters, row p member p's
     params: dict[str, Tensor]  # member parameter name -> [P, *shape] view of `flat`
     # (encoders, layer) -> (`flat`'s version, the layer's weights for the C step)
-    _steps: dict[tuple[tuple[str, ...], int], tuple[int, StepWeights | GRUStepWeights]] = field(
+    _steps: dict[tuple[tuple[str, ...], int], tuple[int, StepWeights]] = field(
         default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -161,24 +162,30 @@ class StackedNet:
             return x, state
         finals = []
         for k in range(self.spec.num_layers):
-            if self._steps_in_c(x):
-                weights = self._step_weights(prefixes, k)
-                if isinstance(weights, StepWeights):
-                    h, c = lstm_native_step(x[:, 0], state[0, k], state[1, k], weights)
-                    finals.append(torch.stack((h, c)))
-                else:
-                    h = gru_native_step(x[:, 0], state[0, k], weights)
-                    finals.append(h.unsqueeze(0))
-                x = h.unsqueeze(1)
-                continue
-            w = self._layer_weights(prefixes, k)
             if cell is CellType.LSTM:
-                x, h, c = lstm_layer(x, state[0, k], state[1, k], *w)
+                x, h, c = self._lstm(prefixes, k, x, state[0, k], state[1, k])
                 finals.append(torch.stack((h, c)))  # [2, kP, B, H]
             else:
-                x, h = gru_layer(x, state[0, k], *w)
+                x, h = self._gru(prefixes, k, x, state[0, k])
                 finals.append(h.unsqueeze(0))  # [1, kP, B, H]
         return x, torch.stack(finals, dim=1)  # [c, layers, kP, B, H]
+
+    def _lstm(self, prefixes: tuple[str, ...], k: int, x: Tensor, h: Tensor,
+              c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """LSTM layer k: a single step without gradients in C on prepared weights, else
+        `lstm_layer`."""
+        if self._steps_in_c(x):
+            h, c = lstm_native_step(x[:, 0], h, c, self._step_weights(prefixes, k))
+            return h.unsqueeze(1), h, c
+        return lstm_layer(x, h, c, *self._layer_weights(prefixes, k))
+
+    def _gru(self, prefixes: tuple[str, ...], k: int, x: Tensor,
+             h: Tensor) -> tuple[Tensor, Tensor]:
+        """GRU layer k, as `_lstm`."""
+        if self._steps_in_c(x):
+            h = gru_native_step(x[:, 0], h, self._step_weights(prefixes, k))
+            return h.unsqueeze(1), h
+        return gru_layer(x, h, *self._layer_weights(prefixes, k))
 
     def _layer_weights(self, prefixes: tuple[str, ...], k: int) -> list[Tensor]:
         return [self._weight(prefixes, f"{kind}_l{k}")
@@ -190,8 +197,7 @@ class StackedNet:
         prepared once for the steps that follow (`_step_weights`)."""
         return x.shape[1] == 1 and not torch.is_grad_enabled() and native_available(x)
 
-    def _step_weights(self, prefixes: tuple[str, ...],
-                      k: int) -> StepWeights | GRUStepWeights:
+    def _step_weights(self, prefixes: tuple[str, ...], k: int) -> StepWeights:
         """Layer k's prepared weights, made again only when the parameters changed (`flat`'s
         version counter: torch's in-place ops on it or its views bump it, and `StackedAdam`
         bumps it after its fused kernel, which does not): a rollout or an evaluation prepares
@@ -200,7 +206,7 @@ class StackedNet:
         version = 0 if torch.is_inference(self.flat) else self.flat._version
         cached = self._steps.get((prefixes, k))
         if cached is None or cached[0] != version:
-            prepare = StepWeights.of if self.spec.cell is CellType.LSTM else GRUStepWeights.of
+            prepare = StepWeights.lstm if self.spec.cell is CellType.LSTM else StepWeights.gru
             cached = (version, prepare(*self._layer_weights(prefixes, k)))
             self._steps[(prefixes, k)] = cached
         return cached[1]

@@ -53,20 +53,16 @@ def _members(action: spaces.Space, spec: NetSpec, count: int = 3) -> list[Agent]
 LSTM_PATHS = {"stacked": lstm_stacked, "per_member": lstm_per_member, "native": lstm_native}
 GRU_PATHS = {"stacked": gru_stacked, "native": gru_native}
 NATIVE = pytest.mark.skipif(library() is None, reason="no C compiler: the native loops are off")
-LSTM_PARAMS = [pytest.param(name, marks=NATIVE) if name == "native" else name
-               for name in LSTM_PATHS]
-GRU_PARAMS = [pytest.param(name, marks=NATIVE) if name == "native" else name
-              for name in GRU_PATHS]
+CELL_PATHS = [(nn.LSTM, "stacked"), (nn.LSTM, "per_member"),
+              pytest.param(nn.LSTM, "native", marks=NATIVE), (nn.GRU, "stacked"),
+              pytest.param(nn.GRU, "native", marks=NATIVE)]
 # (hidden, batch): odd sizes take the C loops' edge paths; 20 x 6 and 70 x 5 their blocks and
 # edges (70: gate rows past 64 in the forward's product, past 64 columns in the backward's)
 SHAPES = [(7, 4), (20, 6), (70, 5)]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize(("cell", "path"), [(nn.LSTM, "stacked"), (nn.LSTM, "per_member"),
-                                            pytest.param(nn.LSTM, "native", marks=NATIVE),
-                                            (nn.GRU, "stacked"),
-                                            pytest.param(nn.GRU, "native", marks=NATIVE)])
+@pytest.mark.parametrize(("cell", "path"), CELL_PATHS)
 def test_cells_equal_torch_modules(cell, path, shape):
     torch.manual_seed(0)
     p, layers, length, width = 3, 2, 6, 5
@@ -98,70 +94,38 @@ def test_cells_equal_torch_modules(cell, path, shape):
 WEIGHT_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
 
-def _stacked_leaves(modules: list[nn.Module]) -> list[torch.Tensor]:
-    """The members' layer-0 weights stacked on a member axis, as fresh leaves."""
-    return [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
-            .requires_grad_() for n in WEIGHT_NAMES]
-
-
-def _assert_weight_grads_equal(module: nn.Module, stacked: list[torch.Tensor], i: int) -> None:
-    for name, got in zip(WEIGHT_NAMES, stacked, strict=True):
-        want = dict(module.named_parameters())[name].grad
-        torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
-
-
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("lstm", LSTM_PARAMS)
-def test_lstm_gradients_equal_torch_modules(lstm, shape):
-    """Every LSTM path's gradients (autograd through the written-out cells, through
-    `torch.lstm` on each member's slices of the stacked leaves, or the C loops' backward):
-    every one (input, initial state, weights, biases, through the outputs and the last cell
-    state) equals `nn.LSTM`'s."""
+@pytest.mark.parametrize(("cell", "path"), CELL_PATHS)
+def test_gradients_equal_torch_modules(cell, path, shape):
+    """Every path's gradients (autograd through the written-out cells, through `torch.lstm` on
+    each member's slices of the stacked leaves, or the C loops' backward, whose GRU keeps the
+    input- and hidden-side gate gradients apart): input, initial state (h, and c for an
+    LSTM), weights and biases, through the outputs and the last state (an LSTM's c, a GRU's
+    h), equal `nn.LSTM`'s or `nn.GRU`'s."""
     torch.manual_seed(1)
+    lstm = cell is nn.LSTM
     p, length, width = 3, 7, 5
     hidden, batch = shape
-    modules = [nn.LSTM(width, hidden) for _ in range(p)]
-    stacked = _stacked_leaves(modules)
+    modules = [cell(width, hidden) for _ in range(p)]
+    stacked = [torch.stack([dict(m.named_parameters())[n] for m in modules]).detach()
+               .requires_grad_() for n in WEIGHT_NAMES]
     x = torch.randn(p, length, batch, width, requires_grad=True)
-    h0 = torch.randn(p, batch, hidden, requires_grad=True)
-    c0 = torch.randn(p, batch, hidden, requires_grad=True)
-    probe_out, probe_c = torch.randn(p, length, batch, hidden), torch.randn(p, batch, hidden)
-    out, _, c = LSTM_PATHS[lstm](x, h0, c0, *stacked)
-    ((out * probe_out).sum() + (c * probe_c).sum()).backward()
+    states = [torch.randn(p, batch, hidden, requires_grad=True) for _ in range(2 if lstm else 1)]
+    probe_out, probe_last = torch.randn(p, length, batch, hidden), torch.randn(p, batch, hidden)
+    out, *finals = (LSTM_PATHS if lstm else GRU_PATHS)[path](x, *states, *stacked)
+    ((out * probe_out).sum() + (finals[-1] * probe_last).sum()).backward()
     for i, m in enumerate(modules):
-        xi = x[i].detach().requires_grad_()  # [L, B, in], nn.LSTM's layout
-        hi, ci = h0[i].detach()[None].requires_grad_(), c0[i].detach()[None].requires_grad_()
-        ref_out, (_, ref_c) = m(xi, (hi, ci))
-        ((ref_out * probe_out[i]).sum() + (ref_c[0] * probe_c[i]).sum()).backward()
+        xi = x[i].detach().requires_grad_()  # [L, B, in], the modules' layout
+        refs = [s[i].detach()[None].requires_grad_() for s in states]
+        ref_out, ref_final = m(xi, tuple(refs) if lstm else refs[0])
+        ref_last = ref_final[1] if lstm else ref_final
+        ((ref_out * probe_out[i]).sum() + (ref_last[0] * probe_last[i]).sum()).backward()
         torch.testing.assert_close(x.grad[i], xi.grad, atol=ATOL, rtol=0)
-        torch.testing.assert_close(h0.grad[i], hi.grad[0], atol=ATOL, rtol=0)
-        torch.testing.assert_close(c0.grad[i], ci.grad[0], atol=ATOL, rtol=0)
-        _assert_weight_grads_equal(m, stacked, i)
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("path", GRU_PARAMS)
-def test_gru_gradients_equal_torch_modules(path, shape):
-    """Both GRU paths' gradients (autograd through the written-out cells, or the C loops'
-    backward with its separate input- and hidden-side gate gradients): input, initial state,
-    weights and both biases, through the outputs and the last state, equal `nn.GRU`'s."""
-    torch.manual_seed(1)
-    p, length, width = 3, 7, 5
-    hidden, batch = shape
-    modules = [nn.GRU(width, hidden) for _ in range(p)]
-    stacked = _stacked_leaves(modules)
-    x = torch.randn(p, length, batch, width, requires_grad=True)
-    h0 = torch.randn(p, batch, hidden, requires_grad=True)
-    probe_out, probe_h = torch.randn(p, length, batch, hidden), torch.randn(p, batch, hidden)
-    out, h = GRU_PATHS[path](x, h0, *stacked)
-    ((out * probe_out).sum() + (h * probe_h).sum()).backward()
-    for i, m in enumerate(modules):
-        xi, hi = x[i].detach().requires_grad_(), h0[i].detach()[None].requires_grad_()
-        ref_out, ref_h = m(xi, hi)
-        ((ref_out * probe_out[i]).sum() + (ref_h[0] * probe_h[i]).sum()).backward()
-        torch.testing.assert_close(x.grad[i], xi.grad, atol=ATOL, rtol=0)
-        torch.testing.assert_close(h0.grad[i], hi.grad[0], atol=ATOL, rtol=0)
-        _assert_weight_grads_equal(m, stacked, i)
+        for state, ref in zip(states, refs, strict=True):
+            torch.testing.assert_close(state.grad[i], ref.grad[0], atol=ATOL, rtol=0)
+        for name, got in zip(WEIGHT_NAMES, stacked, strict=True):
+            want = dict(m.named_parameters())[name].grad
+            torch.testing.assert_close(got.grad[i], want, atol=ATOL, rtol=0)
 
 
 def test_lstm_backward_passes_gradcheck():

@@ -79,10 +79,10 @@ def test_run_directory_contents_and_elite_file(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text()) == summary
 
 
-@pytest.mark.parametrize("engine", ["per_member", "auto"])
+@pytest.mark.parametrize("engine", ["per_member", "collection"])
 def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path, engine):
-    """`auto` batches by group, in chunks that follow the workers: a chunk's size must not
-    change a member's arithmetic (`evopop.evolution.plan`)."""
+    """`collection` batches by group, in chunks that follow the workers: a chunk's size must
+    not change a member's arithmetic (`evopop.evolution.plan`)."""
     one, dir_one = _run(tmp_path, "one", workers=1, engine=engine)
     again, _ = _run(tmp_path, "again", workers=1, engine=engine)
     two, dir_two = _run(tmp_path, "two", workers=2, engine=engine)
@@ -90,6 +90,16 @@ def test_same_seed_same_elite_and_workers_do_not_matter(tmp_path, engine):
     assert _metrics(dir_one) == _metrics(dir_two)
     other, _ = _run(tmp_path, "other", seed=4, engine=engine)
     assert other["elite_sha256"] != one["elite_sha256"]
+
+
+def test_auto_gives_the_same_elite_in_process_as_on_two_worker_processes(tmp_path):
+    """Fully batched groups round as their chunks do, so the backends plan for the configured
+    worker count, not their pool's: the in-process backend (one worker) cuts the population
+    into the same two chunks as two worker processes."""
+    local, _ = _run(tmp_path, "local", workers=2, backend="local", max_steps=512)
+    processes, _ = _run(tmp_path, "processes", workers=2, max_steps=512)
+    one, _ = _run(tmp_path, "one", workers=1, backend="local", max_steps=512)
+    assert local["elite_sha256"] == processes["elite_sha256"] != one["elite_sha256"]
 
 
 def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):
@@ -149,11 +159,11 @@ def test_resume_after_an_interrupt_gives_the_same_result(tmp_path, monkeypatch,
     assert _metrics(run_dir) == _metrics(straight_dir)
 
 
-@pytest.mark.parametrize("engine,batched_update", [("batched", True), ("auto", False)])
+@pytest.mark.parametrize("engine,batched_update", [("auto", True), ("collection", False)])
 def test_batched_engine_same_seed_same_elite_and_exact_resume(tmp_path, monkeypatch,
                                                               stop_after_generation, engine,
                                                               batched_update):
-    """`batched` stacks collection and update; `auto` batches a chunk of 4 on one env with
+    """`auto` stacks collection and update; `collection` batches a chunk of 4 on one env with
     each member's own update (`evopop.evolution.engine.batching`)."""
     groups = []
     real = backends.run_group_task
@@ -222,7 +232,7 @@ def _ctrl_c_on() -> None:
 
 
 def test_ctrl_c_exits_cleanly_and_the_run_resumes_to_the_same_result(tmp_path):
-    base, _ = _run(tmp_path, "base", max_steps=2048)
+    base, _ = _run(tmp_path, "base", workers=2, max_steps=2048)  # auto: chunks follow workers
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({**TINY, "max_steps": 2048}))
     run_dir = tmp_path / "interrupted"
@@ -233,7 +243,8 @@ def test_ctrl_c_exits_cleanly_and_the_run_resumes_to_the_same_result(tmp_path):
     assert proc.returncode == 130, err
     assert "--resume" in err and "Traceback" not in err
     resumed = subprocess.run([sys.executable, "-m", "evopop.cli", "train", "--resume",
-                              str(run_dir), "--quiet"], capture_output=True, text=True, check=True)
+                              str(run_dir), "--parallel-members", "2", "--quiet"],
+                             capture_output=True, text=True, check=True)
     assert _stable(json.loads(resumed.stdout)) == _stable(base)
 
 
@@ -304,7 +315,7 @@ def test_a_used_run_dir_is_refused_unless_overwritten(tmp_path):
 
 
 def test_async_envs_work_inside_worker_processes(tmp_path):
-    """The same episodes as sync copies, so the same run, one by one (`auto` would batch the
+    """The same episodes as sync copies, so the same run, one by one (`collection` would batch the
     sync run's collection on one shared env but not the async run's: other rounding)."""
     env = {**TINY["env"], "vectorization": "async", "num_envs": 2}
     summary, _ = _run(tmp_path, "async", workers=2, env=env, max_steps=256,

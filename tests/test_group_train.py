@@ -98,7 +98,7 @@ def test_a_group_shares_one_rollout_length():
 
 
 def test_with_collection_batched_a_member_s_result_does_not_depend_on_its_chunk():
-    """What lets one worker and two give the same elite under `auto` below AUTO_MIN_GROUP
+    """What lets one worker and two give the same elite under the `collection` engine
     (`evopop.evolution.plan`): a member whose collection is batched, trained in a chunk of
     four, ends bit for bit where it ends in a chunk of two. (A stacked update pads every
     member's minibatch to the chunk's largest, so its rounding follows the chunk.)"""

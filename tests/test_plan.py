@@ -7,7 +7,7 @@ import pytest
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.checkpoint import agent_to_bytes
 from evopop.envs import EnvSpec, make_env
-from evopop.evolution.engine import AUTO_MIN_GROUP, Batching, Engine, batching
+from evopop.evolution.engine import Batching, Engine, batching
 from evopop.evolution.plan import chunk_groups, plan_tasks
 from evopop.evolution.task import GroupTask, TrainTask
 
@@ -35,7 +35,8 @@ def test_chunks_are_near_equal_largest_first_and_fill_the_workers():
 @pytest.mark.parametrize("engine,units,batched_update", [
     (Engine.PER_MEMBER, [TrainTask] * 5, None),
     (Engine.BATCHED, [GroupTask, TrainTask], True),
-    (Engine.AUTO, [GroupTask, TrainTask], False),  # 4 < AUTO_MIN_GROUP: collection only
+    (Engine.AUTO, [GroupTask, TrainTask], True),
+    (Engine.COLLECTION, [GroupTask, TrainTask], False),
 ])
 def test_plans_group_stackable_members_and_scatter_results_back(engine, units, batched_update):
     small, wide = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=16, head=(8,))
@@ -51,20 +52,22 @@ def test_plans_group_stackable_members_and_scatter_results_back(engine, units, b
     assert plan.scatter(fake) == [f"r{i}" for i in range(5)]
 
 
-@pytest.mark.parametrize("size,vectorization,want", [
-    (1, "fast", Batching.NONE), (2, "fast", Batching.COLLECTION),
-    (AUTO_MIN_GROUP - 1, "sync", Batching.COLLECTION), (AUTO_MIN_GROUP, "fast", Batching.FULL),
-    (4, "async", Batching.NONE), (AUTO_MIN_GROUP, "async", Batching.FULL),
+@pytest.mark.parametrize("engine,size,vectorization,want", [
+    (Engine.AUTO, 1, "fast", Batching.NONE), (Engine.AUTO, 2, "fast", Batching.FULL),
+    (Engine.AUTO, 4, "async", Batching.FULL), (Engine.BATCHED, 3, "sync", Batching.FULL),
+    (Engine.COLLECTION, 2, "fast", Batching.COLLECTION),
+    (Engine.COLLECTION, 5, "sync", Batching.COLLECTION),
+    (Engine.COLLECTION, 4, "async", Batching.NONE), (Engine.PER_MEMBER, 4, "fast", Batching.NONE),
 ])
-def test_auto_batches_collection_of_small_groups_on_a_shared_env(size, vectorization, want):
-    """`auto`: small groups batch only their collection, and only on an env they can share
-    (in-process copies); large groups batch everything."""
+def test_engines_batch_groups_as_they_say(engine, size, vectorization, want):
+    """`auto` stacks every group of two or more; `collection` batches a group's collection
+    only, and only on an env it can share (in-process copies)."""
     env = EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization=vectorization)
-    plan = plan_tasks(_tasks([NetSpec(hidden_size=8, head=(8,))] * size, env), Engine.AUTO,
+    plan = plan_tasks(_tasks([NetSpec(hidden_size=8, head=(8,))] * size, env), engine,
                       workers=1)
     got = Batching.NONE if isinstance(plan.units[0], TrainTask) else \
         Batching.FULL if plan.units[0].batched_update else Batching.COLLECTION
-    assert got is want == batching(Engine.AUTO, size, vectorization in ("fast", "sync"))
+    assert got is want == batching(engine, size, vectorization in ("fast", "sync"))
 
 
 def test_env_workers_always_train_one_by_one():
@@ -74,18 +77,19 @@ def test_env_workers_always_train_one_by_one():
     assert all(isinstance(u, TrainTask) for u in plan.units)
 
 
+@pytest.mark.parametrize("engine", [Engine.AUTO, Engine.COLLECTION])
 @pytest.mark.parametrize("workers", [1, 2, 3, 5])
-def test_a_group_s_batching_does_not_depend_on_the_workers(workers):
-    """The mode follows the group's size, so every worker count batches the same members the
-    same way, only in other chunks (none of one member)."""
+def test_a_group_s_batching_does_not_depend_on_the_workers(workers, engine):
+    """The mode follows the engine and the group, so every worker count batches the same
+    members the same way, only in other chunks (none of one member)."""
     small, wide = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=16, head=(8,))
-    tasks = _tasks([small] * AUTO_MIN_GROUP + [wide] * 3)
-    plan = plan_tasks(tasks, Engine.AUTO, workers=workers)
+    tasks = _tasks([small] * 6 + [wide] * 3)
+    plan = plan_tasks(tasks, engine, workers=workers)
     modes = {}
     for unit, slots in zip(plan.units, plan.slots, strict=True):
         assert isinstance(unit, GroupTask) and len(slots) >= 2
         modes.update({i: unit.batched_update for i in slots})
-    assert modes == {i: i < AUTO_MIN_GROUP for i in range(len(tasks))}
+    assert modes == {i: engine is Engine.AUTO for i in range(len(tasks))}
 
 
 @pytest.mark.parametrize("engine", [Engine.BATCHED, Engine.AUTO])
@@ -93,7 +97,7 @@ def test_members_on_a_device_other_than_the_cpu_train_one_by_one(engine):
     """The batched learner computes on the CPU: a run on a GPU trains each member there alone
     rather than its groups on the CPU behind the user's back."""
     tasks = [dataclasses.replace(t, device="cuda")
-             for t in _tasks([NetSpec(hidden_size=8, head=(8,))] * AUTO_MIN_GROUP)]
+             for t in _tasks([NetSpec(hidden_size=8, head=(8,))] * 4)]
     plan = plan_tasks(tasks, engine, workers=2)
-    assert [type(u) for u in plan.units] == [TrainTask] * AUTO_MIN_GROUP
+    assert [type(u) for u in plan.units] == [TrainTask] * 4
     assert all(u.device == "cuda" for u in plan.units)

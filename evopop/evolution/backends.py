@@ -51,14 +51,18 @@ class MemberHandler:
 
 class PoolBackend:
     """Members on a pool, each free worker taking the next member or batched group (as the
-    engine plans them, `plan_tasks`)."""
+    engine plans them, `plan_tasks`, for `width` workers: the configured count, not the pool's,
+    so that a batched group is cut into the same chunks, and rounds the same, in process, on
+    a pool of processes and on a Ray cluster that fits fewer)."""
 
-    def __init__(self, pool: WorkerPool, engine: Engine = Engine.PER_MEMBER) -> None:
+    def __init__(self, pool: WorkerPool, engine: Engine = Engine.PER_MEMBER,
+                 width: int | None = None) -> None:
         self.pool = pool
         self.engine = engine
+        self.width = width or pool.size
 
     def map(self, tasks: Sequence[TrainTask]) -> list[TaskResult]:
-        plan = plan_tasks(tasks, self.engine, self.pool.size)
+        plan = plan_tasks(tasks, self.engine, self.width)
         return plan.scatter(map_tasks(self.pool, plan.units, "member task"))
 
     def close(self, abort: bool = False) -> None:
@@ -95,7 +99,7 @@ def make_backend(kind: Placement, workers: int | None, ray: RaySettings | None =
                  env_worker_cpus: float = 0.0, engine: Engine = Engine.PER_MEMBER) -> Backend:
     """`ray` and `env_worker_cpus` (what a member's env workers reserve on Ray) are only read
     for the Ray backend, which alone imports ray."""
-    return PoolBackend(_pool(kind, workers, ray, env_worker_cpus), engine)
+    return PoolBackend(_pool(kind, workers, ray, env_worker_cpus), engine, workers)
 
 
 def _pool(kind: Placement, workers: int | None, ray: RaySettings | None,

@@ -7,11 +7,13 @@ from enum import Enum
 
 
 class Engine(str, Enum):
-    """per_member: `train_agent` per member; batched: groups of stackable members train as
-    one batched computation (`train_group`); auto: what measured fastest for the group's size
-    (`batching`)."""
+    """per_member: `train_agent` per member; collection: groups of stackable members step one
+    env of all their copies with one batched policy step, each member its own update (the
+    same result for any number of workers); batched: groups train as one batched computation
+    (`train_group`); auto: what measured fastest (`batching`)."""
 
     PER_MEMBER = "per_member"
+    COLLECTION = "collection"
     BATCHED = "batched"
     AUTO = "auto"
 
@@ -24,27 +26,21 @@ class Batching(str, Enum):
     FULL = "full"  # collection and the PPO update stacked
 
 
-AUTO_MIN_GROUP = 12
-"""The smallest group `auto` trains fully batched; groups of two or more below it batch their
-collection only, where the env shares (`batching`). Chosen by group, not by chunk, so that
-groups below it give the same result for any number of workers (`evopop.evolution.plan`). W1
-generations, one thread per process (benchmarks/population_scaling.py, 2026-12-02, with
-shared-env collection): a chunk's full stack overtook batched collection between 4 and 6
-members, so 12 lets each of two workers' chunks reach 6. Since the stacked LSTM runs each member
-through oneDNN (2026-12-06) the full stack ties at 2 and wins by 12-21 % from 4 in one process,
-but on two workers W1's P = 4 ran within noise either way (8.7-9.7 s for 4 generations), so
-the threshold stays where mid-sized groups keep their result for any number of workers."""
-
-
 def batching(engine: Engine, group: int, shared_env: bool) -> Batching:
     """What the engine batches of a group of `group` stackable members; `shared_env`: the
     members can step one env of all their copies (`SharedRollouts`), without which batching
-    collection alone does not pay."""
+    collection alone does not pay.
+
+    `auto` stacks every group of two or more: whole W1 runs (P = 4, chunks of two) took 0.91x
+    the time with the update stacked too as with collection alone, GRU and MLP variants 0.95x
+    and 0.84x, W2 0.86x (benchmarks/RESULTS.md, 2026-12-07, late night). A stacked update pads
+    each member's minibatches to its chunk's largest, so such runs round as their chunks do:
+    `collection` is the engine whose result does not depend on the number of workers."""
     if engine is Engine.PER_MEMBER or group < 2:
         return Batching.NONE
-    if engine is Engine.BATCHED or group >= AUTO_MIN_GROUP:
-        return Batching.FULL
-    return Batching.COLLECTION if shared_env else Batching.NONE
+    if engine is Engine.COLLECTION:
+        return Batching.COLLECTION if shared_env else Batching.NONE
+    return Batching.FULL
 
 
 WORKER_MODULES = ("evopop.envs.envpool_import", "evopop.evolution.backends")

@@ -1,14 +1,14 @@
 """Planning a generation's tasks for an engine: batched groups, or one task per member.
 
 `plan_tasks` groups the members that can stack (`evopop.batched.group_members`), lets the
-engine say how each group trains (`batching`, by the group's size), and splits the groups into
-chunks so every worker of the pool has work. With collection batched, a member's arithmetic
-is the same in a chunk of any size from two (its slices of the batched policy step;
-tests/test_group_train.py), so such groups give the same result for any number of workers; a
-group is never cut into a chunk of one, which would round differently. A stacked update pads
-each member's minibatch to the chunk's largest, so fully batched groups round as their chunks
-do: with one of those in play, the same seed gives the same result for the same number of
-workers (`parallel_members`), on any placement and after resume.
+engine say how each group trains (`batching`), and splits the groups into chunks so every
+worker of the pool has work. A stacked update pads each member's minibatch to its chunk's
+largest, so fully batched groups round as their chunks do: the same seed gives the same result
+for the same number of workers (`parallel_members`), on any placement and after resume. With
+collection alone batched (`Engine.COLLECTION`), a member's arithmetic is the same in a chunk of
+any size from two (its slices of the batched policy step; tests/test_group_train.py), so its
+runs give the same result for any number of workers; a group is never cut into a chunk of one,
+which would round differently.
 """
 
 from __future__ import annotations

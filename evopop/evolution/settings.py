@@ -229,9 +229,10 @@ class RunConfig(BaseModel):
         "cpu", description="where members learn, act and are evaluated: cpu, cuda, cuda:N or "
         "auto (cuda when torch sees a GPU); results are bit-identical on cpu only")
     engine: Engine = Field(
-        Engine.AUTO, description="how members train: auto (groups of stackable members batch "
-        "their collection, large groups their update too: what measured fastest), batched "
-        "(every group fully batched) or per_member (one by one)")
+        Engine.AUTO, description="how members train: auto (what measured fastest: groups of "
+        "stackable members fully batched), batched (the same, by name), collection (groups "
+        "batch their collection, each member its own update: the same result for any number "
+        "of workers) or per_member (one by one)")
     tensorboard: Annotated[bool | str, BeforeValidator(_tensorboard_setting)] = Field(
         False, description="log each generation to TensorBoard: true (event files in the run "
         "dir's tensorboard/), a directory (relative to the run dir) or false")

@@ -178,8 +178,10 @@ def test_batched_engine_same_seed_same_elite_and_exact_resume(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "resumed", engine=engine)
     run_dir = tmp_path / "resumed"
+    assert load_state(run_dir / "checkpoint.safetensors").batch_width == 1
+    # two workers now: the run keeps the chunks it began with (its batch_width)
     resumed = runner.run_training(load_config(run_dir / "config.yaml"), run_dir, resume=True,
-                                  progress=False, parallel_members=1)  # the same chunks
+                                  progress=False, parallel_members=2)
     assert _stable(resumed.to_json()) == _stable(straight)
     assert _metrics(run_dir) == _metrics(straight_dir)
 

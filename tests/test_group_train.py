@@ -35,11 +35,13 @@ SEEDS = [11, 12, 13]
 SCHEDULES = [(0, 10_000), (256, 2_000), (0, 512)]
 
 
-def _members(env_id: str, spec: NetSpec) -> tuple[list[Agent], list[VectorRollouts]]:
+def _members(env_id: str, spec: NetSpec | list[NetSpec]
+             ) -> tuple[list[Agent], list[VectorRollouts]]:
+    specs = spec if isinstance(spec, list) else [spec] * len(MEMBER_PARAMS)
     sources = [VectorRollouts(make_vec_env(env_id, NUM_ENVS)) for _ in MEMBER_PARAMS]
     space = sources[0].single_observation_space, sources[0].single_action_space
-    agents = [Agent(*space, spec, PPOParams(**SHARED, **p), seed=i)
-              for i, p in enumerate(MEMBER_PARAMS)]
+    agents = [Agent(*space, s, PPOParams(**SHARED, **p), seed=i)
+              for i, (s, p) in enumerate(zip(specs, MEMBER_PARAMS, strict=True))]
     return agents, sources
 
 
@@ -60,6 +62,24 @@ def _group_source(kind: str, env_id: str, sources: list[VectorRollouts]) -> Grou
     if kind == "members":
         return MemberRollouts([VectorRollouts(make_vec_env(env_id, NUM_ENVS)) for _ in sources])
     return SharedRollouts(make_vec_env(env_id, NUM_ENVS * len(sources)), len(sources))
+
+
+# Members of other widths, padded into one stack (`evopop.batched.padding`).
+WIDTHS = [
+    ("CartPoleNoVel-v1", [NetSpec(cell="lstm", hidden_size=h, head=w, activation=a)
+                          for h, w, a in ((16, (16,), "tanh"), (8, (24,), "tanh"),
+                                          (24, (8,), "tanh"))]),
+    ("PendulumNoVel-v1", [NetSpec(cell="gru", hidden_size=h, head=w, num_layers=2,
+                                  activation="elu") for h, w in ((16, (16, 8)), (8, (8, 16)),
+                                                                 (12, (16, 16)))]),
+    ("PendulumNoVel-v1", [NetSpec(cell="none", head=w, activation="gelu")
+                          for w in ((16,), (8,), (32,))]),
+]
+
+
+@pytest.mark.parametrize("env_id,specs", WIDTHS, ids=["lstm", "gru2", "none"])
+def test_members_of_other_widths_train_padded_as_member_by_member(env_id, specs):
+    test_group_training_equals_member_by_member(env_id, specs, "shared", True)
 
 
 @pytest.mark.parametrize("kind,batched_update", [

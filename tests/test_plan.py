@@ -6,6 +6,7 @@ import pytest
 
 from evopop.agents import Agent, NetSpec, PPOParams
 from evopop.agents.checkpoint import agent_to_bytes
+from evopop.batched.padding import PAD_MAX_WIDTH
 from evopop.envs import EnvSpec, make_env
 from evopop.evolution.engine import Batching, Engine, batching
 from evopop.evolution.plan import chunk_groups, plan_tasks
@@ -39,8 +40,8 @@ def test_chunks_are_near_equal_largest_first_and_fill_the_workers():
     (Engine.COLLECTION, [GroupTask, TrainTask], False),
 ])
 def test_plans_group_stackable_members_and_scatter_results_back(engine, units, batched_update):
-    small, wide = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=16, head=(8,))
-    tasks = _tasks([small, small, wide, small, small])
+    small, deep = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=8, head=(8, 8))
+    tasks = _tasks([small, small, deep, small, small])
     plan = plan_tasks(tasks, engine, workers=1)
     assert [type(u) for u in plan.units] == units
     assert sorted(i for s in plan.slots for i in s) == list(range(5))
@@ -70,6 +71,25 @@ def test_engines_batch_groups_as_they_say(engine, size, vectorization, want):
     assert got is want == batching(engine, size, vectorization in ("fast", "sync"))
 
 
+@pytest.mark.parametrize("engine,vectorization,want", [
+    (Engine.AUTO, "fast", [[0, 1, 2, 3], [4]]), (Engine.BATCHED, "sync", [[0, 1, 2, 3], [4]]),
+    (Engine.COLLECTION, "fast", [[0, 3], [1], [2], [4]]),
+    (Engine.AUTO, "async", [[0, 3], [1], [2], [4]]),
+])
+def test_members_of_other_widths_stack_where_the_update_is_stacked_on_one_env(
+        engine, vectorization, want):
+    """Widths pad (`evopop.batched.padding`) where the group's states live in the stack; a
+    gSDE member or one wider than PAD_MAX_WIDTH keeps to its own widths."""
+    env = EnvSpec(id="PendulumNoVel-v1", num_envs=2, vectorization=vectorization)
+    specs = [NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=32, head=(8,)),
+             NetSpec(hidden_size=8, head=(24,)), NetSpec(hidden_size=8, head=(8,)),
+             NetSpec(hidden_size=8, head=(8,), sde=True)]
+    plan = plan_tasks(_tasks(specs, env), engine, workers=1)
+    assert sorted(plan.slots) == sorted(want)
+    wide = [NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=PAD_MAX_WIDTH + 1, head=(8,))]
+    assert sorted(plan_tasks(_tasks(wide, env), Engine.AUTO, workers=1).slots) == [[0], [1]]
+
+
 def test_env_workers_always_train_one_by_one():
     env = EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization="independent",
                   env_workers=1)
@@ -82,8 +102,8 @@ def test_env_workers_always_train_one_by_one():
 def test_a_group_s_batching_does_not_depend_on_the_workers(workers, engine):
     """The mode follows the engine and the group, so every worker count batches the same
     members the same way, only in other chunks (none of one member)."""
-    small, wide = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=16, head=(8,))
-    tasks = _tasks([small] * 6 + [wide] * 3)
+    small, deep = NetSpec(hidden_size=8, head=(8,)), NetSpec(hidden_size=8, head=(8, 8))
+    tasks = _tasks([small] * 6 + [deep] * 3)
     plan = plan_tasks(tasks, engine, workers=workers)
     modes = {}
     for unit, slots in zip(plan.units, plan.slots, strict=True):

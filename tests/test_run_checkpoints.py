@@ -89,6 +89,8 @@ CASES = [
     ("wall-negative", _set("wall_s", -1.0), "wall_s"),
     ("wall-infinite", _set("wall_s", float("inf")), "wall_s"),
     ("best-nan", _set("best_fitness", float("nan")), "best_fitness"),
+    ("batch-width-zero", _set("batch_width", 0), "batch_width"),
+    ("batch-width-huge", _set("batch_width", 10**9), "batch_width"),
     ("unknown-key", _set("rng_state", [1, 2, 3]), "rng_state"),
     ("members-missing", _set("members", ...), "members"),
     ("no-members", _set("members", []), "members"),
@@ -142,6 +144,14 @@ def test_the_valid_checkpoint_loads_with_its_counters(tmp_path, valid):
     assert (state.generation, state.next_id, state.total_env_steps) == (1, 3, 128)
     assert [m.id for m in state.members] == [0, 2] and state.members[1].parent_id == 1
     assert state.elite_history == [3.0] and state.members[1].fitness == [1.0]
+
+
+@pytest.mark.parametrize("width", [3, ...])
+def test_a_checkpoint_keeps_its_batch_width_and_an_older_one_has_none(tmp_path, valid, width):
+    tensors, meta = dict(valid[0]), copy.deepcopy(valid[1])
+    _set("batch_width", width)(tensors, meta)  # ...: absent, as before batch_width existed
+    assert load_state(_write(tmp_path, tensors, meta)).batch_width == (
+        None if width is ... else width)
 
 
 def test_a_header_that_is_not_an_object_is_not_a_run_checkpoint(tmp_path, valid):

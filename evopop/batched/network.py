@@ -27,6 +27,7 @@ from evopop.agents.networks import ACTIVATIONS, ActorCritic
 from evopop.agents.spaces import ActionSpec
 from evopop.agents.spec import Activation, CellType, NetSpec
 from evopop.batched.cells import fast_tanh, gru_layer, linear, lstm_layer
+from evopop.batched.padding import crop, gate_blocks, place, widest
 
 Tensor = torch.Tensor
 
@@ -41,7 +42,19 @@ class ParamLayout:
 
     @classmethod
     def of(cls, net: ActorCritic) -> ParamLayout:
-        shapes = {name: tuple(p.shape) for name, p in net.named_parameters()}
+        return cls.of_shapes({name: tuple(p.shape) for name, p in net.named_parameters()})
+
+    @classmethod
+    def widest(cls, nets: list[ActorCritic]) -> ParamLayout:
+        """The layout of nets of one structure at their largest size in every dimension."""
+        shapes = {}
+        for name, _ in nets[0].named_parameters():
+            sizes = [net.get_parameter(name).shape for net in nets]
+            shapes[name] = tuple(max(dims) for dims in zip(*sizes, strict=True))
+        return cls.of_shapes(shapes)
+
+    @classmethod
+    def of_shapes(cls, shapes: dict[str, tuple[int, ...]]) -> ParamLayout:
         return cls(shapes, sum(math.prod(shape) for shape in shapes.values()))
 
     def views(self, flat: Tensor) -> dict[str, Tensor]:
@@ -70,18 +83,29 @@ class StackedNet:
         default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
-    def stack(cls, nets: list[ActorCritic]) -> StackedNet:
+    def stack(cls, nets: list[ActorCritic], like: StackedNet | None = None) -> StackedNet:
         """Copies the members' weights into one new `[P, D]` buffer whose per-parameter views
-        are the stack's leaves (requires_grad)."""
-        flat = torch.stack([parameters_to_vector(net.parameters()).detach() for net in nets])
-        return cls._of(nets[0], ParamLayout.of(nets[0]), flat, requires_grad=True)
+        are the stack's leaves (requires_grad), at the members' widest widths (`padding`) or at
+        `like`'s."""
+        spec = like.spec if like else widest([net.spec for net in nets])
+        layout = like.layout if like else ParamLayout.widest(nets)
+        if all(ParamLayout.of(net) == layout for net in nets):
+            flat = torch.stack([parameters_to_vector(net.parameters()).detach() for net in nets])
+        else:
+            flat = torch.zeros(len(nets), layout.width)
+            views = layout.views(flat)
+            for p, net in enumerate(nets):
+                for name, param in net.named_parameters():
+                    place(views[name][p], param.detach(), gate_blocks(name, spec))
+        return cls._of(nets[0], layout, flat, requires_grad=True, spec=spec)
 
     @classmethod
     def _of(cls, like: ActorCritic | StackedNet, layout: ParamLayout, flat: Tensor,
-            requires_grad: bool) -> StackedNet:
+            requires_grad: bool, spec: NetSpec | None = None) -> StackedNet:
         params = {name: view.requires_grad_(requires_grad)
                   for name, view in layout.views(flat).items()}
-        return cls(like.spec, like.obs_dim, like.action, like.sde_features, layout, flat, params)
+        return cls(spec or like.spec, like.obs_dim, like.action, like.sde_features, layout, flat,
+                   params)
 
     @property
     def size(self) -> int:
@@ -94,11 +118,13 @@ class StackedNet:
                               requires_grad=False)
 
     def write_back(self, nets: list[ActorCritic]) -> None:
-        """Copies member p's slice of every stacked parameter into `nets[p]` in place."""
+        """Copies member p's slice of every stacked parameter (cropped to its widths) into
+        `nets[p]` in place."""
         with torch.no_grad():
             for p, net in enumerate(nets):
                 for name, param in net.named_parameters():
-                    param.copy_(self.params[name][p])
+                    param.copy_(crop(self.params[name][p], tuple(param.shape),
+                                     gate_blocks(name, self.spec)))
 
     def initial_state(self, n: int) -> Tensor:
         """Zero state for n envs per member: `[C, layers, P, n, H]` (`[0, 1, P, n, 1]` if FF)."""

@@ -16,6 +16,7 @@ from evopop.agents.agent import Agent
 from evopop.agents.spaces import PolicyHead
 from evopop.batched.adam import StackedAdam
 from evopop.batched.network import StackedNet
+from evopop.batched.padding import crop, gate_blocks, place, width_free
 
 
 @dataclass
@@ -46,12 +47,14 @@ class StackedPopulation:
         return self.grad
 
 
-def batch_key(agent: Agent) -> Hashable:
-    """What must be equal for members to stack: architecture, widths, action head, Adam's
-    constants. Float hyperparameters and structural ones (rollout length, minibatch size,
-    epochs, sequence length) may differ: the batched update pads and masks them."""
+def batch_key(agent: Agent, pad_widths: bool = True) -> Hashable:
+    """What must be equal for members to stack: architecture, widths (unless they pad:
+    `evopop.batched.padding`), action head, Adam's constants. Float hyperparameters and
+    structural ones (rollout length, minibatch size, epochs, sequence length) may differ: the
+    batched update pads and masks them."""
     group = agent.optimizer.param_groups[0]
-    return (agent.spec, agent.encoder.dim, agent.action_spec, tuple(group["betas"]), group["eps"])
+    spec = width_free(agent.spec) if pad_widths else agent.spec
+    return (spec, agent.encoder.dim, agent.action_spec, tuple(group["betas"]), group["eps"])
 
 
 def structure_key(agent: Agent) -> Hashable:
@@ -60,8 +63,11 @@ def structure_key(agent: Agent) -> Hashable:
     return (p.learn_step, p.batch_size, p.update_epochs, p.max_seq_len)
 
 
-def group_members(agents: list[Agent], by_structure: bool = True) -> list[list[int]]:
+def group_members(agents: list[Agent], by_structure: bool = True,
+                  pad_widths: bool = True) -> list[list[int]]:
     """Indices of the members to train as one batched computation, in first-seen order.
+    Without `pad_widths` members of other widths are grouped apart (a group whose members run
+    their own updates on its collection's states needs them at their own widths).
 
     Members with different structural hyperparameters can stack (the update pads and masks),
     but padding a member's minibatches to another's and computing members whose schedule has
@@ -71,18 +77,19 @@ def group_members(agents: list[Agent], by_structure: bool = True) -> list[list[i
     """
     groups: dict[Hashable, list[int]] = {}
     for i, agent in enumerate(agents):
-        key = (batch_key(agent), structure_key(agent) if by_structure else None)
+        key = (batch_key(agent, pad_widths), structure_key(agent) if by_structure else None)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
 
-def stack(agents: list[Agent]) -> StackedPopulation:
-    """Copies the members' weights and Adam state into one stacked population."""
+def stack(agents: list[Agent], like: StackedPopulation | None = None) -> StackedPopulation:
+    """Copies the members' weights and Adam state into one stacked population, at their widest
+    widths or at `like`'s (a subset of its members, whose collected states have its widths)."""
     keys = {batch_key(a) for a in agents}
     if len(keys) != 1:
-        raise ValueError("members differ in spec, widths, action space or Adam constants; "
+        raise ValueError("members differ in spec, action space or Adam constants; "
                          "stack each of group_members(agents) separately")
-    net = StackedNet.stack([a.net for a in agents])
+    net = StackedNet.stack([a.net for a in agents], like.net if like else None)
     group = agents[0].optimizer.param_groups[0]
     adam = StackedAdam.zeros(net.flat, tuple(group["betas"]), group["eps"])
     moments = _moment_views(net, adam)
@@ -101,23 +108,25 @@ def unstack(pop: StackedPopulation, agents: list[Agent]) -> None:
         _write_adam(pop.adam, moments, p, agent)
 
 
-_Moments = list[tuple[torch.Tensor, torch.Tensor]]  # per parameter: (exp_avg, exp_avg_sq) views
+_Moments = list[tuple[torch.Tensor, torch.Tensor, int]]  # (exp_avg, exp_avg_sq, blocks)
 
 
 def _moment_views(net: StackedNet, adam: StackedAdam) -> _Moments:
-    """Adam's `[P, D]` moments as `[P, *shape]` views, in the member's parameter order."""
+    """Adam's `[P, D]` moments as `[P, *shape]` views, in the member's parameter order, with
+    each parameter's gate blocks (`padding`)."""
     firsts, seconds = net.layout.views(adam.exp_avg), net.layout.views(adam.exp_avg_sq)
-    return [(firsts[name], seconds[name]) for name in net.layout.shapes]
+    return [(firsts[name], seconds[name], gate_blocks(name, net.spec))
+            for name in net.layout.shapes]
 
 
 def _read_adam(adam: StackedAdam, moments: _Moments, p: int, agent: Agent) -> None:
     steps = set()
     with torch.no_grad():
-        for param, (m, v) in zip(agent.net.parameters(), moments, strict=True):
+        for param, (m, v, blocks) in zip(agent.net.parameters(), moments, strict=True):
             state = agent.optimizer.state.get(param)
             if state:
-                m[p].copy_(state["exp_avg"])
-                v[p].copy_(state["exp_avg_sq"])
+                place(m[p], state["exp_avg"], blocks)
+                place(v[p], state["exp_avg_sq"], blocks)
                 steps.add(int(state["step"]))
             else:
                 steps.add(0)
@@ -131,10 +140,11 @@ def _write_adam(adam: StackedAdam, moments: _Moments, p: int, agent: Agent) -> N
     if count == 0:
         return  # never stepped: the member's optimizer keeps its empty state
     with torch.no_grad():
-        for param, (m, v) in zip(agent.net.parameters(), moments, strict=True):
+        for param, (m, v, blocks) in zip(agent.net.parameters(), moments, strict=True):
+            shape = tuple(param.shape)
             agent.optimizer.state[param] = {
                 "step": torch.tensor(float(count), dtype=torch.float32, device=param.device),
-                "exp_avg": m[p].clone(),
-                "exp_avg_sq": v[p].clone(),
+                "exp_avg": crop(m[p], shape, blocks).clone(),
+                "exp_avg_sq": crop(v[p], shape, blocks).clone(),
             }
 

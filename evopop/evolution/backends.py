@@ -33,6 +33,8 @@ from evopop.execution.tasks import map_tasks
 
 
 class Backend(Protocol):
+    width: int  # the workers a generation's batched groups are cut into chunks for
+
     def map(self, tasks: Sequence[TrainTask]) -> list[TaskResult]: ...
 
     def close(self, abort: bool = False) -> None: ...
@@ -51,9 +53,10 @@ class MemberHandler:
 
 class PoolBackend:
     """Members on a pool, each free worker taking the next member or batched group (as the
-    engine plans them, `plan_tasks`, for `width` workers: the configured count, not the pool's,
-    so that a batched group is cut into the same chunks, and rounds the same, in process, on
-    a pool of processes and on a Ray cluster that fits fewer)."""
+    engine plans them, `plan_tasks`, for `width` workers: the run's (`LoopState.batch_width`)
+    or the configured count, not the pool's, so that a batched group is cut into the same
+    chunks, and rounds the same, in process, on a pool of processes, on a Ray cluster that
+    fits fewer and after a resume with other workers)."""
 
     def __init__(self, pool: WorkerPool, engine: Engine = Engine.PER_MEMBER,
                  width: int | None = None) -> None:
@@ -96,10 +99,12 @@ def _ray_pool(resources: RaySettings, workers: int | None, env_worker_cpus: floa
 
 
 def make_backend(kind: Placement, workers: int | None, ray: RaySettings | None = None,
-                 env_worker_cpus: float = 0.0, engine: Engine = Engine.PER_MEMBER) -> Backend:
+                 env_worker_cpus: float = 0.0, engine: Engine = Engine.PER_MEMBER,
+                 width: int | None = None) -> Backend:
     """`ray` and `env_worker_cpus` (what a member's env workers reserve on Ray) are only read
-    for the Ray backend, which alone imports ray."""
-    return PoolBackend(_pool(kind, workers, ray, env_worker_cpus), engine, workers)
+    for the Ray backend, which alone imports ray; `width` (default: `workers`, else the pool's
+    size) is what batched groups are planned for."""
+    return PoolBackend(_pool(kind, workers, ray, env_worker_cpus), engine, width or workers)
 
 
 def _pool(kind: Placement, workers: int | None, ray: RaySettings | None,

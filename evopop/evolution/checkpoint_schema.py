@@ -66,6 +66,7 @@ class RunHeader(_Strict):
     elite_history: list[Fitness]
     target_reached: bool
     finished: bool
+    batch_width: Annotated[int, Field(ge=1, le=MAX_POPULATION)] | None = None  # older: absent
     members: list[MemberEntry] = Field(min_length=1, max_length=MAX_POPULATION)
 
 

@@ -43,6 +43,12 @@ def batching(engine: Engine, group: int, shared_env: bool) -> Batching:
     return Batching.FULL
 
 
+def pads_widths(engine: Engine, shared_env: bool) -> bool:
+    """Whether the engine stacks members of other widths (`evopop.batched.padding`): where a
+    group's update is stacked on one shared env, whose states live at the stack's widths."""
+    return shared_env and engine in (Engine.AUTO, Engine.BATCHED)
+
+
 WORKER_MODULES = ("evopop.envs.envpool_import", "evopop.evolution.backends")
 """What a member worker runs (envpool, lightly imported, and the tasks of every engine), for
 the fork server to import once before it forks any worker. Named, not imported: importing it

@@ -83,7 +83,9 @@ class Population:
         self.config = config
         self.evolution = config.population()
         self.state = state if state is not None else initial_state(config)
-        self.backend = backend or make_backend(Placement.LOCAL, 1, engine=config.engine)
+        self.backend = backend or make_backend(Placement.LOCAL, 1, engine=config.engine,
+                                               width=self.state.batch_width)
+        self.state.batch_width = self.backend.width
         self.device = resolve_device(config.device)
         self.last_results: list[TaskResult] = []
         self._children: list[int] = []  # slots of this generation's clones, still unmutated

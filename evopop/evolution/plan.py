@@ -1,6 +1,7 @@
 """Planning a generation's tasks for an engine: batched groups, or one task per member.
 
-`plan_tasks` groups the members that can stack (`evopop.batched.group_members`), lets the
+`plan_tasks` groups the members that can stack (`evopop.batched.group_members`; of other
+widths too where the group's update is stacked on one shared env), lets the
 engine say how each group trains (`batching`), and splits the groups into chunks so every
 worker of the pool has work. A stacked update pads each member's minibatch to its chunk's
 largest, so fully batched groups round as their chunks do: the same seed gives the same result
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from evopop.agents.checkpoint import agent_from_bytes
 from evopop.batched import group_members
 from evopop.envs.spec import Vectorization
-from evopop.evolution.engine import Batching, Engine, batching
+from evopop.evolution.engine import Batching, Engine, batching, pads_widths
 from evopop.evolution.task import SHARED_VECTORIZATIONS, GroupTask, TaskResult, TrainTask
 
 Unit = TrainTask | GroupTask
@@ -66,8 +67,9 @@ def plan_tasks(tasks: Sequence[TrainTask], engine: Engine, workers: int) -> Plan
     if engine is Engine.PER_MEMBER or not tasks or tasks[0].device != "cpu" or \
             tasks[0].env.vectorization is Vectorization.INDEPENDENT:
         return singles
-    groups = group_members([agent_from_bytes(t.agent) for t in tasks])
     shared = tasks[0].env.vectorization in SHARED_VECTORIZATIONS
+    groups = group_members([agent_from_bytes(t.agent) for t in tasks],
+                           pad_widths=pads_widths(engine, shared))
     modes = {i: batching(engine, len(g), shared) for g in groups for i in g}
     units: list[Unit] = []
     slots: list[list[int]] = []

@@ -103,11 +103,14 @@ class LoopState:
     elite_history: list[float] = field(default_factory=list)
     target_reached: bool = False
     finished: bool = False
+    # the workers batched groups are cut into chunks for (`evopop.evolution.plan`): settled
+    # when the run starts and kept, so a resume with other workers rounds as the run began
+    batch_width: int | None = None
 
     def counters(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
             "generation", "next_id", "total_env_steps", "wall_s", "best_fitness",
-            "elite_history", "target_reached", "finished")}
+            "elite_history", "target_reached", "finished", "batch_width")}
 
 
 def save_state(path: Path, state: LoopState) -> None:

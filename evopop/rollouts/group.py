@@ -64,6 +64,9 @@ class MemberRollouts:
 
     def collect(self, pop: StackedPopulation, agents: Sequence[Agent], live: Sequence[bool],
                 steps: int) -> list[RolloutBuffer]:
+        if len({a.spec for a in agents}) > 1:
+            raise ValueError("members of other widths share a policy step only on one shared "
+                             "env (SharedRollouts), whose states live at the stack's widths")
         rows = [p for p, alive in enumerate(live) if alive]
         if len(rows) < len(agents):
             pop = stack([agents[p] for p in rows])

@@ -5,7 +5,8 @@ Each member gets the seeds `train_agent` would derive from its own seed, its own
 schedule; collection runs one batched policy step per env step and each update is one
 `batched_ppo_update`, so every member ends where `train_agent` would have taken it, up to
 float rounding. Members must stack (`evopop.batched.group_members`) and share a rollout
-length.
+length; members of other widths (`evopop.batched.padding`) only with `batched_update` on one
+shared env (`SharedRollouts`), where their states live at the stack's widths.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def train_group(
     if len(steps) != 1:
         raise ValueError(f"a group shares one rollout length; got learn_step {sorted(steps)}")
     learn_step = steps.pop()
+    if len({a.spec for a in agents}) > 1 and not batched_update:
+        raise ValueError("members of other widths train as a group only with batched_update")
     plans = schedules or [(0, total_steps)] * len(agents)
     derived = [train_seeds(seed) for seed in seeds]
     source.start([(env_seed, sample_seed) for env_seed, sample_seed, _ in derived])
@@ -64,7 +67,7 @@ def train_group(
         pop = stack(list(agents))  # from the agents, which hold the last update (unstack below)
         bufs = source.collect(pop, agents, live, learn_step)
         group = [members[p] for p in rows]
-        stats = _update(pop if len(rows) == len(agents) else None, group, bufs, batched_update)
+        stats = _update(pop, len(rows) == len(agents), group, bufs, batched_update)
         for p, buf, update in zip(rows, bufs, stats, strict=True):
             result = members[p].result
             result.env_steps += buf.steps * buf.num_envs
@@ -76,15 +79,15 @@ def train_group(
     return [m.result for m in members]
 
 
-def _update(pop: StackedPopulation | None, group: list[_Member], bufs: list[RolloutBuffer],
-            batched: bool) -> list[UpdateStats]:
+def _update(pop: StackedPopulation, whole: bool, group: list[_Member],
+            bufs: list[RolloutBuffer], batched: bool) -> list[UpdateStats]:
     """One PPO update of every member in `group`: stacked (`pop`, if it holds exactly these
-    members, else stacked anew) or one by one."""
+    members (`whole`), else they are stacked anew at its widths) or one by one."""
     agents = [m.agent for m in group]
     if not batched:
         return [ppo_update(m.agent, buf, m.shuffler, m.remaining())
                 for m, buf in zip(group, bufs, strict=True)]
-    pop = pop or stack(agents)
+    pop = pop if whole else stack(agents, like=pop)
     stats = batched_ppo_update(pop, agents, bufs, [m.shuffler for m in group],
                                [m.remaining() for m in group])
     unstack(pop, agents)

@@ -6,9 +6,9 @@ Mutations change shapes (architecture, new_layer) and structural hyperparameters
 do not). Per generation, the logged members (spec, hparams) are rebuilt as agents and grouped
 by `group_members` itself, as each engine plans them (`evopop.evolution.engine`), for the run's
 env: `full` (collection and update stacked, `auto`) or `collection` (one env and one policy
-step, each member's own update, `collection`). The workers do not matter: they only cut groups into chunks. Every
-member runs the same number of updates per generation, so member counts weigh updates. The
-last line is JSON.
+step, each member's own update, `collection`). The workers do not matter: they only cut groups
+into chunks. Every member runs the same number of updates per generation, so member counts
+weigh updates. The last line is JSON.
 
     python benchmarks/batched_fraction.py RUN_DIR
 """

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from evopop.errors import UserError
+from evopop.errors import UserError, one_line
 from evopop.evolution.settings import EvolutionConfig, MutationSettings, RunConfig
 
 __all__ = ["ConfigError", "EvolutionConfig", "MutationSettings", "RunConfig", "load_config",
@@ -21,7 +21,11 @@ __all__ = ["ConfigError", "EvolutionConfig", "MutationSettings", "RunConfig", "l
 
 
 class ConfigError(UserError):
-    """A config problem the user can fix; the message names the key and the fix."""
+    """A config problem the user can fix; the message names the key and the fix, on one line
+    (a key or a path from the file may carry line breaks)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 RENAMED_KEYS: dict[str, str] = {

@@ -68,6 +68,12 @@ def test_validation_returns_a_config_or_a_config_error(data: dict) -> None:
     _validate(data)
 
 
+def test_a_key_with_a_line_break_is_named_on_one_line() -> None:
+    """What the fuzzer once found: an unknown key's own line break in the message."""
+    _validate({"env": {"id": "CartPoleNoVel-v1"}, "net": {"\n": None}})
+    _validate({"env": {"id": "CartPoleNoVel-v1"}, "bad\rkey\n": 1})
+
+
 @pytest.mark.slow
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs())

@@ -279,6 +279,12 @@ def test_group_members_splits_by_spec_and_space():
     assert group_members(agents) == [[0], [1], [2], [3]]
     with pytest.raises(ValueError, match="group_members"):
         stack(agents[:2])
+    agents[3].set_params(agents[0].params)
+    assert group_members(agents) == [[0, 3], [1], [2]]
+    agents[3].optimizer.param_groups[0]["weight_decay"] = 0.01  # as an agent file may carry
+    assert group_members(agents, by_structure=False) == [[0], [1], [2], [3]]
+    with pytest.raises(ValueError, match="weight decay"):
+        stack([agents[0], agents[3]])
 
 
 @pytest.mark.parametrize("out_features", [1, 5])

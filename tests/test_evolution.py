@@ -18,8 +18,11 @@ import evopop.training as runner
 from evopop.agents.checkpoint import agent_to_bytes, load_agent
 from evopop.config import load_config, parse_config
 from evopop.errors import UserError
+from evopop.evolution.backends import MemberHandler, PoolBackend
+from evopop.evolution.engine import Engine
 from evopop.evolution.loop import Population
-from evopop.evolution.population import Member, load_state
+from evopop.evolution.population import Member, load_state, save_state
+from evopop.execution.inline import InlinePool
 from evopop.rundir import RunDir
 
 TINY = {
@@ -100,6 +103,16 @@ def test_auto_gives_the_same_elite_in_process_as_on_two_worker_processes(tmp_pat
     processes, _ = _run(tmp_path, "processes", workers=2, max_steps=512)
     one, _ = _run(tmp_path, "one", workers=1, backend="local", max_steps=512)
     assert local["elite_sha256"] == processes["elite_sha256"] != one["elite_sha256"]
+
+
+def test_a_run_plans_for_at_most_one_worker_per_member_and_saves_it(tmp_path):
+    """A Ray cluster may fit far more workers than members; planning for more plans as for
+    one per member, and the checkpoint keeps what it can load."""
+    backend = PoolBackend(InlinePool([MemberHandler]), Engine.AUTO, width=1600)
+    population = Population(parse_config(TINY), backend)
+    assert population.state.batch_width == backend.width == 4
+    save_state(tmp_path / "c.safetensors", population.state)
+    assert load_state(tmp_path / "c.safetensors").batch_width == 4
 
 
 def test_elite_passes_unchanged_and_children_are_independent_copies(tmp_path):

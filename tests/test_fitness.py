@@ -241,7 +241,7 @@ def test_a_pair_goes_at_once_only_on_one_shared_batch(make_agent, monkeypatch, v
               for p in range(2)]
     tasks = tuple(TrainTask(agent_to_bytes(a), env, eval_env_spec(env, 3), None, 32, 5 + p,
                             (0, 64), 3, 9) for p, a in enumerate(agents))
-    results = run_group_task(GroupTask(tasks, batched_update=False))
+    results = run_group_task(GroupTask(tasks))
     assert sizes == at_once
     assert all(len(r.eval_returns) == 3 for r in results)
 

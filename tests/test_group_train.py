@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from evopop.agents import Agent, NetSpec, PPOParams
+from evopop.agents.checkpoint import agent_to_bytes
 from evopop.agents.evaluation import evaluate
 from evopop.agents.train import train_agent
-from evopop.envs import make_vec_env
+from evopop.envs import EnvSpec, make_env, make_vec_env
+from evopop.evolution.task import GroupTask, TrainTask, run_group_task
 from evopop.rollouts import VectorRollouts
 from evopop.rollouts.group import GroupSource, MemberRollouts
 from evopop.rollouts.group_train import train_group
@@ -115,6 +117,24 @@ def test_a_group_shares_one_rollout_length():
     agents[1].set_params(dataclasses.replace(agents[1].params, learn_step=16))
     with pytest.raises(ValueError, match="learn_step"):
         train_group(agents, MemberRollouts(sources), 128, SEEDS)
+
+
+def test_under_collection_a_member_s_fitness_does_not_depend_on_its_chunk():
+    """Box actions on in-process copies: a chunk of four would be evaluated at once and a
+    chunk of two one by one, which round differently; `collection` groups evaluate one by
+    one (`run_group_task`), so the members' fitness, too, is the same in any chunk."""
+    env = EnvSpec(id="PendulumNoVel-v1", num_envs=2, vectorization="sync")
+    probe = make_env(env)
+    spaces = probe.observation_space, probe.action_space
+    probe.close()
+    spec = NetSpec(cell="lstm", hidden_size=16, head=(16,))
+    tasks = [TrainTask(agent_to_bytes(Agent(*spaces, spec, PPOParams(learn_step=16,
+                                                                      batch_size=16), seed=i)),
+                       env, env.with_copies(4), None, 64, i, (0, 64), 4, 0) for i in range(4)]
+    four = run_group_task(GroupTask(tuple(tasks), batched_update=False))
+    two = [r for half in (tasks[:2], tasks[2:])
+           for r in run_group_task(GroupTask(tuple(half), batched_update=False))]
+    assert [(r.agent, r.fitness) for r in four] == [(r.agent, r.fitness) for r in two]
 
 
 def test_with_collection_batched_a_member_s_result_does_not_depend_on_its_chunk():

@@ -55,14 +55,15 @@ def test_plans_group_stackable_members_and_scatter_results_back(engine, units, b
 
 @pytest.mark.parametrize("engine,size,vectorization,want", [
     (Engine.AUTO, 1, "fast", Batching.NONE), (Engine.AUTO, 2, "fast", Batching.FULL),
-    (Engine.AUTO, 4, "async", Batching.FULL), (Engine.BATCHED, 3, "sync", Batching.FULL),
+    (Engine.AUTO, 4, "async", Batching.NONE), (Engine.BATCHED, 4, "async", Batching.FULL),
+    (Engine.BATCHED, 3, "sync", Batching.FULL),
     (Engine.COLLECTION, 2, "fast", Batching.COLLECTION),
     (Engine.COLLECTION, 5, "sync", Batching.COLLECTION),
     (Engine.COLLECTION, 4, "async", Batching.NONE), (Engine.PER_MEMBER, 4, "fast", Batching.NONE),
 ])
 def test_engines_batch_groups_as_they_say(engine, size, vectorization, want):
-    """`auto` stacks every group of two or more; `collection` batches a group's collection
-    only, and only on an env it can share (in-process copies)."""
+    """`auto` stacks every group of two or more on an env it can share (in-process copies),
+    `batched` on any; `collection` batches a group's collection only, on a shared env."""
     env = EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization=vectorization)
     plan = plan_tasks(_tasks([NetSpec(hidden_size=8, head=(8,))] * size, env), engine,
                       workers=1)
@@ -74,7 +75,7 @@ def test_engines_batch_groups_as_they_say(engine, size, vectorization, want):
 @pytest.mark.parametrize("engine,vectorization,want", [
     (Engine.AUTO, "fast", [[0, 1, 2, 3], [4]]), (Engine.BATCHED, "sync", [[0, 1, 2, 3], [4]]),
     (Engine.COLLECTION, "fast", [[0, 3], [1], [2], [4]]),
-    (Engine.AUTO, "async", [[0, 3], [1], [2], [4]]),
+    (Engine.BATCHED, "async", [[0, 3], [1], [2], [4]]),
 ])
 def test_members_of_other_widths_stack_where_the_update_is_stacked_on_one_env(
         engine, vectorization, want):

@@ -73,18 +73,26 @@ def group_members(agents: list[Agent], by_structure: bool = True,
     but padding a member's minibatches to another's and computing members whose schedule has
     ended costs more than it saves: with batch sizes (128, 256, 256, 512) one padded stack took
     1.6x the member-by-member time and grouping by structure 1.1x (benchmarks/batched_update.py).
-    So by default they are grouped apart too.
+    So by default they are grouped apart too. A member with Adam weight decay (only an agent
+    file can carry it) trains alone: the stacked Adam has none.
     """
     groups: dict[Hashable, list[int]] = {}
     for i, agent in enumerate(agents):
-        key = (batch_key(agent, pad_widths), structure_key(agent) if by_structure else None)
+        key = ("alone", i) if _decays(agent) else \
+            (batch_key(agent, pad_widths), structure_key(agent) if by_structure else None)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
+
+
+def _decays(agent: Agent) -> bool:
+    return bool(agent.optimizer.param_groups[0]["weight_decay"])
 
 
 def stack(agents: list[Agent], like: StackedPopulation | None = None) -> StackedPopulation:
     """Copies the members' weights and Adam state into one stacked population, at their widest
     widths or at `like`'s (a subset of its members, whose collected states have its widths)."""
+    if any(_decays(a) for a in agents):
+        raise ValueError("the stacked Adam has no weight decay; train such members alone")
     keys = {batch_key(a) for a in agents}
     if len(keys) != 1:
         raise ValueError("members differ in spec, action space or Adam constants; "

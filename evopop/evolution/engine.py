@@ -31,14 +31,16 @@ def batching(engine: Engine, group: int, shared_env: bool) -> Batching:
     members can step one env of all their copies (`SharedRollouts`), without which batching
     collection alone does not pay.
 
-    `auto` stacks every group of two or more: whole W1 runs (P = 4, chunks of two) took 0.91x
+    `auto` stacks every group of two or more on a shared env (on an env per member, `async`,
+    where a chunk's P x N env processes would share one worker, unmeasured, members train one
+    by one): whole W1 runs (P = 4, chunks of two) took 0.91x
     the time with the update stacked too as with collection alone, GRU and MLP variants 0.95x
     and 0.84x, W2 0.86x (benchmarks/RESULTS.md, 2026-12-07, late night). A stacked update pads
     each member's minibatches to its chunk's largest, so such runs round as their chunks do:
     `collection` is the engine whose result does not depend on the number of workers."""
     if engine is Engine.PER_MEMBER or group < 2:
         return Batching.NONE
-    if engine is Engine.COLLECTION:
+    if engine is Engine.COLLECTION or (engine is Engine.AUTO and not shared_env):
         return Batching.COLLECTION if shared_env else Batching.NONE
     return Batching.FULL
 

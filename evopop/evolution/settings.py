@@ -230,9 +230,9 @@ class RunConfig(BaseModel):
         "auto (cuda when torch sees a GPU); results are bit-identical on cpu only")
     engine: Engine = Field(
         Engine.AUTO, description="how members train: auto (what measured fastest: groups of "
-        "stackable members fully batched), batched (the same, by name), collection (groups "
-        "batch their collection, each member its own update: the same result for any number "
-        "of workers) or per_member (one by one)")
+        "stackable members fully batched on a shared env, one by one on async envs), batched "
+        "(fully batched on any env), collection (groups batch their collection, each member "
+        "its own update: the same result for any number of workers) or per_member (one by one)")
     tensorboard: Annotated[bool | str, BeforeValidator(_tensorboard_setting)] = Field(
         False, description="log each generation to TensorBoard: true (event files in the run "
         "dir's tensorboard/), a directory (relative to the run dir) or false")

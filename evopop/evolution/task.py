@@ -146,7 +146,8 @@ def _evaluated(agent: Agent, task: TrainTask, result: TrainResult) -> EvalResult
 def run_group_task(group: GroupTask) -> list[TaskResult]:
     """`run_task` for every member of the group, the training batched (`train_group`) and the
     members to evaluate evaluated at once (`_evaluated_at_once`; they share the generation's
-    evaluation episodes) where that measured faster (`at_once_pays`)."""
+    evaluation episodes) where that measured faster (`at_once_pays`) and the update is stacked
+    too; the members' env step timeouts summed as `run_task` reports them."""
     tasks = group.members
     agents = [agent_from_bytes(t.agent) for t in tasks]
     source = cached_group_source(tasks[0].env, len(tasks))
@@ -157,7 +158,9 @@ def run_group_task(group: GroupTask) -> list[TaskResult]:
     scores: dict[int, EvalResult] = {}
     spec = tasks[0].eval_env
     shared = spec.vectorization is Vectorization.FAST  # one envpool batch for the group
-    if at_once_pays(len(todo), spec.num_envs, shared=shared):
+    # a collection-only group keeps per-member arithmetic, so its fitness does not depend on
+    # its chunk (at once or one by one round differently, and at once follows the chunk size)
+    if group.batched_update and at_once_pays(len(todo), spec.num_envs, shared=shared):
         scores = dict(zip(todo, _evaluated_at_once([agents[i] for i in todo], tasks[0], shared),
                           strict=True))
     else:

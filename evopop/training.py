@@ -140,7 +140,7 @@ def run_training(
         trackers.log(record)
 
     backend = make_backend(config.backend, workers, config.ray, config.ray_env_worker_cpus(),
-                           config.engine, state.batch_width)
+                           config.engine)
     aborted = True
     try:
         if not state.finished:

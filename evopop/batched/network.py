@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch.nn.utils import parameters_to_vector
 
 from evopop.agents.native import native_available
 from evopop.agents.native_gru import gru_native_step
@@ -41,20 +40,12 @@ class ParamLayout:
     width: int  # D: a member's parameter count
 
     @classmethod
-    def of(cls, net: ActorCritic) -> ParamLayout:
-        return cls.of_shapes({name: tuple(p.shape) for name, p in net.named_parameters()})
-
-    @classmethod
     def widest(cls, nets: list[ActorCritic]) -> ParamLayout:
         """The layout of nets of one structure at their largest size in every dimension."""
         shapes = {}
         for name, _ in nets[0].named_parameters():
             sizes = [net.get_parameter(name).shape for net in nets]
             shapes[name] = tuple(max(dims) for dims in zip(*sizes, strict=True))
-        return cls.of_shapes(shapes)
-
-    @classmethod
-    def of_shapes(cls, shapes: dict[str, tuple[int, ...]]) -> ParamLayout:
         return cls(shapes, sum(math.prod(shape) for shape in shapes.values()))
 
     def views(self, flat: Tensor) -> dict[str, Tensor]:
@@ -89,14 +80,11 @@ class StackedNet:
         `like`'s."""
         spec = like.spec if like else widest([net.spec for net in nets])
         layout = like.layout if like else ParamLayout.widest(nets)
-        if all(ParamLayout.of(net) == layout for net in nets):
-            flat = torch.stack([parameters_to_vector(net.parameters()).detach() for net in nets])
-        else:
-            flat = torch.zeros(len(nets), layout.width)
-            views = layout.views(flat)
-            for p, net in enumerate(nets):
-                for name, param in net.named_parameters():
-                    place(views[name][p], param.detach(), gate_blocks(name, spec))
+        flat = torch.zeros(len(nets), layout.width)
+        views = layout.views(flat)
+        for p, net in enumerate(nets):
+            for name, param in net.named_parameters():
+                place(views[name][p], param.detach(), gate_blocks(name, spec))
         return cls._of(nets[0], layout, flat, requires_grad=True, spec=spec)
 
     @classmethod

@@ -99,12 +99,11 @@ def _ray_pool(resources: RaySettings, workers: int | None, env_worker_cpus: floa
 
 
 def make_backend(kind: Placement, workers: int | None, ray: RaySettings | None = None,
-                 env_worker_cpus: float = 0.0, engine: Engine = Engine.PER_MEMBER,
-                 width: int | None = None) -> Backend:
+                 env_worker_cpus: float = 0.0, engine: Engine = Engine.PER_MEMBER) -> Backend:
     """`ray` and `env_worker_cpus` (what a member's env workers reserve on Ray) are only read
-    for the Ray backend, which alone imports ray; `width` (default: `workers`, else the pool's
-    size) is what batched groups are planned for."""
-    return PoolBackend(_pool(kind, workers, ray, env_worker_cpus), engine, width or workers)
+    for the Ray backend, which alone imports ray. Batched groups are planned for `workers`
+    (else the pool's size) until a `Population` sets the run's width."""
+    return PoolBackend(_pool(kind, workers, ray, env_worker_cpus), engine, workers)
 
 
 def _pool(kind: Placement, workers: int | None, ray: RaySettings | None,

@@ -33,9 +33,9 @@ def batching(engine: Engine, group: int, shared_env: bool) -> Batching:
 
     `auto` stacks every group of two or more on a shared env (on an env per member, `async`,
     where a chunk's P x N env processes would share one worker, unmeasured, members train one
-    by one): whole W1 runs (P = 4, chunks of two) took 0.91x
-    the time with the update stacked too as with collection alone, GRU and MLP variants 0.95x
-    and 0.84x, W2 0.86x (benchmarks/RESULTS.md, 2026-12-07, late night). A stacked update pads
+    by one): whole W1 runs (P = 4, chunks of two) took 0.91x the time with the update stacked
+    too as with collection alone, GRU and MLP variants 0.95x and 0.84x, W2 0.86x
+    (benchmarks/RESULTS.md, 2026-12-07, late night). A stacked update pads
     each member's minibatches to its chunk's largest, so such runs round as their chunks do:
     `collection` is the engine whose result does not depend on the number of workers."""
     if engine is Engine.PER_MEMBER or group < 2:
@@ -48,7 +48,7 @@ def batching(engine: Engine, group: int, shared_env: bool) -> Batching:
 def pads_widths(engine: Engine, shared_env: bool) -> bool:
     """Whether the engine stacks members of other widths (`evopop.batched.padding`): where a
     group's update is stacked on one shared env, whose states live at the stack's widths."""
-    return shared_env and engine in (Engine.AUTO, Engine.BATCHED)
+    return shared_env and batching(engine, 2, shared_env) is Batching.FULL
 
 
 WORKER_MODULES = ("evopop.envs.envpool_import", "evopop.evolution.backends")

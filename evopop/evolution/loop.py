@@ -83,13 +83,13 @@ class Population:
         self.config = config
         self.evolution = config.population()
         self.state = state if state is not None else initial_state(config)
-        self.backend = backend or make_backend(Placement.LOCAL, 1, engine=config.engine,
-                                               width=self.state.batch_width)
-        # planning for more workers than members plans as for one per member; a Ray pool may
-        # fit far more (the checkpoint keeps at most MAX_POPULATION)
+        self.backend = backend or make_backend(Placement.LOCAL, 1, engine=config.engine)
+        # a resumed run plans as it began; a fresh one for its backend's workers, at most one
+        # per member (which plans the same as more: a Ray pool may fit more than a checkpoint
+        # keeps, MAX_POPULATION)
         self.state.batch_width = self.state.batch_width or \
             min(self.backend.width, len(self.state.members))
-        self.backend.width = self.state.batch_width  # a resumed run plans as it began
+        self.backend.width = self.state.batch_width
         self.device = resolve_device(config.device)
         self.last_results: list[TaskResult] = []
         self._children: list[int] = []  # slots of this generation's clones, still unmutated

@@ -91,6 +91,20 @@ def test_members_of_other_widths_stack_where_the_update_is_stacked_on_one_env(
     assert sorted(plan_tasks(_tasks(wide, env), Engine.AUTO, workers=1).slots) == [[0], [1]]
 
 
+@pytest.mark.parametrize("hidden,want", [
+    ((64, 8), [[0, 1]]), ((128, 64), [[0, 1]]), ((8, 8, 8, 64), [[0, 1, 2, 3]]),
+    ((16, 256, 16, 16, 16, 16, 16, 16), [[0, 2, 3, 4, 5, 6, 7], [1]]),
+    ((16, 128, 16, 16, 16, 16, 16, 16), [[0, 2, 3, 4, 5, 6, 7], [1]]),
+])
+def test_padding_that_would_cost_too_much_arithmetic_splits_the_group(hidden, want):
+    """`PAD_MAX_WASTE`: one wide member among many narrow ones trains apart
+    (benchmarks/padded_group.py: 2.4-4.9x slower padded), a few narrow ones pad to it."""
+    env = EnvSpec(id="PendulumNoVel-v1", num_envs=2, vectorization="fast")
+    plan = plan_tasks(_tasks([NetSpec(hidden_size=h, head=(8,)) for h in hidden], env),
+                      Engine.AUTO, workers=1)
+    assert sorted(plan.slots) == sorted(want)
+
+
 def test_env_workers_always_train_one_by_one():
     env = EnvSpec(id="CartPoleNoVel-v1", num_envs=2, vectorization="independent",
                   env_workers=1)

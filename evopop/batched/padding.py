@@ -27,6 +27,12 @@ from evopop.agents.spec import CellType, NetSpec
 PAD_MAX_WIDTH = 256
 """The widest hidden size or head layer that pads to another member's widths."""
 
+PAD_MAX_WASTE = 4.0
+"""The most recurrent arithmetic a padded group may do over its members' own (P H_max^2 over
+sum H^2): benchmarks/padded_group.py (2026-12-07, one W1 rollout and update per member) took
+hidden sizes (64, 8) (2.0x the arithmetic) and (128, 64) (1.6x) 0.79x and 0.91x the time of
+stacking each width apart, but (128, 16 x 7) (7.3x) 2.37x and (256, 16 x 7) (7.8x) 4.87x."""
+
 _GATES = {CellType.LSTM: 4, CellType.GRU: 3}
 _GATED = (".weight_ih", ".weight_hh", ".bias_ih", ".bias_hh")  # nn.LSTM / nn.GRU names
 
@@ -49,6 +55,25 @@ def widest(specs: list[NetSpec]) -> NetSpec:
     return dataclasses.replace(specs[0], hidden_size=max(s.hidden_size for s in specs),
                                head=tuple(max(layer) for layer in zip(*(s.head for s in specs),
                                                                        strict=True)))
+
+
+def split_by_cost(members: list[int], hidden: list[int]) -> list[list[int]]:
+    """`members` (indices, with their recurrent hidden sizes) cut, narrowest first, into
+    groups whose padding costs at most `PAD_MAX_WASTE` times their own recurrent arithmetic (a
+    wider member joins while the group, padded to it, stays under that); each group in index
+    order, the groups in order of their first member."""
+    order = sorted(range(len(members)), key=lambda j: (hidden[j], members[j]))
+    groups: list[list[int]] = []
+    own = 0
+    for j in order:
+        square = hidden[j] ** 2  # the widest yet: members come narrowest first
+        if groups and (len(groups[-1]) + 1) * square <= PAD_MAX_WASTE * (own + square):
+            groups[-1].append(members[j])
+            own += square
+        else:
+            groups.append([members[j]])
+            own = square
+    return sorted((sorted(g) for g in groups), key=lambda g: g[0])
 
 
 def gate_blocks(name: str, spec: NetSpec) -> int:

@@ -16,7 +16,7 @@ from evopop.agents.agent import Agent
 from evopop.agents.spaces import PolicyHead
 from evopop.batched.adam import StackedAdam
 from evopop.batched.network import StackedNet
-from evopop.batched.padding import crop, gate_blocks, place, width_free
+from evopop.batched.padding import crop, gate_blocks, place, split_by_cost, width_free
 
 
 @dataclass
@@ -73,15 +73,18 @@ def group_members(agents: list[Agent], by_structure: bool = True,
     but padding a member's minibatches to another's and computing members whose schedule has
     ended costs more than it saves: with batch sizes (128, 256, 256, 512) one padded stack took
     1.6x the member-by-member time and grouping by structure 1.1x (benchmarks/batched_update.py).
-    So by default they are grouped apart too. A member with Adam weight decay (only an agent
-    file can carry it) trains alone: the stacked Adam has none.
+    So by default they are grouped apart too. Members of other widths are cut where padding
+    would cost too much arithmetic (`padding.split_by_cost`). A member with Adam weight decay
+    (only an agent file can carry it) trains alone: the stacked Adam has none.
     """
     groups: dict[Hashable, list[int]] = {}
     for i, agent in enumerate(agents):
         key = ("alone", i) if _decays(agent) else \
             (batch_key(agent, pad_widths), structure_key(agent) if by_structure else None)
         groups.setdefault(key, []).append(i)
-    return list(groups.values())
+    cut = [part for group in groups.values()
+           for part in split_by_cost(group, [agents[i].spec.hidden_size for i in group])]
+    return sorted(cut, key=lambda g: g[0])
 
 
 def _decays(agent: Agent) -> bool:
